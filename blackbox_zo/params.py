@@ -1,0 +1,211 @@
+"""ParamSpace: which tensors of an in-process torch model are tuned, and in-place moves along seeded directions.
+
+It is the torch implementation of the Backend contract: the engine hands it (seed, coefficient) pairs and
+it regenerates each direction chunk by chunk, so no direction is ever stored. Optional extras: float32
+master copies for low-precision models, magnitude-based sparse masks, and block-wise perturbation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from typing import Callable, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .noise import KINDS, add_noise_, derive_seed, generator_id
+
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks)\.(\d+)\.")
+
+
+def merge_pairs(pairs: Iterable[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Sum the coefficients of repeated seeds, keeping first-seen order: one noise pass per seed."""
+    merged: OrderedDict[int, float] = OrderedDict()
+    for seed, coeff in pairs:
+        merged[int(seed)] = merged.get(int(seed), 0.0) + float(coeff)
+    return [(s, c) for s, c in merged.items() if c != 0.0]
+
+
+def fingerprint_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
+    """A 16-hex digest of names, shapes and a strided sample of values (cheap: ~1 M elements read)."""
+    h = hashlib.blake2b(digest_size=8)
+    total = sum(t.numel() for t in tensors.values()) or 1
+    for name in sorted(tensors):
+        flat = tensors[name].detach().reshape(-1)
+        stride = max(1, total // (1 << 20))
+        sample = flat[::stride].to(device="cpu", dtype=torch.float32)
+        h.update(f"{name}:{tuple(tensors[name].shape)}:{float(flat.double().sum()):.10e}".encode())
+        h.update(sample.numpy().tobytes())
+    return h.hexdigest()
+
+
+def named_tensors(model_or_params: nn.Module | Mapping[str, torch.Tensor] | Iterable[torch.Tensor]) -> dict:
+    """Stable names for what the caller gave: module parameter names, dict keys, or list positions."""
+    if isinstance(model_or_params, nn.Module):
+        return {n: p for n, p in model_or_params.named_parameters() if p.requires_grad}
+    if isinstance(model_or_params, Mapping):
+        return dict(model_or_params)
+    items = list(model_or_params)
+    if items and isinstance(items[0], dict):  # torch.optim-style parameter groups
+        items = [p for group in items for p in group["params"]]
+    return {f"param.{i}": p for i, p in enumerate(items)}
+
+
+def block_of_name(name: str) -> str:
+    """Block-wise perturbation groups tensors by transformer layer index; the rest form one block."""
+    m = _LAYER.search(name)
+    return f"layer.{m.group(1)}" if m else "other"
+
+
+class ParamSpace:
+    """The tuned tensors of an in-process model and the in-place operations of the Backend contract."""
+
+    def __init__(
+        self,
+        model_or_params,
+        include: Sequence[str] | str | None = None,
+        exclude: Sequence[str] | str | None = None,
+        noise: str = "gaussian",
+        mask_density: float | None = None,
+        blockwise: bool = False,
+        master_weights: bool | None = None,
+    ):
+        if noise not in KINDS:
+            raise ValueError(f"noise must be one of {KINDS}, got {noise!r}")
+        if mask_density is not None and not 0.0 < mask_density <= 1.0:
+            raise ValueError(f"mask_density must be in (0, 1], got {mask_density}")
+        tensors = named_tensors(model_or_params)
+        inc = [include] if isinstance(include, str) else list(include or [])
+        exc = [exclude] if isinstance(exclude, str) else list(exclude or [])
+        tensors = {
+            n: p
+            for n, p in tensors.items()
+            if (not inc or any(re.search(r, n) for r in inc)) and not any(re.search(r, n) for r in exc)
+        }
+        if not tensors:
+            raise ValueError(
+                "empty parameter set: no tensor requires grad and matches "
+                f"include={inc or 'all'} exclude={exc or 'none'}"
+            )
+        for n, p in tensors.items():
+            if not p.is_contiguous():
+                raise ValueError(f"tensor {n!r} is not contiguous; in-place seeded updates need contiguous storage")
+            if not p.is_floating_point():
+                raise ValueError(f"tensor {n!r} has dtype {p.dtype}; only floating-point tensors can be tuned")
+        self.noise_kind = noise
+        self.tensors: dict[str, torch.Tensor] = tensors
+        low = any(p.dtype != torch.float32 for p in tensors.values())
+        self.master_weights = low if master_weights is None else master_weights
+        # float32 masters for bf16/fp16 tensors: theta lives in fp32, the model sees its rounding
+        self.masters = (
+            {n: p.detach().float().clone() for n, p in tensors.items()} if self.master_weights else {}
+        )
+        self.masks = {n: self._magnitude_mask(p, mask_density) for n, p in tensors.items()} if mask_density else {}
+        self.blockwise = blockwise
+        self.blocks = sorted({block_of_name(n) for n in tensors}) if blockwise else ["all"]
+
+    @staticmethod
+    def _magnitude_mask(p: torch.Tensor, density: float) -> torch.Tensor:
+        # ZO-Bench / S-MeZO: perturb only the `density` share of entries with the smallest |w|
+        flat = p.detach().float().abs().reshape(-1)
+        k = max(1, int(round(density * flat.numel())))
+        threshold = flat.kthvalue(k).values if k < flat.numel() else flat.max()
+        return flat <= threshold  # bool: 1 byte per element
+
+    # --- Backend contract -------------------------------------------------------------------------
+    def numel(self) -> int:
+        return sum(p.numel() for p in self.tensors.values())
+
+    def generator_id(self) -> str:
+        return generator_id(next(iter(self.tensors.values())).device)
+
+    def block_for_seed(self, seed: int) -> str:
+        """Block-wise mode: the direction of `seed` touches only this block (chosen from the seed)."""
+        return self.blocks[derive_seed(seed, "block") % len(self.blocks)]
+
+    def _names_for(self, seed: int) -> list[str]:
+        if not self.blockwise:
+            return list(self.tensors)
+        block = self.block_for_seed(seed)
+        return [n for n in self.tensors if block_of_name(n) == block]
+
+    def apply(self, pairs: Sequence[tuple[int, float]]) -> None:
+        """theta <- theta + sum_i c_i z(seed_i): per tensor, one chunked noise pass per distinct seed."""
+        merged = merge_pairs(pairs)
+        if not merged:
+            return
+        targets = {seed: set(self._names_for(seed)) for seed, _ in merged}
+        with torch.no_grad():
+            for name, p in self.tensors.items():
+                work = [(s, c) for s, c in merged if name in targets[s]]
+                if not work:
+                    continue
+                store = self.masters.get(name, p)
+                flat = store.view(-1)
+                for seed, coeff in work:
+                    add_noise_(flat, seed, name, coeff, kind=self.noise_kind, mask=self.masks.get(name))
+                if name in self.masters:
+                    p.copy_(store)  # the model sees round(theta_master)
+
+    def decay(self, factor: float) -> None:
+        """theta <- factor * theta for matrices only (decoupled weight decay skips biases and norms)."""
+        with torch.no_grad():
+            for name, p in self.tensors.items():
+                if p.ndim < 2:
+                    continue
+                if name in self.masters:
+                    self.masters[name].mul_(factor)
+                    p.copy_(self.masters[name])
+                else:
+                    p.mul_(factor)
+
+    def map_dense(self, pairs: Sequence[tuple[int, float]], fn: Callable[[str, torch.Tensor, torch.Tensor], None]) -> None:
+        """For dense-state optimizers: fn(name, theta_flat_fp32, g_flat) with g = sum_i c_i z_i, one tensor at a time."""
+        merged = merge_pairs(pairs)
+        targets = {seed: set(self._names_for(seed)) for seed, _ in merged}
+        with torch.no_grad():
+            for name, p in self.tensors.items():
+                g = torch.zeros(p.numel(), dtype=torch.float32, device=p.device)  # one tensor of scratch
+                for seed, coeff in merged:
+                    if name in targets[seed]:
+                        add_noise_(g, seed, name, coeff, kind=self.noise_kind, mask=self.masks.get(name))
+                if name in self.masters:
+                    fn(name, self.masters[name].view(-1), g)
+                    p.copy_(self.masters[name])
+                elif p.dtype == torch.float32:
+                    fn(name, p.view(-1), g)
+                else:
+                    tmp = p.detach().float().reshape(-1)
+                    fn(name, tmp, g)
+                    p.copy_(tmp.view_as(p))
+
+    def fingerprint(self) -> str:
+        return fingerprint_tensors(self.masters or self.tensors)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        src = self.masters or self.tensors
+        return {n: t.detach().to(device="cpu", dtype=torch.float32).clone() for n, t in src.items()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Copy tuned values back in (e.g. to restore a snapshot in tests or tools)."""
+        missing = set(self.tensors) - set(state)
+        if missing:
+            raise KeyError(f"state is missing tuned tensors: {sorted(missing)[:5]}")
+        with torch.no_grad():
+            for n, p in self.tensors.items():
+                if n in self.masters:
+                    self.masters[n].copy_(state[n])
+                p.copy_(state[n])
+
+    def describe(self) -> dict:
+        """Plain-data summary recorded in trajectory headers and printed by tools."""
+        return {
+            "tensors": len(self.tensors),
+            "numel": self.numel(),
+            "noise": self.noise_kind,
+            "master_weights": self.master_weights,
+            "masked": bool(self.masks),
+            "blockwise": self.blockwise,
+        }
