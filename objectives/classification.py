@@ -1,0 +1,180 @@
+"""Classification objectives: label-word scoring (MeZO's prompt + verbaliser), parsed generations, multiple choice.
+
+Each reports accuracy or F1 over the batch; per-example values are 1.0/0.0 correctness (F1 is not a mean of them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from . import metrics
+from .base import Objective, ObjectiveError, Score, check_texts, check_values, prompts_for
+
+Template = str | Callable[[dict], str] | None
+
+
+@dataclass(frozen=True)
+class Verbalizer:
+    """Maps each class label to the word that names it, e.g. SST-2 {0: "terrible", 1: "great"}."""
+
+    words: Mapping[Any, str]
+
+    @property
+    def labels(self) -> list[Any]:
+        return list(self.words)
+
+    @property
+    def word_list(self) -> list[str]:
+        return list(self.words.values())
+
+    def index(self, label: Any) -> int:
+        """Position of `label` among the classes; labels match by str() so "1" (TSV) equals 1."""
+        for i, key in enumerate(self.words):
+            if str(key) == str(label):
+                return i
+        raise KeyError(f"label {label!r} is not one of {self.labels}")
+
+    def parse(self, text: str) -> Any | None:
+        """Label whose word starts the text, else whose word occurs first in it (whole word), else None."""
+        lowered = text.lower()
+        first = re.findall(r"\w+", lowered)[:1]
+        for label, word in self.words.items():
+            if first and first[0] == word.lower():
+                return label
+        hits = [(m.start(), label) for label, word in self.words.items()
+                if (m := re.search(rf"\b{re.escape(word.lower())}\b", lowered))]
+        return min(hits, key=lambda h: h[0])[1] if hits else None
+
+
+def classification_score(name: str, predictions: list, batch: list[dict], verbalizer: Verbalizer,
+                         label_key: str, metric: str, average: str, pos_label: Any) -> Score:
+    """accuracy or F1 of predicted labels against `batch[i][label_key]` (labels compared by str)."""
+    golds = [verbalizer.labels[verbalizer.index(ex[label_key])] for ex in batch]
+    per = [1.0 if p is not None and str(p) == str(g) else 0.0 for p, g in zip(predictions, golds)]
+    if metric == "accuracy":
+        value = metrics.accuracy(predictions, golds)
+    else:
+        pos = verbalizer.labels[-1] if pos_label is None else pos_label
+        value = metrics.f1(predictions, golds, average=average, labels=verbalizer.labels, pos_label=pos)
+    return Score(per, value, name, {"predictions": list(predictions)})
+
+
+def _check_metric(metric: str, average: str) -> None:
+    if metric not in ("accuracy", "f1"):
+        raise ValueError(f"metric must be 'accuracy' or 'f1', got {metric!r}")
+    if average not in metrics.AVERAGES:
+        raise ValueError(f"average must be one of {metrics.AVERAGES}, got {average!r}")
+
+
+def content_free(template: str) -> str:
+    """The template with every field replaced by "N/A" (contextual calibration, Zhao et al. 2021)."""
+    return template.format_map(defaultdict(lambda: "N/A"))
+
+
+class LabelWordClassifier(Objective):
+    """Predict the label whose word has the highest next-token log-probability after the prompt.
+
+    calibrate=None: raw log-probs. "batch": subtract each class's mean log-prob over the batch,
+    s'[i,c] = s[i,c] - mean_j s[j,c] (removes a prior towards one word; depends on batch make-up).
+    "content_free": subtract the log-probs after the content-free prompt, s'[i,c] = s[i,c] - s_cf[c].
+    """
+
+    maximize = True
+
+    def __init__(self, template: Template, verbalizer: Verbalizer | Mapping[Any, str], *,
+                 label_key: str = "label", metric: str = "accuracy", average: str = "macro",
+                 pos_label: Any = None, calibrate: str | None = None,
+                 content_free_prompt: str | None = None, name: str | None = None) -> None:
+        _check_metric(metric, average)
+        if calibrate not in (None, "batch", "content_free"):
+            raise ValueError(f"calibrate must be None, 'batch' or 'content_free', got {calibrate!r}")
+        if calibrate == "content_free" and content_free_prompt is None:
+            if not isinstance(template, str):
+                raise ValueError("calibrate='content_free' with a callable template needs content_free_prompt")
+            content_free_prompt = content_free(template)
+        self.template, self.label_key, self.metric, self.average = template, label_key, metric, average
+        self.verbalizer = verbalizer if isinstance(verbalizer, Verbalizer) else Verbalizer(dict(verbalizer))
+        self.pos_label, self.calibrate, self.content_free_prompt = pos_label, calibrate, content_free_prompt
+        self.name = name or (f"label_word_{metric}" if metric == "accuracy" else f"label_word_f1_{average}")
+
+    def outputs(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> dict:
+        words = self.verbalizer.word_list
+        out = {"logprobs": lm.label_word_logits(prompts_for(self.template, batch), words).tolist()}
+        if self.calibrate == "content_free":
+            out["content_free"] = lm.label_word_logits([self.content_free_prompt], words).tolist()[0]
+        return out
+
+    def score(self, batch: list[dict], outputs: dict | list) -> Score:
+        rows = outputs["logprobs"] if isinstance(outputs, dict) else outputs
+        k = len(self.verbalizer.words)
+        if len(rows) != len(batch):
+            raise ObjectiveError(f"{self.name}: logprobs has length {len(rows)}, expected {len(batch)} (one per example)")
+        rows = [check_values(self.name, r, k, what=f"logprobs[{i}]") for i, r in enumerate(rows)]
+        if self.calibrate == "batch":
+            mean = [sum(r[c] for r in rows) / len(rows) for c in range(k)]
+            rows = [[r[c] - mean[c] for c in range(k)] for r in rows]
+        elif self.calibrate == "content_free":
+            cf = check_values(self.name, outputs["content_free"], k, what="content_free logprobs")
+            rows = [[r[c] - cf[c] for c in range(k)] for r in rows]
+        labels = self.verbalizer.labels
+        preds = [labels[max(range(k), key=r.__getitem__)] for r in rows]  # argmax, first wins ties
+        return classification_score(self.name, preds, batch, self.verbalizer, self.label_key,
+                                    self.metric, self.average, self.pos_label)
+
+
+class GeneratedLabelClassifier(Objective):
+    """Generate a short answer, parse it into a label with the verbaliser; unparseable counts as wrong."""
+
+    maximize = True
+
+    def __init__(self, template: Template, verbalizer: Verbalizer | Mapping[Any, str], *,
+                 label_key: str = "label", metric: str = "accuracy", average: str = "macro",
+                 pos_label: Any = None, max_new_tokens: int = 8, temperature: float = 0.0,
+                 parse: Callable[[str], Any] | None = None, name: str | None = None) -> None:
+        _check_metric(metric, average)
+        self.template, self.label_key, self.metric, self.average = template, label_key, metric, average
+        self.verbalizer = verbalizer if isinstance(verbalizer, Verbalizer) else Verbalizer(dict(verbalizer))
+        self.pos_label, self.max_new_tokens, self.temperature = pos_label, max_new_tokens, temperature
+        self.parse = parse or self.verbalizer.parse
+        self.name = name or (f"generated_{metric}" if metric == "accuracy" else f"generated_f1_{average}")
+
+    def outputs(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> list[str]:
+        return lm.generate(prompts_for(self.template, batch), max_new_tokens=self.max_new_tokens,
+                           temperature=self.temperature, seed=seed)
+
+    def score(self, batch: list[dict], outputs: list[str]) -> Score:
+        texts = check_texts(self.name, outputs, len(batch))
+        preds = [self.parse(t) for t in texts]
+        return classification_score(self.name, preds, batch, self.verbalizer, self.label_key,
+                                    self.metric, self.average, self.pos_label)
+
+
+class MultipleChoice(Objective):
+    """Pick the choice with the highest average per-token log-likelihood (MeZO's COPA/ReCoRD rule).
+
+    Choices come from `example[choices_key]` (a list of strings); the gold is the index `example[label_key]`.
+    Averaging over tokens (reduce="mean") keeps long choices from losing merely for being long.
+    """
+
+    maximize = True
+
+    def __init__(self, template: Template, *, choices_key: str = "choices", label_key: str = "label",
+                 name: str = "multiple_choice_accuracy") -> None:
+        self.template, self.choices_key, self.label_key, self.name = template, choices_key, label_key, name
+
+    def outputs(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> list[list[float]]:
+        choices = [list(ex[self.choices_key]) for ex in batch]
+        return lm.choice_logliks(prompts_for(self.template, batch), choices, reduce="mean")
+
+    def score(self, batch: list[dict], outputs: list[list[float]]) -> Score:
+        if len(outputs) != len(batch):
+            raise ObjectiveError(f"{self.name}: logliks has length {len(outputs)}, expected {len(batch)} (one per example)")
+        per = []
+        for i, (ex, row) in enumerate(zip(batch, outputs)):
+            row = check_values(self.name, row, len(ex[self.choices_key]), what=f"logliks[{i}]")
+            pred = max(range(len(row)), key=row.__getitem__)
+            per.append(float(pred == int(ex[self.label_key])))
+        return Score(per, sum(per) / len(per), self.name)
