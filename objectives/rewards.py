@@ -20,7 +20,7 @@ _NOT_COLUMNS = ("prompt", "completion", "completion_ids")  # TRL passes every ot
 
 def columns(batch: list[dict]) -> dict[str, list]:
     """Dataset columns as keyword arguments: {"label": [...], "answer": [...]} for each key of the batch."""
-    keys = [k for k in batch[0] if k not in _NOT_COLUMNS]
+    keys = [k for k in batch[0] if k not in _NOT_COLUMNS] if batch else []
     return {k: [ex.get(k) for ex in batch] for k in keys}
 
 
