@@ -1,0 +1,318 @@
+"""Batched scoring and generation with a Hugging Face causal LM, all under torch.no_grad().
+
+These are the only model calls a zeroth-order objective needs: log-likelihoods, label-word
+log-probabilities and (seeded) generation; both sides of an SPSA pair share a sampling seed.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import StoppingCriteria
+
+REDUCTIONS = ("sum", "mean")
+
+
+class TransformersLM:
+    """A model + tokenizer pair with batched, padding-invariant loglik / label-word / generate calls.
+
+    Sequences are left-padded and carry explicit position ids, so a row scores the same whether it
+    is alone or in a padded batch. Rows are sorted by length before batching to waste less padding.
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int = 16,
+                 use_chat_template: bool | None = None, max_length: int | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self._model = model
+        self._tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.max_length = max_length
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if use_chat_template and not has_template:
+            raise ValueError("use_chat_template=True but the tokenizer has no chat template")
+        self.use_chat_template = has_template if use_chat_template is None else use_chat_template
+        self.pad_id = self._pad_token_id()
+
+    @property
+    def model(self):
+        return self._model
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self._model.device
+
+    # ------------------------------------------------------------------ scoring
+
+    def loglik(self, prompts: Sequence[str], targets: Sequence[str], reduce: str = "sum") -> list[float]:
+        """log p(target | prompt) per example, summed ("sum") or averaged per target token ("mean").
+
+        The target tokens are those of tokenize(prompt + target) past its longest common prefix with
+        tokenize(prompt): exactly the continuation, even when a merge crosses the boundary.
+        An empty target scores 0.0.
+        """
+        if len(prompts) != len(targets):
+            raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+        pairs = [self._split_context_target(p, t) for p, t in zip(prompts, targets)]
+        scores = [0.0] * len(pairs)
+        for indices in self._batches([len(c) + len(t) for c, t in pairs]):
+            batch = [pairs[i] for i in indices]
+            token_logprobs = self._target_logprobs(batch)
+            for i, lp in zip(indices, token_logprobs):
+                if len(lp) == 0:
+                    continue
+                scores[i] = float(lp.sum() if reduce == "sum" else lp.mean())
+        return scores
+
+    def choice_logliks(self, prompts: Sequence[str], choices: Sequence[Sequence[str]],
+                       reduce: str = "mean") -> list[list[float]]:
+        """Score each candidate continuation of each prompt (MeZO multiple choice: mean per token)."""
+        if len(prompts) != len(choices):
+            raise ValueError(f"{len(prompts)} prompts but {len(choices)} choice lists")
+        flat_prompts = [p for p, cs in zip(prompts, choices) for _ in cs]
+        flat_targets = [c for cs in choices for c in cs]
+        flat = self.loglik(flat_prompts, flat_targets, reduce=reduce)
+        out, start = [], 0
+        for cs in choices:
+            out.append(flat[start:start + len(cs)])
+            start += len(cs)
+        return out
+
+    def label_word_logits(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
+        """Next-token log-probabilities [n, len(words)] (float32, CPU) of each word's first token.
+
+        Words are scored as they would follow the prompt after a space: a word that does not start
+        with whitespace gets a leading space (" great", " terrible"), as in MeZO's label words.
+        """
+        word_ids = self.label_word_ids(words)
+        rows = []
+        encoded = [self._encode(p) for p in prompts]
+        for indices in self._batches([len(e) for e in encoded]):
+            input_ids, mask, positions = self._left_pad([encoded[i] for i in indices])
+            logits = self._forward(input_ids, mask, positions, keep=1)[:, -1]
+            logprobs = F.log_softmax(logits.float(), dim=-1)[:, word_ids]
+            rows.extend(zip(indices, logprobs.cpu()))
+        out = torch.empty(len(prompts), len(word_ids), dtype=torch.float32)
+        for i, row in rows:
+            out[i] = row
+        return out
+
+    def label_word_ids(self, words: Sequence[str]) -> list[int]:
+        """First token id of each label word (with a leading space); distinct words must differ."""
+        ids = []
+        for word in words:
+            spaced = word if word[:1].isspace() else " " + word
+            tokens = self._tokenizer.encode(spaced, add_special_tokens=False)
+            if not tokens:
+                raise ValueError(f"label word {word!r} tokenizes to nothing")
+            ids.append(tokens[0])
+        for a in range(len(words)):
+            for b in range(a + 1, len(words)):
+                if ids[a] == ids[b]:
+                    raise ValueError(
+                        f"label words {words[a]!r} and {words[b]!r} share their first token "
+                        f"({self._tokenizer.convert_ids_to_tokens(ids[a])!r}, id {ids[a]}); "
+                        "choose words whose first tokens differ")
+        return ids
+
+    # --------------------------------------------------------------- generation
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int | None = None,
+                 stop: Sequence[str] | None = None) -> list[str]:
+        """Completions only (special tokens dropped), truncated before the first stop string.
+
+        temperature == 0 decodes greedily. Otherwise sampling draws from a private RNG seeded with
+        `seed` (global RNG untouched), so equal prompts, seed, batch_size and weights give equal
+        samples; with seed=None sampling uses (and advances) the global RNG.
+        """
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        stop = [s for s in (stop or []) if s]
+        encoded = [self._encode_for_generation(p, max_new_tokens) for p in prompts]
+        options = self._generation_options(max_new_tokens, temperature, top_p)
+        completions = [""] * len(prompts)
+        with self._sampling_rng(seed if temperature > 0 else None):
+            for indices in self._batches([len(e) for e in encoded]):
+                texts = self._generate_batch([encoded[i] for i in indices], options, stop)
+                for i, text in zip(indices, texts):
+                    completions[i] = truncate_at_stop(text, stop)
+        return completions
+
+    def _generate_batch(self, encoded: list[list[int]], options: dict, stop: list[str]) -> list[str]:
+        input_ids, mask, _ = self._left_pad(encoded)
+        criteria = [StopOnStrings(self._tokenizer, stop, input_ids.shape[1])] if stop else None
+        with torch.no_grad():
+            out = self._model.generate(input_ids=input_ids, attention_mask=mask,
+                                       stopping_criteria=criteria, **options)
+        new_tokens = out[:, input_ids.shape[1]:]
+        return self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def _generation_options(self, max_new_tokens: int, temperature: float, top_p: float) -> dict:
+        options = dict(max_new_tokens=max_new_tokens, pad_token_id=self.pad_id,
+                       eos_token_id=self._eos_ids())
+        if temperature == 0:
+            return dict(options, do_sample=False, temperature=None, top_p=None, top_k=None)
+        # top_k=0 switches off transformers' default top-k of 50: only temperature and top_p apply.
+        return dict(options, do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+
+    @contextmanager
+    def _sampling_rng(self, seed: int | None) -> Iterator[None]:
+        """Seed a forked RNG for the duration of the block; the caller's RNG state is restored after."""
+        if seed is None:
+            yield
+            return
+        device = self.device
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+            if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, device_type=device.type if cuda else "cuda"):
+            torch.random.default_generator.manual_seed(seed)
+            for index in cuda:
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)
+            yield
+
+    # ---------------------------------------------------------------- internals
+
+    def _split_context_target(self, prompt: str, target: str) -> tuple[list[int], list[int]]:
+        """(context ids, target ids) with context + target == tokenize(prompt + target)."""
+        prompt_ids = self._encode(prompt)
+        full_ids = self._encode(prompt + target)
+        n = common_prefix_length(prompt_ids, full_ids)
+        context, continuation = full_ids[:n], full_ids[n:]
+        if not context and continuation:
+            # The first target token needs something to be predicted from.
+            context = [self._start_token_id()]
+        return self._fit_length(context, continuation)
+
+    def _fit_length(self, context: list[int], target: list[int]) -> tuple[list[int], list[int]]:
+        """Drop context tokens from the left so context + target fits in max_length."""
+        if self.max_length is None or len(context) + len(target) <= self.max_length:
+            return context, target
+        if len(target) >= self.max_length:
+            raise ValueError(f"target of {len(target)} tokens does not fit max_length={self.max_length}")
+        return context[len(context) + len(target) - self.max_length:], target
+
+    def _target_logprobs(self, batch: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
+        """Log-probabilities of each row's target tokens (which sit at the right end of the row)."""
+        input_ids, mask, positions = self._left_pad([c + t for c, t in batch])
+        longest = max(len(t) for _, t in batch)
+        if longest == 0:
+            return [torch.empty(0) for _ in batch]
+        # Logits at position j predict token j+1: the last `longest` targets need positions
+        # [T-longest-1, T-1), i.e. the last longest+1 logits without the final one.
+        logits = self._forward(input_ids, mask, positions, keep=longest + 1)[:, -longest - 1:-1]
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        tokens = input_ids[:, -longest:]
+        picked = logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).cpu()  # [B, longest]
+        return [picked[row, longest - len(t):] for row, (_, t) in enumerate(batch)]
+
+    def _forward(self, input_ids, mask, positions, keep: int) -> torch.Tensor:
+        """Logits of the last `keep` positions (only those go through the LM head)."""
+        with torch.no_grad():
+            out = self._model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                              use_cache=False, logits_to_keep=keep)
+        return out.logits[:, -keep:]
+
+    def _left_pad(self, rows: list[list[int]]):
+        """Left-padded ids, attention mask and position ids (0 at each row's first real token)."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            if row:
+                ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+                mask[i, width - len(row):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        device = self.device
+        return ids.to(device), mask.to(device), positions.to(device)
+
+    def _batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
+        """Indices in batches of batch_size, longest first, so rows of a batch have similar length."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        for start in range(0, len(order), self.batch_size):
+            yield order[start:start + self.batch_size]
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self._tokenizer(text)["input_ids"])
+
+    def _encode_for_generation(self, prompt: str, max_new_tokens: int) -> list[int]:
+        """Prompt ids (through the chat template when enabled), left-truncated to fit max_length."""
+        if self.use_chat_template:
+            messages = [{"role": "user", "content": prompt}]
+            text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                       tokenize=False)
+            # The template already writes the special tokens it wants.
+            ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+        else:
+            ids = self._encode(prompt)
+        if not ids:
+            ids = [self._start_token_id()]
+        if self.max_length is not None:
+            room = max(self.max_length - max_new_tokens, 1)
+            ids = ids[-room:]
+        return ids
+
+    def _pad_token_id(self) -> int:
+        tok = self._tokenizer
+        for candidate in (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+    def _start_token_id(self) -> int:
+        tok = self._tokenizer
+        for candidate in (tok.bos_token_id, tok.eos_token_id, self.pad_id):
+            if candidate is not None:
+                return int(candidate)
+        raise ValueError("tokenizer has no bos/eos token to start an empty prompt")
+
+    def _eos_ids(self) -> list[int] | None:
+        """Stop tokens: the model's generation config eos ids plus the tokenizer's eos."""
+        configured = getattr(getattr(self._model, "generation_config", None), "eos_token_id", None)
+        ids = [configured] if isinstance(configured, int) else list(configured or [])
+        if self._tokenizer.eos_token_id is not None and self._tokenizer.eos_token_id not in ids:
+            ids.append(self._tokenizer.eos_token_id)
+        return ids or None
+
+
+class StopOnStrings(StoppingCriteria):
+    """Stopping criterion: a row is done once its decoded completion contains a stop string."""
+
+    def __init__(self, tokenizer, stop: Sequence[str], prompt_length: int):
+        self.tokenizer = tokenizer
+        self.stop = list(stop)
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        done = [any(s in text for s in self.stop) for text in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut text before the earliest occurrence of any stop string."""
+    cut = len(text)
+    for s in stop:
+        at = text.find(s)
+        if at != -1:
+            cut = min(cut, at)
+    return text[:cut]
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
