@@ -153,7 +153,8 @@ class Engine:
             return self._skip(t, step_seed, values, restore, lr)
         self._nonfinite_run = 0
         grad = self.estimator.gradient(step_seed, values)
-        loss_grad = [(s, -c) for s, c in grad] if self.maximize else grad  # minimise L = -f when maximising
+        ascend = self.maximize or self.estimator.name == "pairwise"  # preferences always point uphill
+        loss_grad = [(s, -c) for s, c in grad] if ascend else grad  # minimise L = -f when maximising
         checks: list[float] = []
         if self.optimizer.dense is not None:
             self.backend.apply(restore)
@@ -171,7 +172,7 @@ class Engine:
 
     def _conservative(self, update, values, evaluate, logged, t) -> list[float]:
         """ZO-SGD-Cons: keep theta + u, theta - u or theta, whichever scores best (up to 2 more evaluations)."""
-        better = (lambda a, b: a > b) if self.maximize else (lambda a, b: a < b)
+        better = (lambda a, b: a > b) if self.maximize else (lambda a, b: a < b)  # noqa: E731
         f0 = values[0] if self.estimator.name == "one_sided" else sum(values) / len(values)  # ~f(theta)
         logged_checks = list(logged["checks"]) if logged else None
         checks: list[float] = []
