@@ -42,7 +42,9 @@ def f1(
     y_true, y_pred = _as_str(references), _as_str(predictions)
     kwargs: dict[str, Any] = {"average": average, "zero_division": 0}
     if average == "binary":
-        kwargs["pos_label"] = str(pos_label)
+        # F1 of the positive class alone; micro over one label = that class's F1, and unlike
+        # sklearn's "binary" it accepts an unparsed prediction as a third value.
+        kwargs.update(average="micro", labels=[str(pos_label)])
     elif labels is not None:
         kwargs["labels"] = _as_str(labels)  # micro over these labels: unparsed predictions are FPs of none
     return float(f1_score(y_true, y_pred, **kwargs))
