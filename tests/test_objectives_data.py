@@ -1,0 +1,87 @@
+"""Templates as data, local loaders, per-class k-shot sampling and seeded splits."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from objectives import TEMPLATES, LabelWordClassifier, MultipleChoice, SquadObjective, get_task, kshot, load_examples, train_val_split
+
+SST2_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+
+
+def test_builtin_templates_are_json_data_and_mezo_sst2():
+    assert json.loads(json.dumps(TEMPLATES)) == TEMPLATES
+    t = get_task("sst2")
+    assert t.prompt({"sentence": "A fine film."}) == "A fine film. It was"
+    assert t.verbalizer().words == {"0": "terrible", "1": "great"}
+    assert set(TEMPLATES) >= {"sst2", "sst5", "rte", "boolq", "cb", "squad"}
+    assert len(get_task("sst5").label_words) == 5
+    assert get_task("rte").prompt({"premise": "P.", "hypothesis": "H"}) == 'P.\nDoes this mean that "H" is true? Yes or No?\n'
+    assert isinstance(t.objective(calibrate="batch"), LabelWordClassifier)
+    assert isinstance(get_task("squad").objective(), SquadObjective)
+    assert isinstance(get_task("copa").objective(), MultipleChoice)
+    with pytest.raises(KeyError, match="unknown task"):
+        get_task("nope")
+
+
+def test_custom_task_from_dict_and_json(tmp_path):
+    spec = {"template": "Review: {text}\nSentiment:", "label_words": {0: "negative", 1: "positive"}}
+    t = get_task(spec)
+    assert t.label_words == {"0": "negative", "1": "positive"}  # JSON-style string keys
+    path = tmp_path / "mytask.json"
+    path.write_text(json.dumps(spec))
+    assert get_task(path).name == "mytask" and get_task(path).prompt({"text": "ok"}) == "Review: ok\nSentiment:"
+
+
+def test_loaders(tmp_path):
+    (tmp_path / "a.tsv").write_text('sentence\tlabel\nsays "hi" \t1\nbad\t0\n')
+    assert load_examples(tmp_path / "a.tsv") == [{"sentence": 'says "hi"', "label": "1"}, {"sentence": "bad", "label": "0"}]
+    (tmp_path / "a.csv").write_text('text,label\n"a, b",1\n')
+    assert load_examples(tmp_path / "a.csv") == [{"text": "a, b", "label": "1"}]
+    (tmp_path / "a.jsonl").write_text('{"q": "x", "answers": ["y"]}\n\n{"q": "z", "answers": []}\n')
+    assert load_examples(tmp_path / "a.jsonl", limit=1) == [{"q": "x", "answers": ["y"]}]
+    assert load_examples(iter([{"a": 1}, {"a": 2}])) == [{"a": 1}, {"a": 2}]
+    with pytest.raises(ValueError, match="unknown format"):
+        (tmp_path / "a.txt").write_text("x")
+        load_examples(tmp_path / "a.txt")
+
+
+def test_load_from_datasets_dataset():
+    datasets = pytest.importorskip("datasets", reason="`datasets` not installed")
+    ds = datasets.Dataset.from_dict({"sentence": ["a", "b"], "label": [0, 1]})
+    assert load_examples(ds) == [{"sentence": "a", "label": 0}, {"sentence": "b", "label": 1}]
+
+
+def test_kshot_per_class_seeded():
+    examples = [{"id": i, "label": str(i % 3)} for i in range(30)]
+    picked = kshot(examples, 4, seed=1)
+    assert Counter(ex["label"] for ex in picked) == {"0": 4, "1": 4, "2": 4}
+    assert len({ex["id"] for ex in picked}) == 12  # without replacement
+    assert picked == kshot(examples, 4, seed=1)
+    assert [ex["id"] for ex in picked] != [ex["id"] for ex in kshot(examples, 4, seed=2)]
+    with pytest.raises(ValueError, match="fewer than k=11"):
+        kshot(examples, 11, seed=0)
+
+
+def test_train_val_split():
+    examples = [{"id": i} for i in range(10)]
+    train, val = train_val_split(examples, 3, seed=0)
+    assert len(train) == 7 and len(val) == 3
+    assert sorted(ex["id"] for ex in train + val) == list(range(10))
+    assert train_val_split(examples, 0.2, seed=0)[1] == train_val_split(examples, 0.2, seed=0)[1]
+    assert len(train_val_split(examples, 0.2, seed=5)[1]) == 2
+    with pytest.raises(ValueError):
+        train_val_split(examples, 11, seed=0)
+
+
+@pytest.mark.skipif(not (SST2_DIR / "train.tsv").exists(),
+                    reason="SST-2 TSVs live in ../shared/data/sst2 on developer machines only")
+def test_sst2_kshot_from_shared_data():
+    train = load_examples(SST2_DIR / "train.tsv")
+    assert set(train[0]) == {"sentence", "label"} and len(train) > 1000
+    picked = kshot(train, 16, seed=42)
+    assert Counter(ex["label"] for ex in picked) == {"0": 16, "1": 16}
+    prompt = get_task("sst2").prompt(picked[0])
+    assert prompt.endswith(" It was") and "  It was" not in prompt  # trailing TSV space stripped
