@@ -1,0 +1,273 @@
+"""VLLMBackend: the Backend contract over a `vllm.LLM` whose workers hold (and move) the tuned weights.
+
+Only seeds and scalars cross `collective_rpc`; the workers regenerate every direction from
+`blackbox_zo.noise` under canonical Hugging Face names, so a trajectory recorded with ParamSpace on a
+transformers model replays here and vice versa. After every weight change the prefix cache is reset
+(vLLM keeps cached KV blocks across weight changes: trap 2). On CPU the worker module keeps linear
+weights live (trap 1) and construction asserts that every tuned element is really perturbed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..noise import KINDS, generator_id
+from .vllm_worker import KEEP_REPACK_ENV
+
+WORKER_EXTENSION = "blackbox_zo.backends.vllm_worker.ZOWorkerExtension"
+
+
+class CoverageError(RuntimeError):
+    """Some tuned elements are not reachable by in-place updates (e.g. repacked CPU linear weights)."""
+
+
+def canonical_shapes(model_dir: str | os.PathLike) -> dict[str, tuple]:
+    """Names and shapes of `AutoModelForCausalLM.named_parameters()` (tied tensors once), on meta."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {n: tuple(p.shape) for n, p in model.named_parameters()}
+
+
+def _merge_pairs(pairs) -> list[tuple[int, float]]:
+    try:
+        from ..params import merge_pairs
+    except ImportError:  # params.py is optional for this module
+        merge_pairs = None
+    if merge_pairs is not None:
+        return merge_pairs(pairs)
+    merged: dict[int, float] = {}
+    for s, c in pairs:
+        merged[int(s)] = merged.get(int(s), 0.0) + float(c)
+    return [(s, c) for s, c in merged.items() if c != 0.0]
+
+
+class VLLMBackend:
+    """Backend contract + `generate` over vLLM. Build it under `if __name__ == "__main__":`."""
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike | None = None,
+        noise: str = "gaussian",
+        dtype: str = "float32",
+        live_cpu_weights: bool = True,
+        enable_prefix_caching: bool = True,
+        check_coverage: bool = True,
+        use_chat_template: bool | None = None,
+        seed: int = 0,
+        **llm_kwargs,
+    ):
+        if noise not in KINDS:
+            raise ValueError(f"noise must be one of {KINDS}, got {noise!r}")
+        from vllm import LLM
+
+        if model_dir is None or model_dir == "embedded":
+            from ..lm.embedded import embedded_model_dir
+
+            model_dir = embedded_model_dir()
+        self.model_dir = Path(model_dir)
+        self.noise_kind = noise
+        self.canonical = canonical_shapes(self.model_dir)
+        self._on_cpu = not torch.cuda.is_available()
+        if self._on_cpu:
+            # on CPU "gpu_memory_utilization" is the share of RAM reserved; a fixed KV size is leaner
+            llm_kwargs.setdefault("kv_cache_memory_bytes", 1 << 30)
+        else:
+            llm_kwargs.setdefault("gpu_memory_utilization", 0.5)
+        saved_env = os.environ.get(KEEP_REPACK_ENV)
+        os.environ[KEEP_REPACK_ENV] = "0" if live_cpu_weights else "1"  # read in the worker at load
+        try:
+            self.llm = LLM(
+                model=str(self.model_dir),
+                dtype=dtype,
+                seed=seed,
+                enable_prefix_caching=enable_prefix_caching,
+                worker_extension_cls=WORKER_EXTENSION,
+                **llm_kwargs,
+            )
+        finally:
+            if saved_env is None:
+                os.environ.pop(KEEP_REPACK_ENV, None)
+            else:
+                os.environ[KEEP_REPACK_ENV] = saved_env
+        self.prefix_caching = enable_prefix_caching
+        self.tokenizer = self.llm.get_tokenizer()
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        self.use_chat_template = has_template if use_chat_template is None else use_chat_template
+        self.load_report = self._rpc("zo_init", {k: list(v) for k, v in self.canonical.items()}, noise)
+        if check_coverage:
+            self.check_coverage()
+
+    # --- plumbing ---------------------------------------------------------------------------------
+    def _rpc(self, method: str, *args):
+        return self.llm.collective_rpc(method, args=args)
+
+    def _weights_changed(self) -> None:
+        """Trap 2: cached KV blocks were computed with the old weights; drop them."""
+        if self.prefix_caching and not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM refused to reset its prefix cache after a weight change")
+
+    def close(self) -> None:
+        """Shut the engine down (frees its processes and memory)."""
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:
+                pass
+            self.llm = None
+
+    # --- Backend contract -------------------------------------------------------------------------
+    def numel(self) -> int:
+        return sum(math.prod(s) for s in self.canonical.values())
+
+    def generator_id(self) -> str:
+        return generator_id("cuda" if not self._on_cpu else "cpu")
+
+    def apply(self, pairs: Sequence[tuple[int, float]]) -> None:
+        merged = _merge_pairs(pairs)
+        if not merged:
+            return
+        self._rpc("zo_apply", [(int(s), float(c)) for s, c in merged], self.noise_kind)
+        self._weights_changed()
+
+    def decay(self, factor: float) -> None:
+        if factor == 1.0:
+            return
+        self._rpc("zo_decay", float(factor))
+        self._weights_changed()
+
+    def fingerprint(self) -> str:
+        prints = self._rpc("zo_fingerprint")
+        if prints and prints[0] is not None:
+            return prints[0]
+        from ..params import fingerprint_tensors
+
+        return fingerprint_tensors(self.state_dict())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Canonical HF names and shapes (fused qkv / gate_up split back), float32 CPU tensors."""
+        from safetensors.torch import load_file
+
+        out = {n: torch.empty(s, dtype=torch.float32) for n, s in self.canonical.items()}
+        filled = {n: 0 for n in self.canonical}
+        tmp = tempfile.mkdtemp(prefix="zo-vllm-export-")
+        try:
+            for path, index in self._rpc("zo_export", tmp):
+                part = load_file(path)
+                for key, name, crow, nrows, ccol, ncols in index:
+                    dst = out[name]
+                    dst2 = dst.view(dst.shape[0], -1) if dst.ndim > 1 else dst.view(-1, 1)
+                    dst2[crow : crow + nrows, ccol : ccol + ncols] = part[key].view(nrows, ncols)
+                    filled[name] += nrows * ncols
+                del part
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        missing = {n: (filled[n], out[n].numel()) for n in out if filled[n] != out[n].numel()}
+        if missing:
+            raise CoverageError(f"export does not cover every canonical element: {dict(list(missing.items())[:5])}")
+        return out
+
+    # --- checks and reports -----------------------------------------------------------------------
+    def count_perturbed(self, seed: int = 12345, scale: float = 1.0) -> int:
+        """Elements that change under a perturbation (weights restored bit-exactly afterwards).
+
+        The probe uses Rademacher noise (z = +-1, never 0; gaussian float32 draws are exactly 0 about
+        once in 10^7) with a scale far above any weight's ulp, so "unchanged" means "not reached".
+        """
+        reports = self._rpc("zo_count_perturbed", int(seed), float(scale), "rademacher")
+        self._weights_changed()
+        return sum(r["changed"] for r in reports)
+
+    def check_coverage(self) -> int:
+        """Raise CoverageError unless every canonical element is mapped, live and perturbed."""
+        report = self.load_report[0]
+        problems = [p for r in self.load_report for p in r["problems"]]
+        covered: dict[str, int] = {}
+        for r in self.load_report:
+            for n, k in r["covered"].items():
+                covered[n] = covered.get(n, 0) + k
+        uncovered = {n: (covered.get(n, 0), math.prod(s)) for n, s in self.canonical.items()
+                     if covered.get(n, 0) != math.prod(s)}
+        perturbed = self.count_perturbed()
+        total = self.numel()
+        if perturbed != total or uncovered or problems or report["stale_gemm_layers"]:
+            raise CoverageError(
+                f"only {perturbed:,} of {total:,} tuned elements change under a perturbation. "
+                f"Dead (repacked) vLLM params: {len(report['dead_params'])} e.g. {report['dead_params'][:3]}; "
+                f"canonical tensors not fully mapped: {len(uncovered)} e.g. {list(uncovered.items())[:3]}; "
+                f"layers with a stale packed gemm: {len(report['stale_gemm_layers'])} "
+                f"e.g. {report['stale_gemm_layers'][:3]}; mapping problems: {problems[:3]}; "
+                f"live-weight patch installed in worker: {report['patch_installed']}. "
+                "On CPU, import blackbox_zo.backends.vllm_worker before the model loads "
+                f"(and do not set {KEEP_REPACK_ENV}=1)."
+            )
+        return perturbed
+
+    def restore_drift(self, seed: int, eps: float = 1e-3) -> dict:
+        """Apply +eps*z then -eps*z and report how far theta moved (then put theta back exactly)."""
+        self._rpc("zo_snapshot")
+        self._rpc("zo_apply", [(int(seed), float(eps))], self.noise_kind)
+        self._rpc("zo_apply", [(int(seed), -float(eps))], self.noise_kind)
+        reports = self._rpc("zo_diff_from_snapshot")
+        self._rpc("zo_restore_snapshot")
+        self._weights_changed()
+        n = sum(r["elements"] for r in reports) or 1
+        return {
+            "changed": sum(r["changed"] for r in reports),
+            "elements": n,
+            "max_abs": max(r["max_abs"] for r in reports),
+            "rms": math.sqrt(sum(r["sum_sq"] for r in reports) / n),
+        }
+
+    # --- generation -------------------------------------------------------------------------------
+    def _encode(self, prompt: str) -> list[int]:
+        """Same token ids as TransformersLM (chat template when the tokenizer has one)."""
+        tok = self.tokenizer
+        if self.use_chat_template:
+            text = tok.apply_chat_template([{"role": "user", "content": prompt}],
+                                           add_generation_prompt=True, tokenize=False)
+            ids = list(tok(text, add_special_tokens=False)["input_ids"])
+        else:
+            ids = list(tok(prompt)["input_ids"])
+        if not ids:
+            start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+            ids = [int(start)]
+        return ids
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int | None = None,
+                 stop: Sequence[str] | None = None) -> list[str]:
+        """Completions only, truncated before the first stop string; temperature 0 is greedy."""
+        from vllm import SamplingParams
+
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        stop = [s for s in (stop or []) if s]
+        params = SamplingParams(
+            max_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p if temperature > 0 else 1.0,
+            seed=seed if temperature > 0 else None,
+            stop=stop or None,
+            skip_special_tokens=True,
+        )
+        requests = [{"prompt_token_ids": self._encode(p)} for p in prompts]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        texts = [o.outputs[0].text for o in outputs]
+        for i, text in enumerate(texts):
+            for s in stop:
+                at = text.find(s)
+                if at != -1:
+                    text = text[:at]
+            texts[i] = text
+        return texts
