@@ -105,7 +105,11 @@ class VLLMBackend:
         self.use_chat_template = has_template if use_chat_template is None else use_chat_template
         self.load_report = self._rpc("zo_init", {k: list(v) for k, v in self.canonical.items()}, noise)
         if check_coverage:
-            self.check_coverage()
+            try:
+                self.check_coverage()
+            except CoverageError:
+                self.close()
+                raise
 
     # --- plumbing ---------------------------------------------------------------------------------
     def _rpc(self, method: str, *args):
@@ -212,6 +216,15 @@ class VLLMBackend:
                 f"(and do not set {KEEP_REPACK_ENV}=1)."
             )
         return perturbed
+
+    def snapshot(self) -> None:
+        """Workers keep a copy of the current weights (one model's worth of memory) for restore()."""
+        self._rpc("zo_snapshot")
+
+    def restore(self) -> None:
+        """Put back the weights of the last snapshot() bit-exactly, and drop the copy."""
+        self._rpc("zo_restore_snapshot")
+        self._weights_changed()
 
     def restore_drift(self, seed: int, eps: float = 1e-3) -> dict:
         """Apply +eps*z then -eps*z and report how far theta moved (then put theta back exactly)."""
