@@ -52,7 +52,14 @@ class Verbalizer:
 def classification_score(name: str, predictions: list, batch: list[dict], verbalizer: Verbalizer,
                          label_key: str, metric: str, average: str, pos_label: Any) -> Score:
     """accuracy or F1 of predicted labels against `batch[i][label_key]` (labels compared by str)."""
-    golds = [verbalizer.labels[verbalizer.index(ex[label_key])] for ex in batch]
+    golds = []
+    for i, ex in enumerate(batch):
+        if label_key not in ex:
+            raise ObjectiveError(f"{name}: example {i} has no {label_key!r} column")
+        try:
+            golds.append(verbalizer.labels[verbalizer.index(ex[label_key])])
+        except KeyError as err:
+            raise ObjectiveError(f"{name}: example {i}: {err.args[0]}") from None
     per = [1.0 if p is not None and str(p) == str(g) else 0.0 for p, g in zip(predictions, golds)]
     if metric == "accuracy":
         value = metrics.accuracy(predictions, golds)

@@ -74,3 +74,11 @@ def test_check_values_and_mean_score_directly():
         check_values("obj", [None], 1)
     with pytest.raises(ObjectiveError, match="obj: every example returned None"):
         mean_score("obj", [None])
+
+
+def test_unknown_gold_label_names_example():
+    obj = LabelWordClassifier(None, {0: "bad", 1: "good"})
+    with pytest.raises(ObjectiveError, match="label_word_accuracy: example 1: label '7' is not one of"):
+        obj.score([{"prompt": "x", "label": 0}, {"prompt": "y", "label": "7"}], [[0.0, -1.0], [0.0, -1.0]])
+    with pytest.raises(ObjectiveError, match="label_word_accuracy: example 0 has no 'label' column"):
+        obj.score([{"prompt": "x"}], [[0.0, -1.0]])
