@@ -98,12 +98,21 @@ class InputJudge(BaseJudge):
         raise ObjectiveError(f"{self.name}: no valid answer (a/b/t) after {self.max_retries} tries")
 
 
+class Generations(list):
+    """Completions that remember their batch, so a two-argument compare(plus, minus) can find the prompts."""
+
+    def __init__(self, texts: list[str], batch: list[dict]) -> None:
+        super().__init__(texts)
+        self.batch = batch
+
+
 class PairwiseObjective:
     """What a comparison estimator needs: generate at theta+eps*z, generate at theta-eps*z, compare.
 
     compare(...) = mean over examples of judge(plus, minus) in [-1, 1]; positive = the plus side is
     preferred, so the estimator steps along +z. Pass the same seed to both generate calls so sampling
-    noise is shared and only the weights differ.
+    noise is shared and only the weights differ. With the engine's estimator:
+    `Pairwise(compare=obj.compare_outputs)` and `step(lambda: obj.generate(lm, batch, seed))`.
     """
 
     maximize = True
@@ -113,8 +122,9 @@ class PairwiseObjective:
         self.judge, self.template, self.generation = judge, template, generation or Generation()
         self.name = name or f"preference({getattr(judge, 'name', type(judge).__name__)})"
 
-    def generate(self, lm: Any, batch: list[dict], seed: int | None = None) -> list[str]:
-        return check_texts(self.name, self.generation.run(lm, prompts_for(self.template, batch), seed), len(batch))
+    def generate(self, lm: Any, batch: list[dict], seed: int | None = None) -> Generations:
+        texts = check_texts(self.name, self.generation.run(lm, prompts_for(self.template, batch), seed), len(batch))
+        return Generations(texts, batch)
 
     def verdicts(self, batch: list[dict], outs_plus: list[str], outs_minus: list[str]) -> list[int]:
         n = len(batch)
@@ -127,6 +137,13 @@ class PairwiseObjective:
     def compare(self, batch: list[dict], outs_plus: list[str], outs_minus: list[str]) -> float:
         v = self.verdicts(batch, outs_plus, outs_minus)
         return sum(v) / len(v)  # mean preference: +1 all plus, -1 all minus
+
+    def compare_outputs(self, outs_plus: Generations, outs_minus: Generations) -> float:
+        """compare() for two results of generate(): the engine's Pairwise(compare=...) signature."""
+        batch = getattr(outs_plus, "batch", None)
+        if batch is None or getattr(outs_minus, "batch", None) != batch:
+            raise ObjectiveError(f"{self.name}: compare_outputs needs two results of generate() on the same batch")
+        return self.compare(batch, outs_plus, outs_minus)
 
 
 class PreferenceRound:

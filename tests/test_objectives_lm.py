@@ -101,3 +101,14 @@ def test_preference_round_between_perturbed_weights(lm):
     expected = sum((len(a) > len(b)) - (len(a) < len(b)) for a, b in zip(plus, minus)) / len(batch)
     assert rnd.compare() == pytest.approx(expected) and -1.0 <= expected <= 1.0
     assert PairwiseObjective(judge).compare(batch, plus, minus) == pytest.approx(expected)
+
+
+def test_pairwise_objective_drives_engine_pairwise_estimator(lm):
+    estimators = pytest.importorskip("blackbox_zo.estimators")
+    judge = CallableJudge(lambda p, a, b: (len(a) > len(b)) - (len(a) < len(b)), name="longer")
+    obj = PairwiseObjective(judge, template="{sentence}", generation=Generation(max_new_tokens=4, temperature=1.0))
+    est = estimators.Pairwise(compare=obj.compare_outputs)
+    plus, minus = obj.generate(lm, BATCH[:2], seed=1), obj.generate(lm, BATCH[:2], seed=2)
+    [pref] = est.reduce([plus, minus])
+    assert pref == pytest.approx(obj.compare(BATCH[:2], plus, minus))
+    assert est.reduce([plus, plus]) == [0.0]  # identical outputs tie
