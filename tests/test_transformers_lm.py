@@ -166,6 +166,17 @@ def test_chat_template_applied_in_auto_mode(tiny_llama):
     assert auto.generate([prompt], max_new_tokens=5) == plain.generate([templated], max_new_tokens=5)
 
 
+def test_chat_template_required_when_asked(tiny_llama):
+    import copy
+
+    model, tok = tiny_llama
+    bare = copy.deepcopy(tok)
+    bare.chat_template = None
+    assert not TransformersLM(model, bare).use_chat_template
+    with pytest.raises(ValueError, match="chat template"):
+        TransformersLM(model, bare, use_chat_template=True)
+
+
 def test_stop_strings_truncate(tiny_llama):
     model, tok = tiny_llama
     lm = TransformersLM(model, tok, use_chat_template=False)

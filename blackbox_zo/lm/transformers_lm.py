@@ -36,6 +36,7 @@ class TransformersLM:
             raise ValueError("use_chat_template=True but the tokenizer has no chat template")
         self.use_chat_template = has_template if use_chat_template is None else use_chat_template
         self.pad_id = self._pad_token_id()
+        self._keeps_logits = True  # pass logits_to_keep so only the needed positions hit the LM head
 
     @property
     def model(self):
@@ -211,17 +212,23 @@ class TransformersLM:
         # Logits at position j predict token j+1: the last `longest` targets need positions
         # [T-longest-1, T-1), i.e. the last longest+1 logits without the final one.
         logits = self._forward(input_ids, mask, positions, keep=longest + 1)[:, -longest - 1:-1]
-        logprobs = F.log_softmax(logits.float(), dim=-1)
+        logits = logits.float()
         tokens = input_ids[:, -longest:]
-        picked = logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).cpu()  # [B, longest]
+        # log p(token) = logit[token] - logsumexp(logits): no full log-softmax tensor is kept.
+        picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+        picked = picked.cpu()  # [B, longest]
         return [picked[row, longest - len(t):] for row, (_, t) in enumerate(batch)]
 
     def _forward(self, input_ids, mask, positions, keep: int) -> torch.Tensor:
         """Logits of the last `keep` positions (only those go through the LM head)."""
+        inputs = dict(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
         with torch.no_grad():
-            out = self._model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                              use_cache=False, logits_to_keep=keep)
-        return out.logits[:, -keep:]
+            if self._keeps_logits:
+                try:
+                    return self._model(**inputs, logits_to_keep=keep).logits[:, -keep:]
+                except TypeError:  # a model class without logits_to_keep: compute all logits
+                    self._keeps_logits = False
+            return self._model(**inputs).logits[:, -keep:]
 
     def _left_pad(self, rows: list[list[int]]):
         """Left-padded ids, attention mask and position ids (0 at each row's first real token)."""
