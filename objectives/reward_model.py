@@ -57,10 +57,11 @@ class RewardModel(CompletionObjective):
         texts, scores, truncated = self.texts(prompts, completions), [], 0
         for start in range(0, len(texts), self.batch_size):
             chunk = texts[start:start + self.batch_size]
-            lengths = [len(ids) for ids in self.tokenizer(chunk, add_special_tokens=True)["input_ids"]]
+            special = not self.use_chat_template  # a chat template already wrote BOS etc.
+            lengths = [len(ids) for ids in self.tokenizer(chunk, add_special_tokens=special)["input_ids"]]
             truncated += sum(n > self.max_length for n in lengths)
             enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length,
-                                 return_tensors="pt").to(self.device)
+                                 add_special_tokens=special, return_tensors="pt").to(self.device)
             with torch.no_grad():
                 logits = self.model(**enc).logits.float()
             if self.label is None:

@@ -105,3 +105,32 @@ def test_evaluate_module_adapter():
 
 def test_call_reward_with_empty_columns():
     assert call_reward(lambda prompts, completions: [1.0] * len(prompts), ["p"], ["c"], []) == [1.0]
+
+
+METRIC_SCRIPT = '''
+import datasets
+import evaluate
+
+
+class LocalAccuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(description="accuracy", citation="", inputs_description="",
+                                   features=datasets.Features({"predictions": datasets.Value("string"),
+                                                               "references": datasets.Value("string")}))
+
+    def _compute(self, predictions, references):
+        return {"accuracy": sum(p == r for p, r in zip(predictions, references)) / len(predictions)}
+'''
+
+
+def test_real_evaluate_module_loaded_from_local_path(tmp_path):
+    evaluate = pytest.importorskip("evaluate", reason="`evaluate` not installed")
+    folder = tmp_path / "local_accuracy"
+    folder.mkdir()
+    (folder / "local_accuracy.py").write_text(METRIC_SCRIPT)
+    module = evaluate.load(str(folder))  # a local path: no hub access
+    batch = [{"prompt": "a", "reference": "great"}, {"prompt": "b", "reference": "terrible"},
+             {"prompt": "c", "reference": "great"}]
+    s = EvaluateMetric(module, prediction=str.strip, per_example=True).score(batch, [" great", " great", "great "])
+    assert s.value == pytest.approx(2 / 3) and s.per_example == [1.0, 0.0, 1.0]
+    assert s.name == "local_accuracy"

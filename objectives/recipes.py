@@ -1,0 +1,46 @@
+"""Factories that a run config names (`objective.factory: "objectives.recipes:NAME"`): data + objectives.
+
+Each returns {"train": [...], "val": [...], "objective": ..., "val_objective": ...} from plain arguments,
+so configs stay data and the engine never imports this package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .builtin import sentiment_examples
+from .data import kshot, load_examples
+from .tasks import get_task
+
+
+def builtin_sentiment(metric: str = "accuracy", calibrate: str | None = None, seed: int = 0) -> dict:
+    """The demo task: generated reviews, MeZO's SST-2 prompt "<sentence> It was [great|terrible]"."""
+    objective = get_task("sst2").objective(metric=metric, calibrate=calibrate)
+    return {"train": sentiment_examples("train", seed), "val": sentiment_examples("validation", seed),
+            "objective": objective}
+
+
+def classification(task: str = "sst2", data: str = "../shared/data/sst2", k: int = 16, val_size: int = 500,
+                   metric: str = "accuracy", calibrate: str | None = None, seed: int = 0,
+                   train_objective: str | None = None) -> dict:
+    """A MeZO-style k-shot task from local files DATA/train.tsv and DATA/validation.tsv.
+
+    train_objective "nll" trains on the cross-entropy of the label word (MeZO's differentiable baseline)
+    while validation still reports `metric`.
+    """
+    root = Path(data)
+    for split in ("train.tsv", "validation.tsv"):
+        if not (root / split).exists():
+            raise FileNotFoundError(f"{root / split} not found: pass data=PATH to a folder with train.tsv and validation.tsv")
+    t = get_task(task)
+    train = kshot(load_examples(root / "train.tsv"), k, seed)
+    val = load_examples(root / "validation.tsv")
+    val = kshot(val, val_size // max(1, len(t.label_words)), seed) if val_size else val
+    val_objective = t.objective(metric=metric, calibrate=calibrate)
+    objective = val_objective
+    if train_objective == "nll":
+        from .likelihood import NegativeLogLikelihood
+
+        words = t.label_words
+        objective = NegativeLogLikelihood(lambda ex: t.prompt(ex), target=lambda ex: " " + words[str(ex["label"])])
+    return {"train": train, "val": val, "objective": objective, "val_objective": val_objective}
