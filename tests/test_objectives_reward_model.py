@@ -81,3 +81,18 @@ def test_llama_multilabel_and_use_as_reward_and_judge(tmp_path):
     assert ws.score([{"prompt": p} for p in PROMPTS], OUTS).per_example == pytest.approx([2 * v for v in scores])
     verdict = RewardJudge(rm).compare(PROMPTS[0], OUTS[0], OUTS[1])
     assert verdict == (1 if scores[0] > rm([PROMPTS[0]], [OUTS[1]])[0] else -1)
+
+
+def test_chat_template_used_when_present(tmp_path):
+    from transformers import AutoTokenizer
+
+    from objectives import RewardModel
+
+    path = save_tiny_reward_model(tmp_path / "chat")
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.chat_template = "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} [EOS] {% endfor %}"
+    tok.save_pretrained(path)
+    rm = RewardModel(str(path))
+    assert rm.use_chat_template and rm.texts(["the plot"], ["was good"]) == ["user the plot [EOS] assistant was good [EOS] "]
+    plain = RewardModel(str(path), use_chat_template=False)
+    assert rm(["the plot"], ["was good"]) == pytest.approx(plain(["user the plot [EOS] assistant"], [" was good [EOS] "]), abs=1e-6)
