@@ -20,9 +20,14 @@ from .params import ParamSpace
 from .trajectory import Trajectory, TrajectoryError
 
 
+def is_backend(params) -> bool:
+    """True for a ready ParamSpace or any object implementing the Backend contract (not a module)."""
+    return isinstance(params, ParamSpace) or (not isinstance(params, torch.nn.Module) and isinstance(params, Backend))
+
+
 def as_backend(params, **space_kwargs) -> Any:
     """A Backend from a module, parameters, a dict of tensors, or an existing ParamSpace/Backend."""
-    if isinstance(params, ParamSpace) or (not isinstance(params, torch.nn.Module) and isinstance(params, Backend)):
+    if is_backend(params):
         if space_kwargs:
             raise ValueError(f"{sorted(space_kwargs)} apply when building a ParamSpace, not to a ready backend")
         return params
@@ -102,15 +107,22 @@ class MeZO:
         cfg = log.header["config"]
         opt = dict(cfg["optimizer"])
         est = dict(cfg["estimator"])
+        if is_backend(params):  # a ready backend: its noise kind must be the recorded one
+            if params.noise_kind != cfg["noise"]:
+                raise TrajectoryError(f"{path} was recorded with {cfg['noise']} noise, the backend uses {params.noise_kind}")
+        else:
+            kwargs.setdefault("noise", cfg["noise"])
         if est["name"] == "pairwise":
             kwargs.setdefault("compare", lambda a, b: 0.0)  # never called: replay uses logged preferences
         self = cls(
             params, lr=opt.pop("lr"), eps=est["eps"], seed=cfg["seed"], maximize=cfg["maximize"],
             estimator=est["name"], n=est.get("n", 1), shaping=est.get("shaping", "zscore"),
             optimizer=opt.pop("name"), momentum=opt["momentum"], window=opt["window"], betas=opt["betas"],
-            weight_decay=opt["weight_decay"], schedule=opt["schedule"], clip_value=opt["clip_value"],
-            noise=cfg["noise"], **kwargs,
+            weight_decay=opt["weight_decay"], schedule=opt["schedule"], clip_value=opt["clip_value"], **kwargs,
         )
+        if self.backend.generator_id() != cfg["generator"]:
+            raise TrajectoryError(f"{path} was recorded with noise stream {cfg['generator']}, "
+                                  f"these weights use {self.backend.generator_id()} (move them to that device type)")
         if self.backend.fingerprint() != log.header["base_fingerprint"]:
             raise TrajectoryError(f"{path}: the given weights are not the base weights this log was recorded from")
         with torch.no_grad():

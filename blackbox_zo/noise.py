@@ -102,6 +102,7 @@ def add_noise_(
     if start + n > total:
         raise ValueError(f"slice [{start}, {start + n}) exceeds tensor {name!r} of {total} elements")
 
+    @torch.no_grad()  # grad mode is thread-local: pool threads do not inherit the caller's no_grad
     def work(rng: tuple[int, int, int]) -> None:
         c, lo, hi = rng
         z = _draw(min(CHUNK, total - c * CHUNK), derive_seed(seed, name, c), kind, flat.device, torch.float32)

@@ -78,3 +78,11 @@ def test_derive_seed_is_stable_and_distinct():
     assert derive_seed(1, "a") == derive_seed(1, "a")
     assert len({derive_seed(1, "step", i) for i in range(1000)}) == 1000
     assert 0 <= derive_seed("x", 2**70) < 2**63
+
+
+def test_multi_chunk_add_on_a_parameter_that_requires_grad():
+    # trap: torch's grad mode is thread-local, so the chunk threads must set no_grad themselves
+    p = torch.nn.Parameter(torch.zeros(2 * CHUNK + 5))
+    with torch.no_grad():
+        add_noise_(p.view(-1), 1, "w", 1.0)
+    assert torch.equal(p.detach(), noise_slice(1, "w", p.numel(), 0, p.numel()))

@@ -1,0 +1,164 @@
+"""Run configuration as plain data (YAML or JSON), checked before anything is loaded or written.
+
+Unknown keys and wrong types fail with the dotted key named. The objective is named by a factory,
+"module:function", that returns the data and objectives, so the engine never imports a scorer package.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct shipped on PyPI) or a local HF directory
+    dtype: str = "float32"
+    device: str = "cpu"
+    batch_size: int = 16  # examples per forward/generate call
+    backend: str = "transformers"  # or "vllm"
+
+
+@dataclass
+class SpaceConfig:
+    kind: str = "full"  # "full", "lora" or "prefix"
+    include: list[str] = field(default_factory=list)  # regexes over parameter names
+    exclude: list[str] = field(default_factory=list)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    prefix_tokens: int = 5
+    mask_density: float | None = None
+    blockwise: bool = False
+    noise: str = "gaussian"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    eps: float = 1e-3
+    seed: int = 0
+    estimator: str = "spsa"
+    n: int = 1
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    window: int | None = None
+    weight_decay: float = 0.0
+    schedule: dict | None = None
+    clip_value: float | None = None
+
+
+@dataclass
+class TrainSection:
+    steps: int = 100
+    batch_size: int = 16
+    eval_every: int = 25
+    patience: int | None = None
+    seed: int = 0
+    tensorboard: bool = False
+    plot: bool = True
+
+
+@dataclass
+class ObjectiveConfig:
+    factory: str = ""  # "module:function" returning {"train", "val", "objective", optional "val_objective"}
+    args: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    objective: ObjectiveConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    output: str = "runs/run"
+    export: bool = False  # save the best weights as a Hugging Face checkpoint at the end
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for option in typing.get_args(tp):
+            if option is type(None) and value is None:
+                return None
+        inner = [o for o in typing.get_args(tp) if o is not type(None)]
+        if value is None:
+            raise ConfigError(f"{key}: null is not allowed")
+        return _check(value, inner[0], key)
+    if is_dataclass(tp):
+        return build(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} ({value!r})")
+        (item,) = typing.get_args(tp)
+        return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} ({value!r})")
+    return value
+
+
+def build(cls, data: Any, prefix: str = "") -> Any:
+    """Instantiate dataclass `cls` from a mapping, naming the dotted key of any unknown or mistyped value."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]} (allowed: {', '.join(sorted(known))})")
+    kwargs = {}
+    for name, f in known.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _check(data[name], hints[name], key)
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ConfigError(f"missing key {key}")
+    return cls(**kwargs)
+
+
+def load_config(path_or_data: str | Path | dict) -> RunConfig:
+    """Parse YAML/JSON (by suffix) or take a dict, and validate it completely."""
+    if isinstance(path_or_data, dict):
+        data = path_or_data
+    else:
+        path = Path(path_or_data)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: config must be .yaml, .yml or .json")
+    cfg = build(RunConfig, data)
+    if ":" not in cfg.objective.factory:
+        raise ConfigError(f"objective.factory must be 'module:function', got {cfg.objective.factory!r}")
+    choices = {"space.kind": (cfg.space.kind, ("full", "lora", "prefix")),
+               "model.backend": (cfg.model.backend, ("transformers", "vllm")),
+               "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16"))}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
+    return cfg

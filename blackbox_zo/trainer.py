@@ -1,0 +1,177 @@
+"""The training loop: batches by step seed, evaluation every N steps, best step, early stop, logs, plot.
+
+It knows nothing about models or metrics: an objective is any object with `evaluate(lm, batch, seed=)`
+returning something with `.value` (or a float), plus `maximize` and `name`. The best state is kept as a
+trajectory position (a step number), never as a copy of the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm import tqdm
+
+from .mezo import MeZO
+from .noise import derive_seed
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100
+    batch_size: int = 16
+    eval_every: int = 25
+    patience: int | None = None  # evaluations without improvement before stopping early
+    seed: int = 0
+    tensorboard: bool = False
+    plot: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        for key in ("steps", "batch_size", "eval_every"):
+            if not (isinstance(getattr(self, key), int) and getattr(self, key) >= 1):
+                raise ValueError(f"train.{key} must be a positive integer, got {getattr(self, key)!r}")
+
+
+@dataclass
+class TrainResult:
+    start_value: float | None
+    best_value: float | None
+    best_step: int
+    steps_done: int
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def value_of(score: Any) -> float:
+    return float(getattr(score, "value", score))
+
+
+def batch_for_step(data: Sequence[dict], size: int, seed: int, step: int) -> list[dict]:
+    """The step's minibatch, drawn from (seed, step) alone so resumes and replays see the same data."""
+    rng = random.Random(derive_seed(seed, "batch", step))
+    return [data[i] for i in rng.sample(range(len(data)), min(size, len(data)))]
+
+
+class Trainer:
+    """Runs MeZO steps of a train objective and tracks a validation objective."""
+
+    def __init__(self, lm, optimizer: MeZO, objective, train_data: Sequence[dict], *, val_objective=None,
+                 val_data: Sequence[dict] | None = None, config: TrainConfig | None = None, out_dir: str | Path | None = None):
+        if not train_data:
+            raise ValueError("train_data is empty")
+        if optimizer.engine.maximize != bool(getattr(objective, "maximize", optimizer.engine.maximize)):
+            raise ValueError(f"optimizer maximize={optimizer.engine.maximize} but objective {getattr(objective, 'name', '?')} "
+                             f"has maximize={objective.maximize}")
+        self.lm, self.opt, self.objective, self.train_data = lm, optimizer, objective, list(train_data)
+        self.val_objective = val_objective or objective
+        self.val_data = list(val_data) if val_data else None
+        self.config = config or TrainConfig()
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.maximize = bool(getattr(self.val_objective, "maximize", True))
+
+    def evaluate(self, data: Sequence[dict] | None = None) -> float:
+        """The validation objective on all of `data` (default: the validation set), at the current weights."""
+        data = list(data if data is not None else self.val_data or [])
+        return value_of(self.val_objective.evaluate(self.lm, data, seed=derive_seed(self.config.seed, "eval")))
+
+    def _better(self, a: float, b: float | None) -> bool:
+        return b is None or (a > b if self.maximize else a < b)
+
+    def fit(self) -> TrainResult:
+        cfg = self.config
+        metrics = self._open_metrics()
+        writer = self._tensorboard()
+        start = self.evaluate() if self.val_data else None
+        best_value, best_step, stale = start, self.opt.step_count, 0
+        history: list[dict] = []
+        t0 = time.time()
+        bar = tqdm(total=cfg.steps, initial=self.opt.step_count, disable=not cfg.progress, unit="step")
+        try:
+            while self.opt.step_count < cfg.steps:
+                t = self.opt.step_count
+                batch = batch_for_step(self.train_data, cfg.batch_size, cfg.seed, t)
+                sample_seed = derive_seed(cfg.seed, "sample", t)  # both sides of a pair sample alike
+                value = self.opt.step(lambda: value_of(self.objective.evaluate(self.lm, batch, seed=sample_seed)))
+                row = {"step": t, "objective": value, "projected_grad": self.opt.last.projected_grad,
+                       "lr": self.opt.last.lr, "skipped": self.opt.last.skipped, "time": time.time() - t0}
+                if self.val_data and (t + 1) % cfg.eval_every == 0:
+                    row["val"] = self.evaluate()
+                    if self._better(row["val"], best_value):
+                        best_value, best_step, stale = row["val"], t + 1, 0
+                    else:
+                        stale += 1
+                history.append(row)
+                self._emit(metrics, writer, row)
+                bar.update(1)
+                bar.set_postfix(obj=f"{value:.4g}", g=f"{row['projected_grad']:.3g}",
+                                **({"val": f"{row['val']:.4g}"} if "val" in row else {}))
+                if cfg.patience is not None and stale >= cfg.patience:
+                    break
+        finally:
+            bar.close()
+            if metrics:
+                metrics.close()
+            if writer:
+                writer.close()
+        result = TrainResult(start, best_value, best_step, self.opt.step_count, history, time.time() - t0)
+        if self.out_dir and cfg.plot:
+            plot_history(history, self.out_dir / "objective.png", getattr(self.objective, "name", "objective"))
+        return result
+
+    def _open_metrics(self):
+        if not self.out_dir:
+            return None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        return open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def _tensorboard(self):
+        if not (self.config.tensorboard and self.out_dir):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise RuntimeError("tensorboard logging needs the 'tensorboard' package: pip install 'blackbox_zo[tensorboard]'") from e
+        return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    @staticmethod
+    def _emit(metrics, writer, row: dict) -> None:
+        if metrics:
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
+        if writer:
+            for key in ("objective", "projected_grad", "lr", "val"):
+                if key in row and math.isfinite(row[key]):
+                    writer.add_scalar(key, row[key], row["step"])
+
+
+def plot_history(history: list[dict], path: Path, name: str) -> Path:
+    """PNG of the per-step train objective (with a running mean) and the validation points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] + 1 for r in history]
+    vals = [r["objective"] for r in history]
+    window = max(1, len(vals) // 20)
+    smooth = [sum(vals[max(0, i - window + 1): i + 1]) / len(vals[max(0, i - window + 1): i + 1]) for i in range(len(vals))]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, vals, alpha=0.25, label="train (per step)")
+    ax.plot(steps, smooth, label=f"train (running mean, {window})")
+    val = [(r["step"] + 1, r["val"]) for r in history if "val" in r]
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel(name)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,110 @@
+"""Runs from a config end to end on a tiny real Llama: validation first, logs, resume, export, replay, CLI."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from blackbox_zo.cli import main
+from blackbox_zo.config import ConfigError, load_config
+from blackbox_zo.run import run
+
+
+@pytest.fixture
+def model_dir(tiny_llama, tmp_path):
+    model, tok = tiny_llama
+    path = tmp_path / "tiny"
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+def config(model_dir, out, steps=6, **over):
+    cfg = {
+        "model": {"name": str(model_dir), "batch_size": 8},
+        "objective": {"factory": "objectives.recipes:builtin_sentiment", "args": {"metric": "accuracy"}},
+        "optim": {"lr": 1e-3, "eps": 1e-2, "seed": 3},
+        "train": {"steps": steps, "batch_size": 8, "eval_every": 3, "plot": True},
+        "output": str(out),
+    }
+    for key, value in over.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"optim": {"lrr": 1}}, "unknown key optim.lrr"),
+        ({"train": {"steps": "ten"}}, "train.steps: expected int"),
+        ({"space": {"kind": "adapter"}}, "space.kind: 'adapter' is not one of"),
+        ({"objective": {"factory": "objectives.recipes"}}, "module:function"),
+        ({"colour": "blue"}, "unknown key colour"),
+    ],
+)
+def test_bad_config_is_rejected_before_anything_is_written(tmp_path, patch, message):
+    cfg = config(tmp_path / "no-model", tmp_path / "out", **patch)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+    assert main(["run", str(path), "--quiet"]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_hub_id_fails_with_a_useful_message(tmp_path):
+    cfg = config("HuggingFaceTB/SmolLM2-135M", tmp_path / "out", steps=1)
+    with pytest.raises(Exception, match="(?i)network|hub"):
+        run(cfg, progress=False)
+
+
+def test_run_logs_resumes_exports_and_replays(model_dir, tmp_path):
+    full = run(config(model_dir, tmp_path / "full", steps=6), progress=False)
+    assert full["steps"] == 6 and full["val_start"] is not None
+    out = tmp_path / "full"
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
+    assert len((out / "trajectory.jsonl").read_text().splitlines()) == 7  # header + 6 steps
+    assert (out / "objective.png").stat().st_size > 1000
+
+    with pytest.raises(ConfigError, match="--resume"):
+        run(config(model_dir, out, steps=6), progress=False)
+
+    # interrupted after 3 steps, then resumed to 6: same weights as the uninterrupted run
+    run(config(model_dir, tmp_path / "split", steps=3), progress=False)
+    run(config(model_dir, tmp_path / "split", steps=6), resume=True, progress=False)
+    assert main(["export", str(out), "--step", "last", "--out", str(tmp_path / "a")]) == 0
+    assert main(["export", str(tmp_path / "split"), "--step", "last", "--out", str(tmp_path / "b")]) == 0
+    from transformers import AutoModelForCausalLM
+
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "a").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "b").state_dict()
+    base = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], base[k]) for k in a)  # it was tuned
+
+
+def test_replay_command_matches_export(model_dir, tmp_path, capsys):
+    run(config(model_dir, tmp_path / "r", steps=4), progress=False)
+    assert main(["export", str(tmp_path / "r"), "--step", "last", "--out", str(tmp_path / "exp")]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(tmp_path / "r"), "--step", "last", "--compare", str(tmp_path / "exp")]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["steps_replayed"] == 4 and report["max_abs_diff"] == 0.0
+
+
+def test_lora_and_prefix_runs_tune_only_their_tensors(model_dir, tmp_path):
+    for kind in ("lora", "prefix"):
+        s = run(config(model_dir, tmp_path / kind, steps=2, space={"kind": kind}), progress=False)
+        assert s["steps"] == 2 and 0 < s["tuned_elements"] < 20_000
+
+
+def test_console_script_help():
+    exe = shutil.which("blackbox-zo")
+    cmd = [exe] if exe else [sys.executable, "-m", "blackbox_zo.cli"]
+    for sub in ([], ["run"], ["demo"], ["eval"], ["export"], ["replay"]):
+        out = subprocess.run(cmd + sub + ["--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: blackbox-zo" in out.stdout
