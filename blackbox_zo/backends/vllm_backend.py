@@ -228,11 +228,11 @@ class VLLMBackend:
 
     def restore_drift(self, seed: int, eps: float = 1e-3) -> dict:
         """Apply +eps*z then -eps*z and report how far theta moved (then put theta back exactly)."""
-        self._rpc("zo_snapshot")
+        self._rpc("zo_snapshot", "drift")
         self._rpc("zo_apply", [(int(seed), float(eps))], self.noise_kind)
         self._rpc("zo_apply", [(int(seed), -float(eps))], self.noise_kind)
-        reports = self._rpc("zo_diff_from_snapshot")
-        self._rpc("zo_restore_snapshot")
+        reports = self._rpc("zo_diff_from_snapshot", "drift")
+        self._rpc("zo_restore_snapshot", "drift")
         self._weights_changed()
         n = sum(r["elements"] for r in reports) or 1
         return {

@@ -206,7 +206,7 @@ class ZOWorkerExtension:
         segments, dead, problems = map_parameters(model, {k: tuple(v) for k, v in canonical.items()}, rank, tp)
         self._zo_segments = segments
         self._zo_kind = noise_kind
-        self._zo_snapshot = None
+        self._zo_snapshots = {}
         covered: dict[str, int] = {}
         for s in segments:
             if s.owner:
@@ -245,22 +245,29 @@ class ZOWorkerExtension:
                 if len(seg.shape) >= 2:
                     seg.local().mul_(factor)
 
-    def zo_snapshot(self) -> int:
-        """Keep a copy of every mapped element (for drift and coverage measurements)."""
-        self._zo_snapshot = [seg.local().clone() for seg in self._zo_segments]
-        return sum(t.numel() for t in self._zo_snapshot)
+    def zo_snapshot(self, key: str = "user") -> int:
+        """Keep a copy of every mapped element under `key` (one model's worth of memory per key)."""
+        self._zo_snapshots = getattr(self, "_zo_snapshots", {})
+        self._zo_snapshots[key] = [seg.local().clone() for seg in self._zo_segments]
+        return sum(t.numel() for t in self._zo_snapshots[key])
 
-    def zo_restore_snapshot(self, drop: bool = True) -> None:
+    def _zo_saved(self, key: str) -> list:
+        saved = getattr(self, "_zo_snapshots", {}).get(key)
+        if saved is None:
+            raise RuntimeError(f"no weight snapshot {key!r}: call zo_snapshot({key!r}) first")
+        return saved
+
+    def zo_restore_snapshot(self, key: str = "user", drop: bool = True) -> None:
         with torch.no_grad():
-            for seg, saved in zip(self._zo_segments, self._zo_snapshot):
+            for seg, saved in zip(self._zo_segments, self._zo_saved(key)):
                 seg.local().copy_(saved)
         if drop:
-            self._zo_snapshot = None
+            del self._zo_snapshots[key]
 
-    def zo_diff_from_snapshot(self) -> dict:
+    def zo_diff_from_snapshot(self, key: str = "user") -> dict:
         """Owned elements that differ from the snapshot, max |diff| and sum of squared diffs."""
         changed, max_abs, sq, n = 0, 0.0, 0.0, 0
-        for seg, saved in zip(self._zo_segments, self._zo_snapshot):
+        for seg, saved in zip(self._zo_segments, self._zo_saved(key)):
             if not seg.owner:
                 continue
             d = seg.local().double() - saved.double()
@@ -273,10 +280,10 @@ class ZOWorkerExtension:
 
     def zo_count_perturbed(self, seed: int, scale: float, kind: str = "rademacher") -> dict:
         """Elements that a perturbation actually changes; weights are restored bit-exactly after."""
-        self.zo_snapshot()
+        self.zo_snapshot("coverage")
         self.zo_apply([(seed, scale)], kind)
-        report = self.zo_diff_from_snapshot()
-        self.zo_restore_snapshot()
+        report = self.zo_diff_from_snapshot("coverage")
+        self.zo_restore_snapshot("coverage")
         return report
 
     def zo_export(self, directory: str) -> list:
