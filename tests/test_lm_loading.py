@@ -24,6 +24,14 @@ def test_hub_id_is_refused_with_a_helpful_message():
     assert "local" in message and "embedded" in message
 
 
+def test_missing_local_path_is_not_called_a_hub_id(tmp_path):
+    with pytest.raises(ValueError, match="not a model directory"):
+        load_model(str(tmp_path / "no_such_model"))
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a model directory"):
+        load_model(tmp_path / "weights.bin")
+
+
 @pytest.mark.parametrize("bad", ["float64", "fp32", "int8"])
 def test_bad_dtype_is_refused_before_any_loading(bad):
     with pytest.raises(ValueError, match="float32, bfloat16, float16"):

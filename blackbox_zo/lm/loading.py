@@ -32,11 +32,19 @@ def resolve_model_dir(name_or_path: str | os.PathLike | None) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
+    if path.exists() or looks_like_path(str(name_or_path)):
+        raise ValueError(f"{str(name_or_path)!r} is not a model directory (it should hold config, "
+                         "tokenizer and weights files)")
     raise ValueError(
         f"{str(name_or_path)!r} is not a local directory, and the Hugging Face model hub cannot be "
         "reached from here (no network). Pass the path of a local model directory (config, "
         "tokenizer and weights), or None / 'embedded' for the embedded SmolLM2-135M-Instruct."
     )
+
+
+def looks_like_path(name: str) -> bool:
+    """A filesystem path rather than a hub id like "org/model"."""
+    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
 
 
 def prepare_tokenizer(tokenizer):
