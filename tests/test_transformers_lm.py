@@ -55,7 +55,8 @@ def test_loglik_matches_hand_computation(tiny_llama):
 def test_loglik_edge_cases(tiny_llama):
     model, tok = tiny_llama
     lm = TransformersLM(model, tok)
-    assert lm.loglik(["Hello"], [""]) == [0.0]
+    assert lm.loglik(["Hello", ""], ["", ""]) == [0.0, 0.0]
+    assert torch.isfinite(lm.label_word_logits(["", "Hello"], ["great", "terrible"])).all()
     empty_prompt = lm.loglik([""], [" Paris"])[0]
     assert empty_prompt < 0
     with pytest.raises(ValueError, match="reduce"):

@@ -84,7 +84,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, say: Callable[[str], None]) -> 
 
     start = time.perf_counter()
     say(f"[blackbox_zo] converting the embedded model {gguf_path.name} once "
-        f"(about a minute); later loads take ~2 s")
+        f"(30-60 s); later loads take a few seconds")
     say("[blackbox_zo] loading tokenizer ...")
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     say(f"[blackbox_zo] dequantising weights ... ({time.perf_counter() - start:.0f} s)")

@@ -96,7 +96,7 @@ class TransformersLM:
         """
         word_ids = self.label_word_ids(words)
         rows = []
-        encoded = [self._encode(p) for p in prompts]
+        encoded = [self._encode(p) or [self._start_token_id()] for p in prompts]
         for indices in self._batches([len(e) for e in encoded]):
             input_ids, mask, positions = self._left_pad([encoded[i] for i in indices])
             logits = self._forward(input_ids, mask, positions, keep=1)[:, -1]
@@ -190,8 +190,8 @@ class TransformersLM:
         full_ids = self._encode(prompt + target)
         n = common_prefix_length(prompt_ids, full_ids)
         context, continuation = full_ids[:n], full_ids[n:]
-        if not context and continuation:
-            # The first target token needs something to be predicted from.
+        if not context:
+            # The first target token needs something to be predicted from (and no row may be empty).
             context = [self._start_token_id()]
         return self._fit_length(context, continuation)
 
