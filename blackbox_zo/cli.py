@@ -20,7 +20,7 @@ DEMO_CONFIG = {
     "objective": {"factory": "objectives.recipes:builtin_sentiment", "args": {"metric": "accuracy"}},
     "space": {"kind": "full"},
     "optim": {"lr": 2e-5, "eps": 1e-3, "seed": 0, "optimizer": "sgd"},
-    "train": {"steps": 60, "batch_size": 32, "eval_every": 20, "seed": 0},
+    "train": {"steps": 50, "batch_size": 32, "eval_every": 25, "seed": 0},
     "output": "runs/demo",
 }
 
@@ -48,6 +48,10 @@ def cmd_demo(args) -> int:
     s = run(cfg, resume=args.resume, progress=not args.quiet)
     print(f"\nvalidation accuracy (held-back phrases): before {s['val_start']:.3f} -> after {s['val_final']:.3f} "
           f"(best {s['val_best']:.3f} at step {s['best_step']}); {s['steps']} steps, {time.time() - t0:.0f} s total")
+    if "val_flips" in s:
+        f = s["val_flips"]
+        print(f"held-back examples fixed {f['fixed']}, broken {f['broken']}: exact sign test p = {f['sign_test_p']:.2g} "
+              "(the chance of a split this lopsided if tuning changed nothing)")
     print(f"run directory: {cfg.output} (trajectory.jsonl, metrics.jsonl, objective.png, summary.json)")
     return 0
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, RunConfig, load_config
 from .mezo import MeZO
-from .trainer import TrainConfig, Trainer
+from .trainer import TrainConfig, Trainer, value_of
 
 TRAJECTORY = "trajectory.jsonl"
 
@@ -101,7 +102,8 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
                       val_data=task.get("val"), out_dir=out,
                       config=TrainConfig(t.steps, t.batch_size, t.eval_every, t.patience, t.seed, t.tensorboard, t.plot, progress))
     result = trainer.fit()
-    final = trainer.evaluate() if task.get("val") else None
+    final_score = trainer.evaluate_score() if task.get("val") else None
+    final = value_of(final_score) if final_score is not None else None
     opt.close()
     summary = {
         "objective": getattr(objective, "name", "objective"), "maximize": trainer.maximize,
@@ -109,10 +111,29 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
         "best_step": result.best_step, "steps": result.steps_done, "seconds": round(result.seconds, 1),
         "nonfinite_steps": opt.nonfinite_steps, "tuned_elements": loaded.space.numel(),
     }
+    flips = paired_flips(getattr(trainer.start_score, "per_example", None), getattr(final_score, "per_example", None))
+    if flips:
+        summary["val_flips"] = flips
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if cfg.export:
         summary["exported"] = str(export(out, out / "model", step="best"))
     return summary
+
+
+def paired_flips(before, after) -> dict | None:
+    """For 0/1 per-example scores: examples fixed and broken, and the exact two-sided sign-test p-value.
+
+    Under "no change" each flipped example is fixed or broken with probability 1/2, so
+    p = P(|Bin(n, 1/2) - n/2| >= |fixed - n/2|) with n = fixed + broken.
+    """
+    if not before or not after or len(before) != len(after) or any(v not in (0.0, 1.0) for v in [*before, *after]):
+        return None
+    fixed = sum(1 for b, a in zip(before, after) if b == 0.0 and a == 1.0)
+    broken = sum(1 for b, a in zip(before, after) if b == 1.0 and a == 0.0)
+    n = fixed + broken
+    tail = min(fixed, broken)
+    p = min(1.0, 2 * sum(math.comb(n, k) for k in range(tail + 1)) / 2**n) if n else 1.0
+    return {"fixed": fixed, "broken": broken, "sign_test_p": p}
 
 
 def read_run(run_dir: str | Path) -> tuple[RunConfig, dict]:

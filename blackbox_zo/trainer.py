@@ -77,8 +77,12 @@ class Trainer:
 
     def evaluate(self, data: Sequence[dict] | None = None) -> float:
         """The validation objective on all of `data` (default: the validation set), at the current weights."""
+        return value_of(self.evaluate_score(data))
+
+    def evaluate_score(self, data: Sequence[dict] | None = None) -> Any:
+        """Like evaluate, but the objective's full result (per-example values where it gives them)."""
         data = list(data if data is not None else self.val_data or [])
-        return value_of(self.val_objective.evaluate(self.lm, data, seed=derive_seed(self.config.seed, "eval")))
+        return self.val_objective.evaluate(self.lm, data, seed=derive_seed(self.config.seed, "eval"))
 
     def _better(self, a: float, b: float | None) -> bool:
         return b is None or (a > b if self.maximize else a < b)
@@ -87,7 +91,8 @@ class Trainer:
         cfg = self.config
         metrics = self._open_metrics()
         writer = self._tensorboard()
-        start = self.evaluate() if self.val_data else None
+        self.start_score = self.evaluate_score() if self.val_data else None
+        start = value_of(self.start_score) if self.val_data else None
         best_value, best_step, stale = start, self.opt.step_count, 0
         history: list[dict] = []
         t0 = time.time()
@@ -121,7 +126,7 @@ class Trainer:
                 writer.close()
         result = TrainResult(start, best_value, best_step, self.opt.step_count, history, time.time() - t0)
         if self.out_dir and cfg.plot:
-            plot_history(history, self.out_dir / "objective.png", getattr(self.objective, "name", "objective"))
+            plot_history(history, self.out_dir / "objective.png", getattr(self.objective, "name", "objective"), start)
         return result
 
     def _open_metrics(self):
@@ -150,7 +155,7 @@ class Trainer:
                     writer.add_scalar(key, row[key], row["step"])
 
 
-def plot_history(history: list[dict], path: Path, name: str) -> Path:
+def plot_history(history: list[dict], path: Path, name: str, start: float | None = None) -> Path:
     """PNG of the per-step train objective (with a running mean) and the validation points."""
     import matplotlib
 
@@ -164,7 +169,7 @@ def plot_history(history: list[dict], path: Path, name: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, vals, alpha=0.25, label="train (per step)")
     ax.plot(steps, smooth, label=f"train (running mean, {window})")
-    val = [(r["step"] + 1, r["val"]) for r in history if "val" in r]
+    val = ([(0, start)] if start is not None else []) + [(r["step"] + 1, r["val"]) for r in history if "val" in r]
     if val:
         ax.plot(*zip(*val), "o-", label="validation")
     ax.set_xlabel("step")

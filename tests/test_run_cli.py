@@ -108,3 +108,15 @@ def test_console_script_help():
     for sub in ([], ["run"], ["demo"], ["eval"], ["export"], ["replay"]):
         out = subprocess.run(cmd + sub + ["--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "usage: blackbox-zo" in out.stdout
+
+
+def test_paired_flips_sign_test():
+    from blackbox_zo.run import paired_flips
+
+    before = [0.0] * 12 + [1.0] * 10
+    after = [1.0] * 10 + [0.0] * 2 + [1.0] * 10  # 10 fixed, 0 broken
+    f = paired_flips(before, after)
+    assert f["fixed"] == 10 and f["broken"] == 0
+    assert abs(f["sign_test_p"] - 2 / 2**10) < 1e-12
+    assert paired_flips([0.5], [1.0]) is None  # not 0/1 scores
+    assert paired_flips(before, before)["sign_test_p"] == 1.0
