@@ -93,8 +93,7 @@ def main() -> None:
     results = []
     if args.only in (None, "transformers"):
         model, tok = load_model(model_dir)
-        # detached views (same storage): in-place noise from worker threads on requires_grad leaves fails
-        space = ParamSpace({n: p.detach() for n, p in model.named_parameters()})
+        space = ParamSpace(model)
         lm = TransformersLM(model, tok, batch_size=args.prompts)
         results.append(run_steps("transformers", space.apply, lm.generate, args))
         del model, space, lm

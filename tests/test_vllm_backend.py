@@ -51,9 +51,7 @@ def reference(model_dir):
     from blackbox_zo.params import ParamSpace
 
     model, tok = load_model(model_dir)
-    # detached views of the parameters (same storage): ParamSpace's noise threads run outside the
-    # caller's no_grad(), and in-place adds on requires_grad leaves fail there
-    space = ParamSpace({n: p.detach() for n, p in model.named_parameters()})
+    space = ParamSpace(model)
     return model, tok, space, space.state_dict()
 
 
