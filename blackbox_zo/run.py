@@ -59,7 +59,9 @@ def load_tuned(cfg: RunConfig) -> Loaded:
 
         if cfg.space.kind != "full" or cfg.space.include or cfg.space.exclude:
             raise ConfigError("model.backend 'vllm' tunes all weights: use space.kind 'full' without include/exclude")
-        backend = VLLMBackend.from_config(cfg.model, noise=cfg.space.noise)
+        if cfg.space.mask_density or cfg.space.blockwise:
+            raise ConfigError("model.backend 'vllm' supports neither space.mask_density nor space.blockwise")
+        backend = VLLMBackend(cfg.model.name, noise=cfg.space.noise, dtype=cfg.model.dtype)
         return Loaded(None, None, backend, backend)
     model, tok = load_model(cfg.model.name, dtype=cfg.model.dtype, device=cfg.model.device)
     s = cfg.space
