@@ -220,6 +220,33 @@ def test_coverage_check_fails_loudly_without_cpu_workaround(backend, model_dir):
     assert "of 134,515,008 tuned elements" in str(err.value)
 
 
+@pytest.mark.vllm
+@pytest.mark.skipif(not HAVE_VLLM, reason=SKIP_REASON)
+def test_bf16_engine_keeps_float32_masters(backend, model_dir):
+    """bf16 engine: theta in float32 masters, equal to ParamSpace's masters on a bf16 model."""
+    from blackbox_zo.backends import VLLMBackend
+    from blackbox_zo.lm.loading import load_model
+    from blackbox_zo.params import ParamSpace
+
+    b16 = VLLMBackend(model_dir, dtype="bfloat16", kv_cache_memory_bytes=256 << 20, **ENGINE_KW)
+    try:
+        assert b16.load_report[0]["master_weights"]
+        model, _ = load_model(model_dir, dtype="bfloat16")
+        space = ParamSpace(model)
+        assert space.master_weights
+        pairs = [(8, 1e-3), (9, 2e-4)]
+        b16.apply(pairs)
+        space.apply(pairs)
+        worst, where = _max_diff(b16.state_dict(), space.state_dict())
+        drift = b16.restore_drift(seed=3, eps=1e-3)
+        print(f"\nbf16 engine: max|masters vLLM - ParamSpace|={worst:.3g} ({where}); drift {drift}")
+        assert worst == 0.0
+        assert drift["max_abs"] <= 4.8e-7
+        assert drift["live_changed"] < 0.001 * drift["elements"]  # bf16 weights come back
+    finally:
+        b16.close()
+
+
 # ------------------------------------------------------------------------- mapping (no vLLM needed)
 
 def test_mapping_of_fused_and_sharded_parameters():

@@ -63,6 +63,7 @@ class VLLMBackend:
         enable_prefix_caching: bool = True,
         check_coverage: bool = True,
         use_chat_template: bool | None = None,
+        master_weights: bool | None = None,
         seed: int = 0,
         **llm_kwargs,
     ):
@@ -103,7 +104,9 @@ class VLLMBackend:
         self.tokenizer = self.llm.get_tokenizer()
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         self.use_chat_template = has_template if use_chat_template is None else use_chat_template
-        self.load_report = self._rpc("zo_init", {k: list(v) for k, v in self.canonical.items()}, noise)
+        # float32 masters by default for bf16/fp16 engines (as ParamSpace): no +eps/-eps drift
+        self.load_report = self._rpc("zo_init", {k: list(v) for k, v in self.canonical.items()}, noise,
+                                     master_weights)
         if check_coverage:
             try:
                 self.check_coverage()
@@ -227,16 +230,21 @@ class VLLMBackend:
         self._weights_changed()
 
     def restore_drift(self, seed: int, eps: float = 1e-3) -> dict:
-        """Apply +eps*z then -eps*z and report how far theta moved (then put theta back exactly)."""
+        """Apply +eps*z then -eps*z and report how far theta moved (then put theta back exactly).
+
+        theta is the float32 master copy when the engine runs in bf16/fp16 (live_changed then counts
+        engine weights whose rounding moved), else the live weights themselves."""
         self._rpc("zo_snapshot", "drift")
         self._rpc("zo_apply", [(int(seed), float(eps))], self.noise_kind)
         self._rpc("zo_apply", [(int(seed), -float(eps))], self.noise_kind)
         reports = self._rpc("zo_diff_from_snapshot", "drift")
+        live = self._rpc("zo_diff_from_snapshot", "drift", True)
         self._rpc("zo_restore_snapshot", "drift")
         self._weights_changed()
         n = sum(r["elements"] for r in reports) or 1
         return {
             "changed": sum(r["changed"] for r in reports),
+            "live_changed": sum(r["changed"] for r in live),  # engine weights (differs with masters)
             "elements": n,
             "max_abs": max(r["max_abs"] for r in reports),
             "rms": math.sqrt(sum(r["sum_sq"] for r in reports) / n),

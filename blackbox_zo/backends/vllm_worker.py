@@ -174,19 +174,20 @@ def map_parameters(model: torch.nn.Module, canonical: dict[str, tuple], rank: in
     return segments, dead, problems
 
 
-def add_segment_noise_(seg: Segment, seed: int, coeff: float, kind: str) -> None:
-    """seg += coeff * z(seed)[canonical slice]: contiguous rows go through add_noise_ directly."""
+def add_segment_noise_(seg: Segment, seed: int, coeff: float, kind: str, target: torch.Tensor | None = None) -> None:
+    """target += coeff * z(seed)[canonical slice of seg]; target defaults to the live view seg.local()
+    (a float32 master copy of the same 2-D shape otherwise). Whole rows go through add_noise_ directly."""
     numel = 1
     for d in seg.shape:
         numel *= d
     if seg.numel == 0 or coeff == 0.0:
         return
+    local = seg.local() if target is None else target
     if seg.full_rows():
-        flat = seg.local().reshape(-1)  # a view: whole rows of a row-major tensor are contiguous
+        flat = local.reshape(-1)  # a view: whole rows of a row-major tensor are contiguous
         add_noise_(flat, seed, seg.name, coeff, numel=numel, start=seg.crow * seg.row_len, kind=kind)
         return
     # column shard: draw whole canonical rows, keep this rank's columns, a block of rows at a time
-    local = seg.local()
     step = max(1, CHUNK // seg.row_len)
     for r in range(0, seg.nrows, step):
         r1 = min(seg.nrows, r + step)
@@ -197,9 +198,13 @@ def add_segment_noise_(seg: Segment, seed: int, coeff: float, kind: str) -> None
 
 
 class ZOWorkerExtension:
-    """Mixed into vLLM's worker class; every public method is reachable with collective_rpc."""
+    """Mixed into vLLM's worker class; every public method is reachable with collective_rpc.
 
-    def zo_init(self, canonical: dict, noise_kind: str = "gaussian") -> dict:
+    theta lives in the live weights (float32 engines) or in float32 master copies that the live
+    low-precision weights round from after every change (bf16/fp16 engines: no random-walk drift).
+    """
+
+    def zo_init(self, canonical: dict, noise_kind: str = "gaussian", master_weights: bool | None = None) -> dict:
         """Map live parameters to canonical tensors; report coverage, dead params and patch status."""
         model = self.model_runner.get_model()
         rank, tp = _tp_rank_size()
@@ -207,6 +212,9 @@ class ZOWorkerExtension:
         self._zo_segments = segments
         self._zo_kind = noise_kind
         self._zo_snapshots = {}
+        if master_weights is None:
+            master_weights = any(s.param.dtype != torch.float32 for s in segments)
+        self._zo_masters = [s.local().float().clone() for s in segments] if master_weights else None
         covered: dict[str, int] = {}
         for s in segments:
             if s.owner:
@@ -228,27 +236,39 @@ class ZOWorkerExtension:
             "patch_installed": vllm_utils.dispatch_cpu_unquantized_gemm is _live_weight_dispatch,
             "stale_gemm_layers": stale,
             "dtypes": sorted({str(s.param.dtype) for s in segments}),
+            "master_weights": bool(master_weights),
         }
+
+    def _zo_store(self, i: int) -> torch.Tensor:
+        """Where theta of segment i lives: its float32 master, or the live view itself."""
+        return self._zo_masters[i] if self._zo_masters is not None else self._zo_segments[i].local()
+
+    def _zo_sync(self, i: int) -> None:
+        if self._zo_masters is not None:
+            self._zo_segments[i].local().copy_(self._zo_masters[i])  # live = round(master)
 
     def zo_apply(self, pairs: list, noise_kind: str | None = None) -> None:
         """theta <- theta + sum_i c_i z(seed_i); pairs are already merged by the driver."""
         kind = noise_kind or self._zo_kind
         with torch.no_grad():
-            for seg in self._zo_segments:  # same order as ParamSpace: per tensor, per seed
+            for i, seg in enumerate(self._zo_segments):  # same order as ParamSpace: per tensor, per seed
+                store = self._zo_store(i)
                 for seed, coeff in pairs:
-                    add_segment_noise_(seg, int(seed), float(coeff), kind)
+                    add_segment_noise_(seg, int(seed), float(coeff), kind, store)
+                self._zo_sync(i)
 
     def zo_decay(self, factor: float) -> None:
         """theta <- factor * theta for matrices (canonical ndim >= 2)."""
         with torch.no_grad():
-            for seg in self._zo_segments:
+            for i, seg in enumerate(self._zo_segments):
                 if len(seg.shape) >= 2:
-                    seg.local().mul_(factor)
+                    self._zo_store(i).mul_(factor)
+                    self._zo_sync(i)
 
     def zo_snapshot(self, key: str = "user") -> int:
-        """Keep a copy of every mapped element under `key` (one model's worth of memory per key)."""
+        """Keep a copy of theta under `key` (one model's worth of memory per key)."""
         self._zo_snapshots = getattr(self, "_zo_snapshots", {})
-        self._zo_snapshots[key] = [seg.local().clone() for seg in self._zo_segments]
+        self._zo_snapshots[key] = [self._zo_store(i).clone() for i in range(len(self._zo_segments))]
         return sum(t.numel() for t in self._zo_snapshots[key])
 
     def _zo_saved(self, key: str) -> list:
@@ -259,18 +279,20 @@ class ZOWorkerExtension:
 
     def zo_restore_snapshot(self, key: str = "user", drop: bool = True) -> None:
         with torch.no_grad():
-            for seg, saved in zip(self._zo_segments, self._zo_saved(key)):
-                seg.local().copy_(saved)
+            for i, saved in enumerate(self._zo_saved(key)):
+                self._zo_store(i).copy_(saved)
+                self._zo_sync(i)
         if drop:
             del self._zo_snapshots[key]
 
-    def zo_diff_from_snapshot(self, key: str = "user") -> dict:
-        """Owned elements that differ from the snapshot, max |diff| and sum of squared diffs."""
+    def zo_diff_from_snapshot(self, key: str = "user", live: bool = False) -> dict:
+        """Owned elements of theta (or of the live weights) that differ from the snapshot."""
         changed, max_abs, sq, n = 0, 0.0, 0.0, 0
-        for seg, saved in zip(self._zo_segments, self._zo_saved(key)):
+        for i, (seg, saved) in enumerate(zip(self._zo_segments, self._zo_saved(key))):
             if not seg.owner:
                 continue
-            d = seg.local().double() - saved.double()
+            now = seg.local() if live else self._zo_store(i)
+            d = now.double() - saved.to(now.dtype).double()
             changed += int((d != 0).sum())
             if d.numel():
                 max_abs = max(max_abs, float(d.abs().max()))
@@ -279,15 +301,15 @@ class ZOWorkerExtension:
         return {"changed": changed, "max_abs": max_abs, "sum_sq": sq, "elements": n}
 
     def zo_count_perturbed(self, seed: int, scale: float, kind: str = "rademacher") -> dict:
-        """Elements that a perturbation actually changes; weights are restored bit-exactly after."""
+        """Live weight elements that a perturbation changes; theta is restored bit-exactly after."""
         self.zo_snapshot("coverage")
         self.zo_apply([(seed, scale)], kind)
-        report = self.zo_diff_from_snapshot("coverage")
+        report = self.zo_diff_from_snapshot("coverage", live=True)
         self.zo_restore_snapshot("coverage")
         return report
 
     def zo_export(self, directory: str) -> list:
-        """Write this rank's owned segments to a safetensors file; return [(key, name, rows, cols)]."""
+        """Write this rank's owned segments of theta to a safetensors file; return [path, index]."""
         from safetensors.torch import save_file
 
         rank, _ = _tp_rank_size()
@@ -296,7 +318,7 @@ class ZOWorkerExtension:
             if not seg.owner or seg.numel == 0:
                 continue
             key = f"{i}"
-            tensors[key] = seg.local().detach().to(torch.float32).contiguous().clone()
+            tensors[key] = self._zo_store(i).detach().to(torch.float32).contiguous().clone()
             index.append((key, seg.name, seg.crow, seg.nrows, seg.ccol, seg.ncols))
         fd, path = tempfile.mkstemp(prefix=f"rank{rank}-", suffix=".safetensors", dir=directory)
         os.close(fd)
@@ -304,13 +326,13 @@ class ZOWorkerExtension:
         return [path, index]
 
     def zo_fingerprint(self) -> str | None:
-        """fingerprint_tensors over canonical views; None when tensors are split (tp > 1)."""
+        """fingerprint_tensors over canonical views of theta; None when tensors are split (tp > 1)."""
         from ..params import fingerprint_tensors
 
         _, tp = _tp_rank_size()
         views: dict[str, torch.Tensor] = {}
-        for seg in self._zo_segments:
+        for i, seg in enumerate(self._zo_segments):
             if tp > 1 or not seg.full_rows() or seg.crow != 0 or seg.nrows != seg.shape[0]:
                 return None
-            views[seg.name] = seg.local().reshape(seg.shape)
+            views[seg.name] = self._zo_store(i).reshape(seg.shape)
         return fingerprint_tensors(views)
