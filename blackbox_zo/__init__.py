@@ -11,11 +11,13 @@ from .mezo import MeZO
 from .noise import add_noise_, derive_seed, noise_slice
 from .optim import make_optimizer, make_schedule
 from .params import ParamSpace, fingerprint_tensors
+from .precision import check_precision
+from .spaces import lora_space, prefix_space
 from .trajectory import Trajectory, TrajectoryError
 
 __all__ = [
     "AskTell", "Backend", "Candidate", "Engine", "MeZO", "NonFiniteObjective", "ObjectiveError", "OneSidedSPSA",
     "Pairwise", "ParamSpace", "Population", "SPSA", "StepResult", "Trajectory", "TrajectoryError", "add_noise_",
-    "derive_seed", "fingerprint_tensors", "make_estimator", "make_optimizer", "make_schedule", "noise_slice",
+    "check_precision", "derive_seed", "fingerprint_tensors", "lora_space", "prefix_space", "make_estimator", "make_optimizer", "make_schedule", "noise_slice",
 ]
 __version__ = "0.1.0"
