@@ -19,6 +19,7 @@ Set BLACKBOX_ZO_VLLM_KEEP_REPACK=1 to switch it off (tests use this to show the 
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ class Segment:
     ccol: int
     ncols: int
     owner: bool  # counts for coverage/export (replicated tensors: rank 0 only)
+    ccol_local: int = 0  # first column in the vLLM parameter (column shards hold only their columns)
 
     @property
     def numel(self) -> int:
@@ -93,7 +95,7 @@ class Segment:
 
     @property
     def row_len(self) -> int:
-        return self.shape[1] if len(self.shape) > 1 else 1
+        return math.prod(self.shape[1:])  # elements per canonical row (1 for vectors)
 
     def full_rows(self) -> bool:
         return self.ncols == self.row_len
@@ -105,8 +107,6 @@ class Segment:
             return p[self.lrow : self.lrow + self.nrows].view(-1, 1)
         p2 = p.view(p.shape[0], -1)
         return p2[self.lrow : self.lrow + self.nrows, self.ccol_local : self.ccol_local + self.ncols]
-
-    ccol_local: int = 0
 
 
 def _tp_rank_size() -> tuple[int, int]:
@@ -145,7 +145,7 @@ def map_parameters(model: torch.nn.Module, canonical: dict[str, tuple], rank: in
         for c in comps:
             shape = tuple(canonical[c])
             rows = shape[0]
-            cols = shape[1] if len(shape) > 1 else 1
+            cols = math.prod(shape[1:])
             prow = p.shape[0]
             pcols = p.numel() // prow if prow else 0
             if len(comps) > 1:  # fused: each component contributes rows/tp rows of this rank's shard
@@ -177,9 +177,7 @@ def map_parameters(model: torch.nn.Module, canonical: dict[str, tuple], rank: in
 def add_segment_noise_(seg: Segment, seed: int, coeff: float, kind: str, target: torch.Tensor | None = None) -> None:
     """target += coeff * z(seed)[canonical slice of seg]; target defaults to the live view seg.local()
     (a float32 master copy of the same 2-D shape otherwise). Whole rows go through add_noise_ directly."""
-    numel = 1
-    for d in seg.shape:
-        numel *= d
+    numel = math.prod(seg.shape)
     if seg.numel == 0 or coeff == 0.0:
         return
     local = seg.local() if target is None else target
