@@ -164,6 +164,27 @@ def test_outputs_match_transformers_after_perturbation(backend, reference, fresh
 
 @pytest.mark.vllm
 @pytest.mark.skipif(not HAVE_VLLM, reason=SKIP_REASON)
+def test_scoring_matches_transformers(backend, reference):
+    """loglik / choice_logliks / label_word_logits: the LM calls objectives make, on both backends."""
+    from blackbox_zo.lm.transformers_lm import TransformersLM
+
+    model, tok, _, _ = reference
+    lm = TransformersLM(model, tok)
+    prompts = ["The movie was", "Paris is the capital of", "2 + 2 ="]
+    targets = [" great fun.", " France.", " 4"]
+    for reduce in ("sum", "mean"):
+        got, want = backend.loglik(prompts, targets, reduce), lm.loglik(prompts, targets, reduce)
+        assert max(abs(a - b) for a, b in zip(got, want)) < 1e-3, (reduce, got, want)
+    got = backend.choice_logliks(prompts[:1], [[" good", " bad", ""]])
+    want = lm.choice_logliks(prompts[:1], [[" good", " bad", ""]])
+    assert max(abs(a - b) for a, b in zip(got[0], want[0])) < 1e-3
+    got, want = backend.label_word_logits(prompts, ["great", "terrible"]), lm.label_word_logits(prompts, ["great", "terrible"])
+    print(f"\nlabel-word logprobs max|vLLM - transformers|={float((got - want).abs().max()):.2e}")
+    assert got.shape == want.shape and float((got - want).abs().max()) < 1e-3
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not HAVE_VLLM, reason=SKIP_REASON)
 def test_prefix_cache_is_reset_after_weight_change(backend, reference, fresh):
     model, _, space, _ = reference
     long_prompt = " ".join(f"Item {i}: the number {i * 7} is written here." for i in range(40))

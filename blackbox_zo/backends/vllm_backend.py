@@ -1,5 +1,8 @@
 """VLLMBackend: the Backend contract over a `vllm.LLM` whose workers hold (and move) the tuned weights.
 
+It is also the LM objectives call: generate / loglik / choice_logliks / label_word_logits, with the
+same tokenisation and results as TransformersLM (scores from vLLM's prompt_logprobs).
+
 Only seeds and scalars cross `collective_rpc`; the workers regenerate every direction from
 `blackbox_zo.noise` under canonical Hugging Face names, so a trajectory recorded with ParamSpace on a
 transformers model replays here and vice versa. After every weight change the prefix cache is reset
@@ -249,6 +252,78 @@ class VLLMBackend:
             "max_abs": max(r["max_abs"] for r in reports),
             "rms": math.sqrt(sum(r["sum_sq"] for r in reports) / n),
         }
+
+    # --- scoring (same contract as TransformersLM) --------------------------------------------------
+    def _prompt_logprobs(self, rows: list[list[int]]) -> list[list[float]]:
+        """log p(row[t] | row[:t]) for t >= 1 of each token row (prompt_logprobs; prefill only)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outputs = self.llm.generate([{"prompt_token_ids": r} for r in rows], params, use_tqdm=False)
+        return [[lp[t].logprob for t, lp in zip(r[1:], o.prompt_logprobs[1:])] for r, o in zip(rows, outputs)]
+
+    def _split_context_target(self, prompt: str, target: str) -> tuple[list[int], list[int]]:
+        """(context ids, target ids) with context + target == tokenize(prompt + target), as TransformersLM."""
+        encode = lambda text: list(self.tokenizer(text)["input_ids"])  # noqa: E731
+        prompt_ids, full_ids = encode(prompt), encode(prompt + target)
+        n = 0
+        while n < min(len(prompt_ids), len(full_ids)) and prompt_ids[n] == full_ids[n]:
+            n += 1
+        context, continuation = full_ids[:n], full_ids[n:]
+        if not context and continuation:
+            tok = self.tokenizer
+            context = [int(tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id)]
+        return context, continuation
+
+    def loglik(self, prompts: Sequence[str], targets: Sequence[str], reduce: str = "sum") -> list[float]:
+        """log p(target | prompt) per example, summed or averaged per target token; empty target: 0.0."""
+        if len(prompts) != len(targets):
+            raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
+        if reduce not in ("sum", "mean"):
+            raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+        pairs = [self._split_context_target(p, t) for p, t in zip(prompts, targets)]
+        todo = [i for i, (_, t) in enumerate(pairs) if t]
+        scores = [0.0] * len(pairs)
+        for i, lps in zip(todo, self._prompt_logprobs([pairs[i][0] + pairs[i][1] for i in todo])):
+            tail = lps[len(lps) - len(pairs[i][1]):]
+            scores[i] = float(sum(tail) if reduce == "sum" else sum(tail) / len(tail))
+        return scores
+
+    def choice_logliks(self, prompts: Sequence[str], choices: Sequence[Sequence[str]],
+                       reduce: str = "mean") -> list[list[float]]:
+        """Score each candidate continuation of each prompt (MeZO multiple choice: mean per token)."""
+        if len(prompts) != len(choices):
+            raise ValueError(f"{len(prompts)} prompts but {len(choices)} choice lists")
+        flat = self.loglik([p for p, cs in zip(prompts, choices) for _ in cs],
+                           [c for cs in choices for c in cs], reduce=reduce)
+        out, start = [], 0
+        for cs in choices:
+            out.append(flat[start:start + len(cs)])
+            start += len(cs)
+        return out
+
+    def label_word_ids(self, words: Sequence[str]) -> list[int]:
+        """First token id of each label word (with a leading space); distinct words must differ."""
+        ids = []
+        for word in words:
+            spaced = word if word[:1].isspace() else " " + word
+            tokens = self.tokenizer.encode(spaced, add_special_tokens=False)
+            if not tokens:
+                raise ValueError(f"label word {word!r} tokenizes to nothing")
+            ids.append(tokens[0])
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"label words {list(words)} share a first token; choose words whose first tokens differ")
+        return ids
+
+    def label_word_logits(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
+        """Next-token log-probabilities [n, len(words)] (float32) of each word's first token."""
+        word_ids = self.label_word_ids(words)
+        tok = self.tokenizer
+        start = [int(tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id)]
+        encoded = [list(tok(p)["input_ids"]) or start for p in prompts]
+        rows = [e + [w] for e in encoded for w in word_ids]  # the last prompt logprob is the word's
+        lps = self._prompt_logprobs(rows)
+        return torch.tensor([lp[-1] for lp in lps], dtype=torch.float32).view(len(prompts), len(word_ids))
 
     # --- generation -------------------------------------------------------------------------------
     def _encode(self, prompt: str) -> list[int]:
