@@ -1,0 +1,315 @@
+"""SST-2 quality at our scale: MeZO's Table 3 rows on the embedded SmolLM2-135M-Instruct (CPU budget).
+
+Setting (MeZO, Malladi et al. 2023): SST-2, k training examples per class (k=16 default; k=512 is the
+paper's other setting, `--k 512`), prompt "<sentence> It was [great|terrible]", the label word with the
+higher next-token log-probability is the prediction. Accuracy is reported on a FIXED, class-balanced subset
+of validation.tsv (`--val-size`, same examples for every row and seed); rows with seeds report mean +- std
+over seeds, each seed drawing its own k-shot training sample (as the paper does) and its own noise seed.
+
+Rows (`--rows`, in this order; seeds are interleaved so a partial run has one seed of every row first):
+  zero_shot          no tuning
+  calibrated_cf      zero-shot, content-free calibration (objectives: calibrate="content_free")
+  calibrated_batch   zero-shot, batch calibration over the validation subset (calibrate="batch")
+  zo_acc             MeZO full-parameter, objective = minibatch accuracy (non-differentiable)
+  zo_ce              MeZO full-parameter, objective = cross-entropy of the label word (train_objective="nll")
+  ft_adam            backprop fine-tuning, AdamW + cross-entropy of the label word, same k-shot data (paper's FT)
+  zo_lora            MeZO over LoRA (r=8, q/v) only, objective `--space-objective` (default cross-entropy)
+  zo_prefix          MeZO over 5 prefix tokens only, objective `--space-objective`
+
+MeZO's paper runs 100k steps (batch 16) per ZO row and 1000 steps of FT. The defaults here are a tiny CPU
+budget (a few tens of steps) chosen so the whole run fits in ~30-40 min on a loaded 2-core CPU; scale up
+with --steps / --seeds / --val-size on a GPU (`--device cuda`).
+
+    python benchmarks/quality_sst2.py --data ../shared/data/sst2
+    python benchmarks/quality_sst2.py --steps 1000 --seeds 5 --val-size 872 --device cuda   # GPU
+    python benchmarks/quality_sst2.py --rows zero_shot,calibrated_cf,calibrated_batch         # 1 eval
+
+Results are written after every run to benchmarks/results/quality_sst2.json (+ quality_sst2.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import common  # noqa: E402
+
+ROWS = ("zero_shot", "calibrated_cf", "calibrated_batch", "zo_acc", "zo_ce", "ft_adam", "zo_lora", "zo_prefix")
+SEEDED = {"zo_acc", "zo_ce", "ft_adam"}  # --seeds seeds; the space rows use --space-seeds
+LABELS = {
+    "zero_shot": "zero-shot", "calibrated_cf": "zero-shot + content-free calib.",
+    "calibrated_batch": "zero-shot + batch calib.", "zo_acc": "MeZO full (accuracy)",
+    "zo_ce": "MeZO full (cross-entropy)", "ft_adam": "FT AdamW (cross-entropy, backprop)",
+    "zo_lora": "MeZO LoRA", "zo_prefix": "MeZO prefix",
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data/sst2", help="folder with train.tsv and validation.tsv")
+    p.add_argument("--model", default="embedded", help="'embedded' or a local Hugging Face model folder")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--rows", default=",".join(ROWS), help=f"comma list from {list(ROWS)}")
+    p.add_argument("--k", type=int, default=16, help="training examples per class (MeZO: 16 or 512)")
+    p.add_argument("--val-size", type=int, default=200, help="fixed balanced validation subset (0 = all 872)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds for zo_acc, zo_ce, ft_adam")
+    p.add_argument("--space-seeds", type=int, default=1, help="seeds for zo_lora, zo_prefix")
+    p.add_argument("--steps", type=int, default=20, help="MeZO steps per ZO run (paper: 100k)")
+    p.add_argument("--batch", type=int, default=16, help="examples per ZO step / forward batch (paper: 16)")
+    p.add_argument("--lr", type=float, default=1e-6, help="MeZO lr, full parameters (paper grid 1e-6, 1e-7)")
+    p.add_argument("--eps", type=float, default=1e-3, help="MeZO eps, full parameters (paper: 1e-3)")
+    p.add_argument("--lora-lr", type=float, default=5e-5, help="paper grid 1e-4, 5e-5")
+    p.add_argument("--lora-eps", type=float, default=1e-2)
+    p.add_argument("--prefix-lr", type=float, default=1e-2, help="paper grid 1e-2, 1e-3")
+    p.add_argument("--prefix-eps", type=float, default=1e-1)
+    p.add_argument("--space-objective", default="nll", choices=["nll", "accuracy"],
+                   help="objective of zo_lora / zo_prefix (default cross-entropy)")
+    p.add_argument("--ft-epochs", type=int, default=5, help="AdamW epochs over the 2k examples")
+    p.add_argument("--ft-lr", type=float, default=1e-5, help="AdamW learning rate (paper grid 1e-5, 5e-5)")
+    p.add_argument("--ft-batch", type=int, default=8)
+    p.add_argument("--out", default=str(common.RESULTS_DIR / "quality_sst2.json"))
+    return p.parse_args(argv)
+
+
+# --- data and model --------------------------------------------------------------------------------
+def task_for(args, seed: int, train_objective: str | None) -> dict:
+    from objectives.recipes import classification
+
+    task = classification(task="sst2", data=args.data, k=args.k, val_size=args.val_size, seed=seed,
+                          train_objective=train_objective)
+    # the validation subset is drawn with seed 0 for every row and seed: one fixed set of examples
+    task["val"] = classification(task="sst2", data=args.data, k=1, val_size=args.val_size, seed=0)["val"]
+    return task
+
+
+def load(args):
+    from blackbox_zo.lm import load_model
+
+    return load_model(args.model, device=args.device)
+
+
+def lm_for(model, tok, args):
+    from blackbox_zo.lm import TransformersLM
+
+    return TransformersLM(model, tok, batch_size=args.batch)
+
+
+def evaluate(lm, task) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    acc = task["val_objective"].evaluate(lm, task["val"]).value
+    return float(acc), time.perf_counter() - t0
+
+
+# --- rows ------------------------------------------------------------------------------------------
+def zero_shot_rows(args) -> list[dict]:
+    """One forward pass over the validation subset scores all three zero-shot rows."""
+    from objectives import get_task
+
+    task = task_for(args, 0, None)
+    model, tok = load(args)
+    lm = lm_for(model, tok, args)
+    t = get_task("sst2")
+    cf = t.objective(calibrate="content_free")
+    t0 = time.perf_counter()
+    outputs = cf.outputs(lm, task["val"])
+    eval_s = time.perf_counter() - t0
+    rows = []
+    for row, calibrate in (("zero_shot", None), ("calibrated_cf", "content_free"), ("calibrated_batch", "batch")):
+        acc = t.objective(calibrate=calibrate).score(task["val"], outputs).value
+        rows.append({"row": row, "seed": None, "accuracy": float(acc), "steps": 0, "train_s": 0.0,
+                     "eval_s": round(eval_s, 1), "note": "one shared forward pass over the subset"})
+    return rows
+
+
+def zo_row(args, row: str, seed: int) -> dict:
+    from blackbox_zo import MeZO, ParamSpace
+    from blackbox_zo.trainer import TrainConfig, Trainer
+
+    kind = {"zo_acc": "full", "zo_ce": "full", "zo_lora": "lora", "zo_prefix": "prefix"}[row]
+    objective = "accuracy" if row == "zo_acc" else "nll" if row == "zo_ce" else args.space_objective
+    task = task_for(args, seed, "nll" if objective == "nll" else None)
+    model, tok = load(args)
+    if kind == "lora":
+        from blackbox_zo.spaces import lora_space
+
+        model, space = lora_space(model, r=8, alpha=16)
+        lr, eps = args.lora_lr, args.lora_eps
+    elif kind == "prefix":
+        from blackbox_zo.spaces import prefix_space
+
+        model, space = prefix_space(model, tok, num_tokens=5)
+        lr, eps = args.prefix_lr, args.prefix_eps
+    else:
+        space = ParamSpace(model)
+        lr, eps = args.lr, args.eps
+    lm = lm_for(model, tok, args)
+    maximize = bool(getattr(task["objective"], "maximize", True))
+    opt = MeZO(space, lr=lr, eps=eps, seed=seed, maximize=maximize)
+    trainer = Trainer(lm, opt, task["objective"], task["train"],
+                      config=TrainConfig(steps=args.steps, batch_size=args.batch, eval_every=args.steps,
+                                         seed=seed, plot=False, progress=False))
+    fit = trainer.fit()
+    acc, eval_s = evaluate(lm, task)
+    train_values = [h["objective"] for h in fit.history]
+    return {"row": row, "seed": seed, "accuracy": acc, "steps": fit.steps_done, "train_s": round(fit.seconds, 1),
+            "eval_s": round(eval_s, 1), "objective": objective, "space": kind, "lr": lr, "eps": eps,
+            "tuned_elements": space.numel(), "train_objective_first5": mean(train_values[:5]),
+            "train_objective_last5": mean(train_values[-5:]), "nonfinite_steps": opt.nonfinite_steps}
+
+
+def ft_row(args, seed: int) -> dict:
+    """Backprop fine-tuning: AdamW on the cross-entropy of the label word after the prompt (all weights)."""
+    import random
+
+    import torch
+
+    from objectives import get_task
+
+    torch.manual_seed(seed)
+    task = task_for(args, seed, None)
+    model, tok = load(args)
+    lm = lm_for(model, tok, args)
+    t = get_task("sst2")
+    words = t.label_words
+    pairs = [lm._split_context_target(t.prompt(ex), " " + words[str(ex["label"])]) for ex in task["train"]]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.ft_lr, weight_decay=0.0)
+    rng = random.Random(seed)
+    losses, steps = [], 0
+    model.train()
+    t0 = time.perf_counter()
+    for _ in range(args.ft_epochs):
+        order = list(range(len(pairs)))
+        rng.shuffle(order)
+        for start in range(0, len(order), args.ft_batch):
+            batch = [pairs[i] for i in order[start:start + args.ft_batch]]
+            ids, mask, pos = lm._left_pad([c + tg for c, tg in batch])
+            labels = torch.full_like(ids, -100)
+            width = ids.shape[1]
+            for r, (_, tg) in enumerate(batch):
+                labels[r, width - len(tg):] = ids[r, width - len(tg):]
+            loss = model(input_ids=ids, attention_mask=mask, position_ids=pos, labels=labels, use_cache=False).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss))
+            steps += 1
+    train_s = time.perf_counter() - t0
+    model.eval()
+    acc, eval_s = evaluate(lm, task)
+    return {"row": "ft_adam", "seed": seed, "accuracy": acc, "steps": steps, "train_s": round(train_s, 1),
+            "eval_s": round(eval_s, 1), "objective": "cross-entropy (backprop)", "lr": args.ft_lr,
+            "epochs": args.ft_epochs, "batch": args.ft_batch, "tuned_elements": sum(p.numel() for p in params),
+            "train_loss_first": mean(losses[:2]), "train_loss_last": mean(losses[-2:])}
+
+
+# --- bookkeeping -----------------------------------------------------------------------------------
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return float(sum(xs) / len(xs)) if xs else None
+
+
+def summarize(runs: list[dict]) -> dict:
+    out = {}
+    for row in ROWS:
+        rs = [r for r in runs if r["row"] == row and "accuracy" in r]
+        if not rs:
+            continue
+        accs = [r["accuracy"] for r in rs]
+        out[row] = {"label": LABELS[row], "n": len(rs), "mean": statistics.fmean(accs),
+                    "std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "accuracies": accs,
+                    "steps": rs[0]["steps"], "train_s_mean": statistics.fmean(r["train_s"] for r in rs),
+                    "eval_s_mean": statistics.fmean(r["eval_s"] for r in rs)}
+    return out
+
+
+def write(args, runs, plan, t_start) -> Path:
+    payload = {"benchmark": "quality_sst2", "git": common.git_commit(), "machine": common.machine_info(),
+               "settings": {k: v for k, v in vars(args).items()}, "planned": plan,
+               "completed": len(runs), "elapsed_s": round(time.perf_counter() - t_start, 1),
+               "summary": summarize(runs), "runs": runs,
+               "note": "MeZO's paper: 100k ZO steps / 1000 FT steps per row; here a tiny CPU budget"}
+    path = common.write_results("quality_sst2", payload, args.out)
+    plot(payload, Path(args.out).with_suffix(".png"))
+    return path
+
+
+def plot(payload: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = payload["summary"]
+    if not summary:
+        return
+    rows = list(summary)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    means = [100 * summary[r]["mean"] for r in rows]
+    stds = [100 * summary[r]["std"] for r in rows]
+    bars = ax.bar(range(len(rows)), means, yerr=stds, capsize=4,
+                  color=["tab:gray" if r.startswith(("zero", "cal")) else "tab:red" if r == "ft_adam" else "tab:blue"
+                         for r in rows])
+    for b, r in zip(bars, rows):
+        s = summary[r]
+        ax.text(b.get_x() + b.get_width() / 2, 2, f"n={s['n']}\n{s['steps']} st", ha="center", fontsize=7, color="white")
+    ax.axhline(50, color="k", lw=0.5, ls="--")
+    ax.set_xticks(range(len(rows)), [summary[r]["label"] for r in rows], rotation=25, ha="right", fontsize=8)
+    s = payload["settings"]
+    ax.set_ylabel(f"accuracy (%) on {s['val_size'] or 872} SST-2 val examples")
+    ax.set_title(f"SST-2 k={s['k']}, SmolLM2-135M, CPU budget ({s['steps']} ZO steps; paper: 100k)", fontsize=9)
+    ax.set_ylim(0, 100)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    bad = sorted(set(rows) - set(ROWS))
+    if bad:
+        raise SystemExit(f"unknown rows {bad}; choose from {list(ROWS)}")
+    plan: list[tuple[str, int | None]] = []
+    if any(r in rows for r in ("zero_shot", "calibrated_cf", "calibrated_batch")):
+        plan.append(("zero_shot_all", None))
+    for seed in range(max(args.seeds, args.space_seeds)):
+        for r in rows:
+            if r in SEEDED and seed < args.seeds or r in ("zo_lora", "zo_prefix") and seed < args.space_seeds:
+                plan.append((r, seed))
+    runs: list[dict] = []
+    t_start = time.perf_counter()
+    for row, seed in plan:
+        print(f"[{time.perf_counter() - t_start:7.0f}s] {row} seed={seed}", flush=True)
+        try:
+            if row == "zero_shot_all":
+                new = [r for r in zero_shot_rows(args) if r["row"] in rows]
+            elif row == "ft_adam":
+                new = [ft_row(args, seed)]
+            else:
+                new = [zo_row(args, row, seed)]
+        except Exception as e:  # keep the other rows; the error is recorded
+            new = [{"row": row, "seed": seed, "error": f"{type(e).__name__}: {e}"}]
+        for r in new:
+            print("   ", json.dumps(r), flush=True)
+        runs.extend(new)
+        write(args, runs, [f"{r}:{s}" for r, s in plan], t_start)
+    summary = summarize(runs)
+    print(f"\n{'row':<36} {'acc (%)':>14} {'n':>3} {'steps':>6} {'train s':>8} {'eval s':>7}")
+    for r, s in summary.items():
+        print(f"{s['label']:<36} {100 * s['mean']:6.1f} +- {100 * s['std']:4.1f} {s['n']:>3} {s['steps']:>6} "
+              f"{s['train_s_mean']:>8.0f} {s['eval_s_mean']:>7.0f}")
+    print(f"results: {args.out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

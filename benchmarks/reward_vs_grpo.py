@@ -1,0 +1,278 @@
+"""Reward tuning, zeroth-order (blackbox_zo MeZO) vs TRL GRPO: held-back reward vs time, completions, memory.
+
+Both methods tune the embedded SmolLM2-135M-Instruct (float32, all weights) on the same small set of
+generic prompts (chat template applied by both), for the same reward: VADER positivity (compound score
+in [-1, 1]) of the completion (`objectives.VaderPositivity`), with short completions (`--max-new-tokens`).
+Every `--eval-interval` seconds of TRAINING time (evaluation time is excluded from the clock) each method
+is scored on HELD-BACK prompts with the same function: greedy generation through
+`blackbox_zo.lm.TransformersLM`, mean VADER reward.
+
+  zo    MeZO two-sided SPSA over all weights; per step `--zo-batch` prompts, each generated twice (+eps, -eps
+        sides, one shared sampling seed, temperature 1.0): 2 * zo-batch completions per step.
+  grpo  trl.GRPOTrainer, `--grpo-batch` completions per step in groups of `--grpo-generations` per prompt,
+        temperature 1.0, beta `--grpo-beta` (0 = TRL's default, no reference model), AdamW.
+
+Each method runs in its own fresh Python process; peak memory is the kernel's VmHWM read from
+/proc/self/status at the end: "training peak" after resetting the mark once the model is loaded, and
+"process peak" (ru_maxrss, since start, model loading included).
+
+    python benchmarks/reward_vs_grpo.py                      # both, 240 s of training each
+    python benchmarks/reward_vs_grpo.py --methods zo --budget 600
+
+Results: benchmarks/results/grpo_reward.json and grpo_reward.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import common  # noqa: E402
+
+TRAIN_PROMPTS = [
+    "Tell me about your morning.", "Describe the weather today.", "Write one sentence about Mondays.",
+    "What do you think of the city?", "Describe a train journey.", "Tell me about your job.",
+    "Write a sentence about the news.", "How was the meeting?", "Describe your neighbour.",
+    "What happened at school today?", "Write a line about traffic.", "Describe the last film you saw.",
+    "Tell me about a restaurant.", "Write a sentence about winter.", "How is the project going?",
+    "Describe an old house.",
+]
+HELD_PROMPTS = [
+    "Tell me about your weekend.", "Describe the hospital.", "Write one sentence about taxes.",
+    "How was the flight?", "Describe your office.", "What do you think of the weather?",
+    "Write a line about homework.", "Tell me about the queue at the bank.",
+]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", default="zo,grpo", help="comma list from zo, grpo")
+    p.add_argument("--budget", type=float, default=240.0, help="training seconds per method (eval excluded)")
+    p.add_argument("--eval-interval", type=float, default=60.0, help="training seconds between held-back evals")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--zo-batch", type=int, default=8, help="prompts per ZO step (2x completions)")
+    p.add_argument("--zo-lr", type=float, default=1e-6)
+    p.add_argument("--zo-eps", type=float, default=1e-3)
+    p.add_argument("--grpo-batch", type=int, default=8, help="completions per GRPO step")
+    p.add_argument("--grpo-generations", type=int, default=4, help="completions per prompt (GRPO group)")
+    p.add_argument("--grpo-lr", type=float, default=1e-5)
+    p.add_argument("--grpo-beta", type=float, default=0.0)
+    p.add_argument("--out", default=str(common.RESULTS_DIR / "grpo_reward.json"))
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# --- shared pieces ---------------------------------------------------------------------------------
+class CountingVader:
+    """VaderPositivity that counts the completions it scores (= completions generated for training)."""
+
+    def __init__(self):
+        from objectives import VaderPositivity
+
+        self.fn = VaderPositivity()
+        self.__name__ = "vader_positivity"
+        self.count = 0
+
+    def __call__(self, prompts, completions, **kwargs):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]  # TRL chat completions
+        self.count += len(texts)
+        return self.fn(prompts, texts)
+
+
+def heldout(model, tok, max_new_tokens: int) -> dict:
+    import torch
+
+    from blackbox_zo.lm import TransformersLM
+    from objectives import VaderPositivity
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        texts = TransformersLM(model, tok, batch_size=len(HELD_PROMPTS)).generate(
+            HELD_PROMPTS, max_new_tokens=max_new_tokens, temperature=0.0)
+    model.train(was_training)
+    rewards = VaderPositivity()(HELD_PROMPTS, texts)
+    return {"reward": sum(rewards) / len(rewards), "samples": texts[:3]}
+
+
+class Clock:
+    """Training time = wall time minus the time spent in held-back evaluations."""
+
+    def __init__(self, args, model, tok, counter):
+        self.args, self.model, self.tok, self.counter = args, model, tok, counter
+        self.t0 = time.perf_counter()
+        self.eval_s = 0.0
+        self.next_eval = args.eval_interval
+        self.curve: list[dict] = []
+        self.steps = 0
+
+    def train_s(self) -> float:
+        return time.perf_counter() - self.t0 - self.eval_s
+
+    def evaluate(self) -> None:
+        t = time.perf_counter()
+        train_s = self.train_s()
+        h = heldout(self.model, self.tok, self.args.max_new_tokens)
+        self.curve.append({"train_s": round(train_s, 1), "step": self.steps, "completions": self.counter.count,
+                           "heldout_reward": h["reward"], "samples": h["samples"]})
+        print(json.dumps({"progress": self.curve[-1]}), file=sys.stderr, flush=True)
+        self.eval_s += time.perf_counter() - t
+
+    def after_step(self) -> bool:
+        """Count a step, evaluate when due; True when the budget is spent."""
+        self.steps += 1
+        done = self.train_s() >= self.args.budget
+        if done or self.train_s() >= self.next_eval:
+            self.evaluate()
+            while self.next_eval <= self.train_s():
+                self.next_eval += self.args.eval_interval
+        return done
+
+
+def memory() -> dict:
+    return {"training_peak_bytes": common.peak_bytes(),
+            "process_peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+# --- workers -----------------------------------------------------------------------------------------
+def zo_worker(args) -> dict:
+    from blackbox_zo import MeZO, ParamSpace
+    from blackbox_zo.lm import TransformersLM, load_model
+    from blackbox_zo.noise import derive_seed
+    from blackbox_zo.trainer import batch_for_step, value_of
+    from objectives import Generation
+    from objectives.rewards import Reward
+
+    t0 = time.perf_counter()
+    model, tok = load_model()
+    lm = TransformersLM(model, tok, batch_size=2 * args.zo_batch)
+    counter = CountingVader()
+    objective = Reward(counter, generation=Generation(max_new_tokens=args.max_new_tokens, temperature=1.0),
+                       name="vader_positivity")
+    data = [{"prompt": p} for p in TRAIN_PROMPTS]
+    opt = MeZO(ParamSpace(model), lr=args.zo_lr, eps=args.zo_eps, seed=args.seed, maximize=True)
+    setup_s = time.perf_counter() - t0
+    scope = "training (VmHWM reset after model load)" if common.reset_peak() else "process"
+    clock = Clock(args, model, tok, counter)
+    clock.evaluate()
+    train_rewards = []
+    while True:
+        t = opt.step_count
+        batch = batch_for_step(data, args.zo_batch, args.seed, t)
+        sample_seed = derive_seed(args.seed, "sample", t)
+        train_rewards.append(opt.step(lambda: value_of(objective.evaluate(lm, batch, seed=sample_seed))))
+        if clock.after_step():
+            break
+    opt.close()
+    return {"method": "zo", "setup_s": round(setup_s, 1), "steps": clock.steps, "completions": counter.count,
+            "train_s": round(clock.train_s(), 1), "eval_s": round(clock.eval_s, 1), "curve": clock.curve,
+            "train_reward_first5": sum(train_rewards[:5]) / len(train_rewards[:5]),
+            "train_reward_last5": sum(train_rewards[-5:]) / len(train_rewards[-5:]),
+            "settings": {"prompts_per_step": args.zo_batch, "completions_per_step": 2 * args.zo_batch,
+                         "lr": args.zo_lr, "eps": args.zo_eps, "temperature": 1.0, "tuned": "all weights"},
+            "peak_scope": scope, **memory()}
+
+
+def grpo_worker(args) -> dict:
+    import tempfile
+
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    import trl
+    from blackbox_zo.lm import load_model
+
+    t0 = time.perf_counter()
+    model, tok = load_model()
+    counter = CountingVader()
+    data = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in TRAIN_PROMPTS]})
+    cfg = GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="bbzo-grpo-"), max_steps=100000, per_device_train_batch_size=args.grpo_batch,
+        num_generations=args.grpo_generations, max_completion_length=args.max_new_tokens, temperature=1.0,
+        learning_rate=args.grpo_lr, beta=args.grpo_beta, report_to="none", save_strategy="no", logging_steps=10**6,
+        use_cpu=True, bf16=False, fp16=False, seed=args.seed, dataloader_num_workers=0, disable_tqdm=True,
+    )
+    holder: dict = {}
+
+    class Budget(TrainerCallback):
+        def on_train_begin(self, a, state, control, **kw):
+            holder["clock"] = Clock(args, model, tok, counter)
+            holder["clock"].evaluate()
+
+        def on_step_end(self, a, state, control, **kw):
+            if holder["clock"].after_step():
+                control.should_training_stop = True
+
+    trainer = GRPOTrainer(model=model, reward_funcs=counter, args=cfg, train_dataset=data, processing_class=tok,
+                          callbacks=[Budget()])
+    setup_s = time.perf_counter() - t0
+    scope = "training (VmHWM reset after model load)" if common.reset_peak() else "process"
+    trainer.train()
+    clock = holder["clock"]
+    return {"method": "grpo", "trl": trl.__version__, "setup_s": round(setup_s, 1), "steps": clock.steps,
+            "completions": counter.count, "train_s": round(clock.train_s(), 1), "eval_s": round(clock.eval_s, 1),
+            "curve": clock.curve,
+            "settings": {"completions_per_step": args.grpo_batch, "num_generations": args.grpo_generations,
+                         "lr": args.grpo_lr, "beta": args.grpo_beta, "temperature": 1.0, "optimizer": "AdamW",
+                         "tuned": "all weights"},
+            "peak_scope": scope, **memory()}
+
+
+# --- driver ------------------------------------------------------------------------------------------
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for method, r in results.items():
+        if "curve" not in r:
+            continue
+        label = f"{method} (training peak {common.gib(r['training_peak_bytes'])} GiB)"
+        for ax, key in zip(axes, ("train_s", "completions")):
+            ax.plot([c[key] for c in r["curve"]], [c["heldout_reward"] for c in r["curve"]], "o-", label=label)
+    axes[0].set_xlabel("training wall time (s, eval excluded)")
+    axes[1].set_xlabel("completions generated for training")
+    for ax in axes:
+        ax.set_ylabel("held-back mean VADER reward (greedy)")
+        ax.legend(fontsize=8)
+    fig.suptitle("SmolLM2-135M, VADER positivity, MeZO (zo) vs TRL GRPO, loaded 2-core CPU", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.worker:
+        res = {"zo": zo_worker, "grpo": grpo_worker}[args.worker](args)
+        print(json.dumps(res))
+        return res
+    passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
+    results = {}
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        print(f"running {method} ...", flush=True)
+        res = common.run_fresh(Path(__file__), [*passthrough, "--worker", method], timeout=args.budget * 4 + 900)
+        results[method] = res
+        print(json.dumps({k: v for k, v in res.items() if k != "curve"}), flush=True)
+        payload = {"benchmark": "reward_vs_grpo", "git": common.git_commit(), "machine": common.machine_info(),
+                   "settings": {k: v for k, v in vars(args).items() if k != "worker"},
+                   "train_prompts": TRAIN_PROMPTS, "held_prompts": HELD_PROMPTS, "results": results}
+        common.write_results("grpo_reward", payload, args.out)
+        plot(results, Path(args.out).with_suffix(".png"))
+    return results
+
+
+if __name__ == "__main__":
+    main()
