@@ -120,3 +120,15 @@ def test_paired_flips_sign_test():
     assert abs(f["sign_test_p"] - 2 / 2**10) < 1e-12
     assert paired_flips([0.5], [1.0]) is None  # not 0/1 scores
     assert paired_flips(before, before)["sign_test_p"] == 1.0
+
+
+def test_yaml_scientific_notation_is_a_number(tmp_path):
+    # trap: PyYAML follows YAML 1.1, where `1e-6` (no dot) is a string, not a float
+    path = tmp_path / "c.yaml"
+    path.write_text("objective: {factory: 'a:b'}\noptim: {lr: 1e-6, eps: 1.0e-3}\n")
+    assert yaml.safe_load(path.read_text())["optim"]["lr"] == "1e-6"
+    cfg = load_config(path)
+    assert cfg.optim.lr == 1e-6 and cfg.optim.eps == 1e-3
+    path.write_text("objective: {factory: 'a:b'}\noptim: {lr: fast}\n")
+    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+        load_config(path)
