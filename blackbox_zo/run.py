@@ -116,9 +116,16 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
     flips = paired_flips(getattr(trainer.start_score, "per_example", None), getattr(final_score, "per_example", None))
     if flips:
         summary["val_flips"] = flips
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))  # export reads best_step from it
+    summary["final_fingerprint"] = loaded.space.fingerprint()
+    if cfg.export and cfg.model.backend == "vllm":
+        from safetensors.torch import save_file
+
+        # the engine's own final weights, so `replay --compare` can diff a transformers replay against them
+        save_file(loaded.space.state_dict(), str(out / "vllm_final.safetensors"))
     if cfg.export:
         summary["exported"] = str(export(out, out / "model", step="best"))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 

@@ -44,3 +44,27 @@ def classification(task: str = "sst2", data: str = "../shared/data/sst2", k: int
         words = t.label_words
         objective = NegativeLogLikelihood(lambda ex: t.prompt(ex), target=lambda ex: " " + words[str(ex["label"])])
     return {"train": train, "val": val, "objective": objective, "val_objective": val_objective}
+
+
+OPEN_PROMPTS = [
+    "Write one sentence about your day:", "Describe your morning in one sentence:",
+    "Say something about the weather today:", "Tell me about your weekend in one sentence:",
+    "Write one sentence about your neighbour:", "Describe your commute in one sentence:",
+    "Write one sentence about your last meal:", "Say something about Mondays:",
+    "Write one sentence about your job:", "Describe your evening in one sentence:",
+    "Say something about the city you live in:", "Write one sentence about your week:",
+]
+
+
+def vader_prompts(max_new_tokens: int = 16, temperature: float = 0.7, held_out: int = 4) -> dict:
+    """Reward tuning from generated text: VADER positivity of completions to open prompts.
+
+    Sampling is seeded per step, so both sides of a pair see the same sampling randomness; the last
+    `held_out` prompts are validation only.
+    """
+    from .generation import Generation
+    from .rewards import vader_reward
+
+    rows = [{"prompt": p} for p in OPEN_PROMPTS]
+    reward = vader_reward(template="{prompt}", generation=Generation(max_new_tokens=max_new_tokens, temperature=temperature))
+    return {"train": rows[:-held_out], "val": rows[-held_out:], "objective": reward}
