@@ -200,7 +200,7 @@ def ft_row(args, seed: int) -> dict:
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             steps += 1
     train_s = time.perf_counter() - t0
     model.eval()

@@ -66,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grpo-generations", type=int, default=4, help="completions per prompt (GRPO group)")
     p.add_argument("--grpo-lr", type=float, default=1e-5)
     p.add_argument("--grpo-beta", type=float, default=0.0)
+    p.add_argument("--grpo-no-checkpointing", action="store_true",
+                   help="turn off gradient checkpointing (TRL's GRPOConfig turns it on by default; with it on, "
+                        "generation runs without a KV cache)")
     p.add_argument("--out", default=str(common.RESULTS_DIR / "grpo_reward.json"))
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -201,6 +204,7 @@ def grpo_worker(args) -> dict:
         num_generations=args.grpo_generations, max_completion_length=args.max_new_tokens, temperature=1.0,
         learning_rate=args.grpo_lr, beta=args.grpo_beta, report_to="none", save_strategy="no", logging_steps=10**6,
         use_cpu=True, bf16=False, fp16=False, seed=args.seed, dataloader_num_workers=0, disable_tqdm=True,
+        **({"gradient_checkpointing": False} if args.grpo_no_checkpointing else {}),
     )
     holder: dict = {}
 
@@ -224,6 +228,7 @@ def grpo_worker(args) -> dict:
             "curve": clock.curve,
             "settings": {"completions_per_step": args.grpo_batch, "num_generations": args.grpo_generations,
                          "lr": args.grpo_lr, "beta": args.grpo_beta, "temperature": 1.0, "optimizer": "AdamW",
+                         "gradient_checkpointing": bool(cfg.gradient_checkpointing),
                          "tuned": "all weights"},
             "peak_scope": scope, **memory()}
 
