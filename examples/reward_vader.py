@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="embedded", help="'embedded' or a local Hugging Face model folder")
     p.add_argument("--include", default=r"^model\.norm\.", help="regex of the tuned tensors ('' = all weights)")
     p.add_argument("--steps", type=int, default=15)
-    p.add_argument("--lr", type=float, default=0.3)
+    p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--eps", type=float, default=0.2)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--temperature", type=float, default=0.7)
