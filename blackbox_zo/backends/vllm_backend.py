@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from ..noise import KINDS, generator_id
+from ..params import merge_pairs
 from .vllm_worker import KEEP_REPACK_ENV
 
 WORKER_EXTENSION = "blackbox_zo.backends.vllm_worker.ZOWorkerExtension"
@@ -39,19 +40,6 @@ def canonical_shapes(model_dir: str | os.PathLike) -> dict[str, tuple]:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return {n: tuple(p.shape) for n, p in model.named_parameters()}
-
-
-def _merge_pairs(pairs) -> list[tuple[int, float]]:
-    try:
-        from ..params import merge_pairs
-    except ImportError:  # params.py is optional for this module
-        merge_pairs = None
-    if merge_pairs is not None:
-        return merge_pairs(pairs)
-    merged: dict[int, float] = {}
-    for s, c in pairs:
-        merged[int(s)] = merged.get(int(s), 0.0) + float(c)
-    return [(s, c) for s, c in merged.items() if c != 0.0]
 
 
 class VLLMBackend:
@@ -144,7 +132,7 @@ class VLLMBackend:
         return generator_id("cuda" if not self._on_cpu else "cpu")
 
     def apply(self, pairs: Sequence[tuple[int, float]]) -> None:
-        merged = _merge_pairs(pairs)
+        merged = merge_pairs(pairs)
         if not merged:
             return
         self._rpc("zo_apply", [(int(s), float(c)) for s, c in merged], self.noise_kind)
@@ -303,17 +291,10 @@ class VLLMBackend:
         return out
 
     def label_word_ids(self, words: Sequence[str]) -> list[int]:
-        """First token id of each label word (with a leading space); distinct words must differ."""
-        ids = []
-        for word in words:
-            spaced = word if word[:1].isspace() else " " + word
-            tokens = self.tokenizer.encode(spaced, add_special_tokens=False)
-            if not tokens:
-                raise ValueError(f"label word {word!r} tokenizes to nothing")
-            ids.append(tokens[0])
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"label words {list(words)} share a first token; choose words whose first tokens differ")
-        return ids
+        """First token id of each label word (with a leading space), exactly as TransformersLM picks them."""
+        from ..lm.transformers_lm import label_word_ids
+
+        return label_word_ids(self.tokenizer, words)
 
     def label_word_logits(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
         """Next-token log-probabilities [n, len(words)] (float32) of each word's first token."""

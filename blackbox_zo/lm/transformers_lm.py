@@ -109,21 +109,7 @@ class TransformersLM:
 
     def label_word_ids(self, words: Sequence[str]) -> list[int]:
         """First token id of each label word (with a leading space); distinct words must differ."""
-        ids = []
-        for word in words:
-            spaced = word if word[:1].isspace() else " " + word
-            tokens = self._tokenizer.encode(spaced, add_special_tokens=False)
-            if not tokens:
-                raise ValueError(f"label word {word!r} tokenizes to nothing")
-            ids.append(tokens[0])
-        for a in range(len(words)):
-            for b in range(a + 1, len(words)):
-                if ids[a] == ids[b]:
-                    raise ValueError(
-                        f"label words {words[a]!r} and {words[b]!r} share their first token "
-                        f"({self._tokenizer.convert_ids_to_tokens(ids[a])!r}, id {ids[a]}); "
-                        "choose words whose first tokens differ")
-        return ids
+        return label_word_ids(self._tokenizer, words)
 
     # --------------------------------------------------------------- generation
 
@@ -323,3 +309,22 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def label_word_ids(tokenizer, words: Sequence[str]) -> list[int]:
+    """First token id of each label word (with a leading space); distinct words must differ."""
+    ids = []
+    for word in words:
+        spaced = word if word[:1].isspace() else " " + word
+        tokens = tokenizer.encode(spaced, add_special_tokens=False)
+        if not tokens:
+            raise ValueError(f"label word {word!r} tokenizes to nothing")
+        ids.append(tokens[0])
+    for a in range(len(words)):
+        for b in range(a + 1, len(words)):
+            if ids[a] == ids[b]:
+                raise ValueError(
+                    f"label words {words[a]!r} and {words[b]!r} share their first token "
+                    f"({tokenizer.convert_ids_to_tokens(ids[a])!r}, id {ids[a]}); "
+                    "choose words whose first tokens differ")
+    return ids
