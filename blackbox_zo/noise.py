@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from functools import partial
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -79,6 +80,62 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def noise_jobs(
+    flat: torch.Tensor,
+    name: str,
+    pairs: Sequence[tuple[int, float]],
+    numel: int | None = None,
+    start: int = 0,
+    kind: str = "gaussian",
+    mask: torch.Tensor | None = None,
+    mirror: torch.Tensor | None = None,
+) -> list[Callable[[], None]]:
+    """One job per chunk of `flat`: flat += sum_i c_i z(seed_i) over that chunk (then mirror <- flat there).
+
+    `flat` is a contiguous 1-D view holding canonical elements [start, start + n) of tensor `name`,
+    whose canonical (Hugging Face) form has `numel` elements (default: start + n). Jobs touch disjoint
+    memory, so jobs of many tensors can run together (run_jobs); scratch is one chunk per running job.
+    `mirror` (e.g. a bf16 parameter whose fp32 master is `flat`) receives the rounded result.
+    """
+    n = flat.numel()
+    pairs = [(s, c) for s, c in pairs if c != 0.0]
+    if n == 0 or not pairs:
+        return []
+    total = start + n if numel is None else numel
+    if start + n > total:
+        raise ValueError(f"slice [{start}, {start + n}) exceeds tensor {name!r} of {total} elements")
+
+    def job(c: int, lo: int, hi: int) -> None:
+        dst = flat[lo - start : hi - start]
+        for seed, scale in pairs:
+            z = _draw(min(CHUNK, total - c * CHUNK), derive_seed(seed, name, c), kind, flat.device, torch.float32)
+            z = z[lo - c * CHUNK : hi - c * CHUNK]
+            if mask is not None:
+                z.mul_(mask[lo - start : hi - start])
+            if dst.dtype == torch.float32:
+                dst.add_(z, alpha=scale)  # theta <- theta + scale * z
+            else:
+                dst.copy_(dst.float().add_(z, alpha=scale))
+        if mirror is not None:
+            mirror[lo - start : hi - start].copy_(dst)
+
+    return [partial(job, c, lo, hi) for c, lo, hi in chunk_ranges(start, start + n)]
+
+
+@torch.no_grad()  # grad mode is thread-local: pool threads do not inherit the caller's no_grad
+def _run(job: Callable[[], None]) -> None:
+    job()
+
+
+def run_jobs(jobs: list[Callable[[], None]], device: torch.device | str = "cpu") -> None:
+    """Run chunk jobs on all cores (CPU) or in order (CUDA: the GPU parallelises each job itself)."""
+    if len(jobs) > 1 and torch.device(device).type == "cpu":
+        list(_pool().map(_run, jobs))
+    else:
+        for job in jobs:
+            _run(job)
+
+
 def add_noise_(
     flat: torch.Tensor,
     seed: int,
@@ -89,35 +146,5 @@ def add_noise_(
     kind: str = "gaussian",
     mask: torch.Tensor | None = None,
 ) -> None:
-    """In place: flat += scale * z[start : start + flat.numel()] (times mask, if given).
-
-    `flat` is a contiguous 1-D view holding canonical elements [start, start + n) of tensor `name`,
-    whose canonical (Hugging Face) form has `numel` elements (default: start + n).
-    Chunks are drawn and added in parallel threads; peak scratch is one chunk per thread.
-    """
-    n = flat.numel()
-    if n == 0 or scale == 0.0:
-        return
-    total = start + n if numel is None else numel
-    if start + n > total:
-        raise ValueError(f"slice [{start}, {start + n}) exceeds tensor {name!r} of {total} elements")
-
-    @torch.no_grad()  # grad mode is thread-local: pool threads do not inherit the caller's no_grad
-    def work(rng: tuple[int, int, int]) -> None:
-        c, lo, hi = rng
-        z = _draw(min(CHUNK, total - c * CHUNK), derive_seed(seed, name, c), kind, flat.device, torch.float32)
-        z = z[lo - c * CHUNK : hi - c * CHUNK]
-        if mask is not None:
-            z.mul_(mask[lo - start : hi - start])
-        dst = flat[lo - start : hi - start]
-        if dst.dtype == torch.float32:
-            dst.add_(z, alpha=scale)  # theta <- theta + scale * z
-        else:
-            dst.copy_(dst.float().add_(z, alpha=scale))
-
-    ranges = list(chunk_ranges(start, start + n))
-    if flat.device.type == "cpu" and len(ranges) > 1:
-        list(_pool().map(work, ranges))
-    else:
-        for r in ranges:
-            work(r)
+    """In place: flat += scale * z[start : start + flat.numel()] (times mask, if given); see noise_jobs."""
+    run_jobs(noise_jobs(flat, name, [(seed, scale)], numel, start, kind, mask), flat.device)

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .noise import KINDS, add_noise_, derive_seed, generator_id
+from .noise import KINDS, add_noise_, derive_seed, generator_id, noise_jobs, run_jobs
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks)\.(\d+)\.")
 
@@ -118,8 +118,12 @@ class ParamSpace:
     def numel(self) -> int:
         return sum(p.numel() for p in self.tensors.values())
 
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.tensors.values())).device
+
     def generator_id(self) -> str:
-        return generator_id(next(iter(self.tensors.values())).device)
+        return generator_id(self.device)
 
     def block_for_seed(self, seed: int) -> str:
         """Block-wise mode: the direction of `seed` touches only this block (chosen from the seed)."""
@@ -137,17 +141,14 @@ class ParamSpace:
         if not merged:
             return
         targets = {seed: set(self._names_for(seed)) for seed, _ in merged}
-        with torch.no_grad():
-            for name, p in self.tensors.items():
-                work = [(s, c) for s, c in merged if name in targets[s]]
-                if not work:
-                    continue
-                store = self.masters.get(name, p)
-                flat = store.view(-1)
-                for seed, coeff in work:
-                    add_noise_(flat, seed, name, coeff, kind=self.noise_kind, mask=self.masks.get(name))
-                if name in self.masters:
-                    p.copy_(store)  # the model sees round(theta_master)
+        jobs = []
+        for name, p in self.tensors.items():
+            work = [(s, c) for s, c in merged if name in targets[s]]
+            master = self.masters.get(name)
+            flat = (master if master is not None else p.detach()).view(-1)
+            mirror = p.detach().view(-1) if master is not None else None  # the model sees round(theta_master)
+            jobs += noise_jobs(flat, name, work, kind=self.noise_kind, mask=self.masks.get(name), mirror=mirror)
+        run_jobs(jobs, self.device)  # chunks of all tensors at once: small tensors use every core too
 
     def decay(self, factor: float) -> None:
         """theta <- factor * theta for matrices only (decoupled weight decay skips biases and norms)."""
