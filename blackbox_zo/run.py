@@ -124,7 +124,11 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
         # the engine's own final weights, so `replay --compare` can diff a transformers replay against them
         save_file(loaded.space.state_dict(), str(out / "vllm_final.safetensors"))
     if cfg.export:
-        summary["exported"] = str(export(out, out / "model", step="best"))
+        if cfg.model.backend == "transformers" and result.best_step == opt.step_count:
+            exported = save_checkpoint(cfg, loaded, out / "model")  # the live weights are the best ones
+        else:
+            exported = export(out, out / "model", step="best")  # base + trajectory replayed to the best step
+        summary["exported"] = str(exported)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -171,18 +175,21 @@ def rebuild(run_dir: str | Path, step: str | int = "best") -> tuple[RunConfig, L
 def export(run_dir: str | Path, out: str | Path, step: str | int = "best") -> Path:
     """Save the tuned model as a normal Hugging Face checkpoint (safetensors) that plain transformers loads."""
     cfg, loaded, _ = rebuild(run_dir, step)
+    return save_checkpoint(cfg, loaded, out)
+
+
+def save_checkpoint(cfg: RunConfig, loaded: Loaded, out: str | Path) -> Path:
+    """Write the model as it is now: full weights, LoRA merged into them, or the prefix tensors alone."""
     out = Path(out)
     model = loaded.model
-    if cfg.space.kind == "lora":
-        model = model.merge_and_unload()  # fold B A into the base weights: a plain checkpoint
-    elif cfg.space.kind == "prefix":
+    if cfg.space.kind == "prefix":  # a prefix is not part of a plain HF checkpoint: save it on its own
         from safetensors.torch import save_file
 
         out.mkdir(parents=True, exist_ok=True)
         save_file(loaded.space.state_dict(), str(out / "prefix.safetensors"))
         return out
-    elif model is None:
-        raise ConfigError("export of a vLLM run: replay it on the transformers backend (blackbox-zo export uses the config's model)")
+    if cfg.space.kind == "lora":
+        model = model.merge_and_unload()  # fold B A into the base weights: a plain checkpoint
     model.save_pretrained(out, safe_serialization=True)
     loaded.tokenizer.save_pretrained(out)
     return out

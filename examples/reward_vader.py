@@ -16,17 +16,10 @@ import time
 from blackbox_zo import MeZO, ParamSpace
 from blackbox_zo.trainer import TrainConfig, Trainer
 from objectives import Generation, vader_reward
+from objectives.recipes import OPEN_PROMPTS
 
-TRAIN_PROMPTS = [
-    "Write one sentence about your day:", "Describe your morning in one sentence:",
-    "Say something about the weather today:", "Tell me about your weekend in one sentence:",
-    "Write one sentence about your neighbour:", "Describe your commute in one sentence:",
-    "Write one sentence about your last meal:", "Say something about Mondays:",
-]
-HELD_OUT_PROMPTS = [
-    "Write one sentence about your job:", "Describe your evening in one sentence:",
-    "Say something about the city you live in:", "Write one sentence about your week:",
-]
+# the open prompts of the `vader_prompts` config recipe: the first 8 train, the last 4 are held back
+TRAIN_PROMPTS, HELD_OUT_PROMPTS = OPEN_PROMPTS[:8], OPEN_PROMPTS[8:]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

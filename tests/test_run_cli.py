@@ -132,3 +132,16 @@ def test_yaml_scientific_notation_is_a_number(tmp_path):
     path.write_text("objective: {factory: 'a:b'}\noptim: {lr: fast}\n")
     with pytest.raises(ConfigError, match="optim.lr: expected a number"):
         load_config(path)
+
+
+def test_export_at_the_end_of_a_run_equals_a_replayed_export(model_dir, tmp_path):
+    # the run saves its live weights when the best step is the last one, else replays: both must agree
+    from transformers import AutoModelForCausalLM
+
+    for steps, eval_every in ((3, 3), (6, 3)):
+        out = tmp_path / f"run{steps}"
+        s = run(config(model_dir, out, steps=steps, export=True, train={"eval_every": eval_every}), progress=False)
+        assert main(["export", str(out), "--step", "best", "--out", str(tmp_path / f"again{steps}")]) == 0
+        a = AutoModelForCausalLM.from_pretrained(s["exported"]).state_dict()
+        b = AutoModelForCausalLM.from_pretrained(tmp_path / f"again{steps}").state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
