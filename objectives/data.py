@@ -23,18 +23,36 @@ def load_examples(source: str | Path | Any, *, limit: int | None = None) -> list
         return rows[:limit] if limit is not None else rows
     path = Path(source)
     suffix = path.suffix.lower()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such data file" + (" (it is a directory)" if path.is_dir() else ""))
     with path.open(newline="", encoding="utf-8") as f:
         if suffix in (".tsv", ".csv"):
             # QUOTE_NONE for TSV: GLUE files contain bare quotes inside sentences.
             reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if suffix == ".tsv" else csv.DictReader(f)
             rows = [{k: v.strip() if isinstance(v, str) else v for k, v in r.items()} for r in reader]
         elif suffix == ".jsonl":
-            rows = [json.loads(line) for line in f if line.strip()]
+            rows = [json_line(path, number, line) for number, line in enumerate(f, start=1) if line.strip()]
         elif suffix == ".json":
-            rows = json.load(f)
+            try:
+                rows = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(rows, list):
+                raise ValueError(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
         else:
             raise ValueError(f"{path}: unknown format {suffix!r} (use .tsv, .csv, .jsonl or .json)")
     return rows[:limit] if limit is not None else rows
+
+
+def json_line(path: Path, number: int, line: str) -> dict:
+    """One JSONL row; a line that is not a JSON object fails naming the file and its 1-based line number."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}, line {number}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
+    return row
 
 
 def kshot(examples: Iterable[dict], k: int, seed: int, label_key: str = "label") -> list[dict]:

@@ -48,6 +48,21 @@ def test_loaders(tmp_path):
         load_examples(tmp_path / "a.txt")
 
 
+def test_bad_files_are_named_with_their_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"prompt": "a"}\n\n{"prompt": "b"\n{"prompt": "c"}\n')
+    with pytest.raises(ValueError, match=r"rows.jsonl, line 3: not valid JSON"):
+        load_examples(path)
+    path.write_text('{"prompt": "a"}\n["not", "an", "object"]\n')
+    with pytest.raises(ValueError, match=r"rows.jsonl, line 2: expected a JSON object, got list"):
+        load_examples(path)
+    (tmp_path / "rows.json").write_text('[{"a": 1},\n {"a": 2,]')
+    with pytest.raises(ValueError, match=r"rows.json, line 2: not valid JSON"):
+        load_examples(tmp_path / "rows.json")
+    with pytest.raises(FileNotFoundError, match=r"missing.jsonl: no such data file"):
+        load_examples(tmp_path / "missing.jsonl")
+
+
 def test_load_from_datasets_dataset():
     datasets = pytest.importorskip("datasets", reason="`datasets` not installed")
     ds = datasets.Dataset.from_dict({"sentence": ["a", "b"], "label": [0, 1]})
