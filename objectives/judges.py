@@ -1,6 +1,8 @@
 """Preference judges (rule, reward, human) and the pairwise objective the engine's comparison estimator calls.
 
 A judge says which of two outputs is better: +1 the first, -1 the second, 0 a tie; nothing else is allowed.
+Every judge is also the engine's `compare(out_plus, out_minus) -> preference in [-1, 1]`, so
+`MeZO(model, estimator="pairwise", compare=judge)` works with any of them.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
-from .base import ObjectiveError, check_texts, check_values, prompts_for
+from .base import ObjectiveError, Score, check_texts, check_values, mean_score, prompts_for
 from .generation import Generation
 from .rewards import call_reward
 
@@ -24,10 +26,47 @@ def check_verdict(name: str, verdict: Any, index: int) -> int:
 class Judge(Protocol):
     def compare(self, prompt: str, output_a: str, output_b: str) -> int: ...
     def compare_batch(self, prompts: Sequence[str], outs_a: Sequence[str], outs_b: Sequence[str]) -> list[int]: ...
+    def __call__(self, outs_plus: Sequence[str], outs_minus: Sequence[str]) -> float: ...
+
+
+class Generations(list):
+    """Completions that remember their batch and prompts, so compare(plus, minus) can show a judge the prompts."""
+
+    def __init__(self, texts: list[str], batch: list[dict], prompts: list[str] | None = None) -> None:
+        super().__init__(texts)
+        self.batch = batch
+        self.prompts = prompts
+
+
+def prompts_of(name: str, outs_plus: Sequence[str], outs_minus: Sequence[str]) -> list[str]:
+    """The prompts both sides answered (carried by Generations); "" for each when plain lists were passed."""
+    plus, minus = getattr(outs_plus, "prompts", None), getattr(outs_minus, "prompts", None)
+    if plus is not None and minus is not None and list(plus) != list(minus):
+        raise ObjectiveError(f"{name}: the two sides were generated for different prompts")
+    prompts = plus if plus is not None else minus
+    return list(prompts) if prompts is not None else [""] * len(outs_plus)
+
+
+def judge_verdicts(judge: Judge, name: str, prompts: Sequence[str], outs_a: Any, outs_b: Any) -> list[int]:
+    """judge.compare_batch with every list checked: n strings per side, and exactly one -1/0/+1 per example."""
+    n = len(prompts)
+    a, b = check_texts(name, outs_a, n, what="outs_plus"), check_texts(name, outs_b, n, what="outs_minus")
+    raw = judge.compare_batch(list(prompts), a, b)
+    if len(raw) != n:
+        raise ObjectiveError(f"{name}: judge returned {len(raw)} verdicts, expected {n} (one per example)")
+    return [check_verdict(name, v, i) for i, v in enumerate(raw)]
+
+
+def mean_preference(verdicts: Sequence[int]) -> float:
+    """The engine's preference for the plus side: mean verdict in [-1, 1] (+1: every plus output wins)."""
+    return sum(verdicts) / len(verdicts)
 
 
 class BaseJudge:
-    """compare_batch defaults to one compare per example; subclasses override either."""
+    """compare_batch defaults to one compare per example; subclasses override either.
+
+    Calling a judge, `judge(outs_plus, outs_minus)`, is the pairwise estimator's compare: the mean verdict.
+    """
 
     name = "judge"
 
@@ -39,6 +78,13 @@ class BaseJudge:
             raise ObjectiveError(f"{self.name}: {len(prompts)} prompts, {len(outs_a)} and {len(outs_b)} outputs")
         return [check_verdict(self.name, self.compare(p, a, b), i)
                 for i, (p, a, b) in enumerate(zip(prompts, outs_a, outs_b))]
+
+    def __call__(self, outs_plus: Sequence[str], outs_minus: Sequence[str]) -> float:
+        if isinstance(outs_plus, (str, bytes)) or not len(outs_plus):
+            raise ObjectiveError(f"{self.name}: compare(outs_plus, outs_minus) needs non-empty lists of texts, "
+                                 f"got {outs_plus!r:.60}")
+        prompts = prompts_of(self.name, outs_plus, outs_minus)
+        return mean_preference(judge_verdicts(self, self.name, prompts, outs_plus, outs_minus))
 
 
 class CallableJudge(BaseJudge):
@@ -98,21 +144,14 @@ class InputJudge(BaseJudge):
         raise ObjectiveError(f"{self.name}: no valid answer (a/b/t) after {self.max_retries} tries")
 
 
-class Generations(list):
-    """Completions that remember their batch, so a two-argument compare(plus, minus) can find the prompts."""
-
-    def __init__(self, texts: list[str], batch: list[dict]) -> None:
-        super().__init__(texts)
-        self.batch = batch
-
-
 class PairwiseObjective:
     """What a comparison estimator needs: generate at theta+eps*z, generate at theta-eps*z, compare.
 
     compare(...) = mean over examples of judge(plus, minus) in [-1, 1]; positive = the plus side is
     preferred, so the estimator steps along +z. Pass the same seed to both generate calls so sampling
-    noise is shared and only the weights differ. With the engine's estimator:
-    `Pairwise(compare=obj.compare_outputs)` and `step(lambda: obj.generate(lm, batch, seed))`.
+    noise is shared and only the weights differ. With the engine: `MeZO(..., estimator="pairwise",
+    compare=obj)` (or `compare=obj.judge`) and `step(lambda: obj.generate(lm, batch, seed))`; the
+    `Trainer` does exactly this when given a PairwiseObjective.
     """
 
     maximize = True
@@ -123,27 +162,53 @@ class PairwiseObjective:
         self.name = name or f"preference({getattr(judge, 'name', type(judge).__name__)})"
 
     def generate(self, lm: Any, batch: list[dict], seed: int | None = None) -> Generations:
-        texts = check_texts(self.name, self.generation.run(lm, prompts_for(self.template, batch), seed), len(batch))
-        return Generations(texts, batch)
+        if not batch:
+            raise ObjectiveError(f"{self.name}: empty batch")
+        prompts = prompts_for(self.template, batch)
+        texts = check_texts(self.name, self.generation.run(lm, prompts, seed), len(batch))
+        return Generations(texts, batch, prompts)
 
     def verdicts(self, batch: list[dict], outs_plus: list[str], outs_minus: list[str]) -> list[int]:
-        n = len(batch)
-        plus, minus = check_texts(self.name, outs_plus, n, what="outs_plus"), check_texts(self.name, outs_minus, n, what="outs_minus")
-        raw = self.judge.compare_batch(prompts_for(self.template, batch), plus, minus)
-        if len(raw) != n:
-            raise ObjectiveError(f"{self.name}: judge returned {len(raw)} verdicts, expected {n} (one per example)")
-        return [check_verdict(self.name, v, i) for i, v in enumerate(raw)]
+        return judge_verdicts(self.judge, self.name, prompts_for(self.template, batch), outs_plus, outs_minus)
 
     def compare(self, batch: list[dict], outs_plus: list[str], outs_minus: list[str]) -> float:
-        v = self.verdicts(batch, outs_plus, outs_minus)
-        return sum(v) / len(v)  # mean preference: +1 all plus, -1 all minus
+        return mean_preference(self.verdicts(batch, outs_plus, outs_minus))
 
     def compare_outputs(self, outs_plus: Generations, outs_minus: Generations) -> float:
-        """compare() for two results of generate(): the engine's Pairwise(compare=...) signature."""
+        """compare() for two results of generate(): the engine's compare(out_plus, out_minus) signature."""
         batch = getattr(outs_plus, "batch", None)
         if batch is None or getattr(outs_minus, "batch", None) != batch:
             raise ObjectiveError(f"{self.name}: compare_outputs needs two results of generate() on the same batch")
         return self.compare(batch, outs_plus, outs_minus)
+
+    __call__ = compare_outputs
+
+    def win_rate(self, reference: Generations) -> "WinRate":
+        """A validation objective: how often the judge prefers outputs at the current weights to `reference`."""
+        return WinRate(self, reference)
+
+
+class WinRate:
+    """Win-rate of fresh outputs against fixed reference outputs (e.g. the base model's), ties counting half.
+
+    evaluate(lm, batch, seed) generates for the reference's batch and scores each example 1 (judge prefers
+    the new output), 0.5 (tie) or 0; value = the mean, so 0.5 = no change. Same seed as the reference:
+    at unchanged weights every verdict is a tie.
+    """
+
+    maximize = True
+
+    def __init__(self, objective: PairwiseObjective, reference: Generations) -> None:
+        if getattr(reference, "batch", None) is None:
+            raise ObjectiveError(f"{objective.name}: win_rate needs a result of generate() as its reference")
+        self.objective, self.reference = objective, reference
+        self.name = f"win_rate({objective.name})"
+
+    def evaluate(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> Score:
+        if batch != self.reference.batch:
+            raise ObjectiveError(f"{self.name}: evaluate() must get the batch the reference was generated for")
+        verdicts = self.objective.verdicts(batch, self.objective.generate(lm, batch, seed), self.reference)
+        return mean_score(self.name, [(v + 1) / 2 for v in verdicts])  # +1 -> 1, tie -> 0.5, -1 -> 0
 
 
 class PreferenceRound:

@@ -4,6 +4,7 @@ import pytest
 
 from objectives import (CallableJudge, InputJudge, Judge, ObjectiveError, PairwiseObjective, Reward,
                         RewardJudge, preference)
+from objectives.judges import Generations
 
 
 def shorter_wins(prompt, a, b):
@@ -56,3 +57,61 @@ def test_preference_round_needs_both_sides():
     assert rnd.seed_minus == 3  # shared sampling seed by default
     with pytest.raises(ObjectiveError, match="call plus\\(\\) and minus\\(\\)"):
         rnd.compare()
+
+
+def test_every_judge_is_the_engines_compare():
+    """judge(outs_plus, outs_minus) -> mean verdict in [-1, 1]: the signature MeZO(compare=...) calls."""
+    assert CallableJudge(shorter_wins)(["a", "aaa", "b", "bb"], ["aa", "a", "b", "b"]) == pytest.approx(-0.25)
+    assert RewardJudge(lambda prompts, completions: [len(c) for c in completions])(["aaa"], ["a"]) == 1.0
+    assert InputJudge(ask=lambda msg: "b")(["x", "y"], ["z", "w"]) == -1.0
+    obj = PairwiseObjective(CallableJudge(shorter_wins), template="Q: {q}")
+    with pytest.raises(ObjectiveError, match="non-empty lists"):
+        CallableJudge(shorter_wins)("a", "b")
+    with pytest.raises(ObjectiveError, match="outs_minus has length 1, expected 2"):
+        CallableJudge(shorter_wins)(["a", "b"], ["c"])
+    # outputs of generate() carry their prompts, so the judge sees them; plain lists give it ""
+    seen = []
+    judge = CallableJudge(lambda p, a, b: seen.append(p) or 0)
+    plus = Generations(["a"], [{"q": "1"}], ["Q: 1"])
+    assert judge(plus, Generations(["b"], [{"q": "1"}], ["Q: 1"])) == 0.0 and seen == ["Q: 1"]
+    assert judge(["a"], ["b"]) == 0.0 and seen[-1] == ""
+    with pytest.raises(ObjectiveError, match="different prompts"):
+        judge(plus, Generations(["b"], [{"q": "2"}], ["Q: 2"]))
+    assert obj(plus, Generations(["bb"], [{"q": "1"}], ["Q: 1"])) == 1.0  # the objective is a compare too
+
+
+def test_readme_pairwise_api_tunes_a_real_model(tiny_llama):
+    """bz.MeZO(model, estimator="pairwise", compare=judge) with a CallableJudge steps and moves the weights."""
+    import torch
+
+    import blackbox_zo as bz
+    from blackbox_zo.lm import TransformersLM
+    from objectives import Generation
+
+    model, tok = tiny_llama
+    lm = TransformersLM(model, tok, batch_size=4)
+    judge = CallableJudge(shorter_wins)
+    pref = PairwiseObjective(judge, generation=Generation(max_new_tokens=6, temperature=1.0))
+    batch = [{"prompt": p} for p in ("one two", "The quick", "What is", "This movie")]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = bz.MeZO(model, lr=0.5, eps=0.5, seed=0, estimator="pairwise", compare=judge)
+    prefs = [opt.step(lambda: pref.generate(lm, batch, seed=step)) for step in range(3)]
+    assert all(-1.0 <= p <= 1.0 for p in prefs) and any(p != 0.0 for p in prefs)
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_win_rate_against_the_base_outputs(tiny_llama):
+    from blackbox_zo.lm import TransformersLM
+    from objectives import Generation
+
+    model, tok = tiny_llama
+    lm = TransformersLM(model, tok, batch_size=4)
+    pref = PairwiseObjective(CallableJudge(shorter_wins), generation=Generation(max_new_tokens=6, temperature=1.0))
+    batch = [{"prompt": p} for p in ("one two", "The quick", "What is")]
+    base = pref.generate(lm, batch, seed=7)
+    rate = pref.win_rate(base)
+    assert rate.evaluate(lm, batch, seed=7).value == 0.5  # same weights, same seed: all ties
+    other = rate.evaluate(lm, batch, seed=8)  # other samples: some verdicts are not ties
+    assert other.per_example != [0.5, 0.5, 0.5]
+    with pytest.raises(ObjectiveError, match="the batch the reference was generated for"):
+        rate.evaluate(lm, batch[:2], seed=7)
