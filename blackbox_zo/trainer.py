@@ -1,8 +1,9 @@
-"""The training loop: batches by step seed, evaluation every N steps, best step, early stop, logs, plot.
+"""The training loop: batches by step seed, evaluation every N steps and after the last, best step, early stop, logs, plot.
 
 It knows nothing about models or metrics: an objective is any object with `evaluate(lm, batch, seed=)`
-returning something with `.value` (or a float), plus `maximize` and `name`. The best state is kept as a
-trajectory position (a step number), never as a copy of the weights.
+returning something with `.value` (or a float), plus `maximize` and `name`; or, for the pairwise
+estimator, `generate(lm, batch, seed=)` returning outputs that the optimizer's `compare` judges. The best
+state is kept as a trajectory position (a step number) chosen among measured values, never a weight copy.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .noise import derive_seed
 class TrainConfig:
     steps: int = 100
     batch_size: int = 16
-    eval_every: int = 25
+    eval_every: int = 25  # validation every N steps, and always after the last step
     patience: int | None = None  # evaluations without improvement before stopping early
     seed: int = 0
     tensorboard: bool = False
@@ -40,16 +41,35 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    start_value: float | None
-    best_value: float | None
-    best_step: int
+    start_value: float | None  # validation at the weights training started from
+    best_value: float | None  # the best validation value measured (start included)
+    best_step: int  # the step count at which best_value was measured
     steps_done: int
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    final_value: float | None = None  # validation after the last step (None without validation data)
 
 
 def value_of(score: Any) -> float:
     return float(getattr(score, "value", score))
+
+
+def compares_outputs(objective: Any) -> bool:
+    """A pairwise objective: it generates outputs (`generate`) for the optimizer's compare instead of scoring."""
+    return hasattr(objective, "generate") and not hasattr(objective, "evaluate")
+
+
+def optimizer_compares(opt: Any) -> bool:
+    """True when the optimizer's estimator reduces two outputs by `compare` (pairwise) rather than numbers."""
+    spec = getattr(opt, "spec", None)
+    if spec is not None:
+        return getattr(spec, "estimator", None) == "pairwise"
+    return getattr(opt.engine.estimator, "name", None) == "pairwise"
+
+
+def optimizer_maximizes(opt: Any) -> bool:
+    spec = getattr(opt, "spec", None)
+    return bool(spec.maximize if spec is not None else opt.engine.maximize)
 
 
 def batch_for_step(data: Sequence[dict], size: int, seed: int, step: int) -> list[dict]:
@@ -59,15 +79,23 @@ def batch_for_step(data: Sequence[dict], size: int, seed: int, step: int) -> lis
 
 
 class Trainer:
-    """Runs MeZO steps of a train objective and tracks a validation objective."""
+    """Runs MeZO steps of a train objective (a scorer, or a pairwise objective) and tracks a validation objective."""
 
     def __init__(self, lm, optimizer: MeZO, objective, train_data: Sequence[dict], *, val_objective=None,
                  val_data: Sequence[dict] | None = None, config: TrainConfig | None = None, out_dir: str | Path | None = None):
         if not train_data:
             raise ValueError("train_data is empty")
-        if optimizer.engine.maximize != bool(getattr(objective, "maximize", optimizer.engine.maximize)):
-            raise ValueError(f"optimizer maximize={optimizer.engine.maximize} but objective {getattr(objective, 'name', '?')} "
-                             f"has maximize={objective.maximize}")
+        name = getattr(objective, "name", type(objective).__name__)
+        self.pairwise = compares_outputs(objective)
+        if self.pairwise != optimizer_compares(optimizer):
+            raise ValueError(f"objective {name} " + ("generates outputs for a pairwise comparison: build the optimizer "
+                             "with estimator='pairwise', compare=judge" if self.pairwise else
+                             "returns scores, but the optimizer's estimator is 'pairwise' (it compares outputs)"))
+        maximize = optimizer_maximizes(optimizer)
+        if not self.pairwise and maximize != bool(getattr(objective, "maximize", maximize)):
+            raise ValueError(f"optimizer maximize={maximize} but objective {name} has maximize={objective.maximize}")
+        if val_data and val_objective is None and self.pairwise:
+            raise ValueError(f"objective {name} has no evaluate(): pass a val_objective (e.g. objective.win_rate(base_outputs))")
         self.lm, self.opt, self.objective, self.train_data = lm, optimizer, objective, list(train_data)
         self.val_objective = val_objective or objective
         self.val_data = list(val_data) if val_data else None
@@ -87,11 +115,18 @@ class Trainer:
     def _better(self, a: float, b: float | None) -> bool:
         return b is None or (a > b if self.maximize else a < b)
 
+    def closure(self, batch: list[dict], seed: int):
+        """What the optimizer calls at each perturbed point: a number, or outputs for the pairwise compare."""
+        if self.pairwise:
+            return lambda: self.objective.generate(self.lm, batch, seed=seed)
+        return lambda: value_of(self.objective.evaluate(self.lm, batch, seed=seed))
+
     def fit(self) -> TrainResult:
         cfg = self.config
         metrics = self._open_metrics()
         writer = self._tensorboard()
         self.start_score = self.evaluate_score() if self.val_data else None
+        self.final_score = self.start_score  # the latest validation score, at the current weights
         start = value_of(self.start_score) if self.val_data else None
         best_value, best_step, stale = start, self.opt.step_count, 0
         history: list[dict] = []
@@ -102,11 +137,13 @@ class Trainer:
                 t = self.opt.step_count
                 batch = batch_for_step(self.train_data, cfg.batch_size, cfg.seed, t)
                 sample_seed = derive_seed(cfg.seed, "sample", t)  # both sides of a pair sample alike
-                value = self.opt.step(lambda: value_of(self.objective.evaluate(self.lm, batch, seed=sample_seed)))
+                value = self.opt.step(self.closure(batch, sample_seed))
                 row = {"step": t, "objective": value, "projected_grad": self.opt.last.projected_grad,
                        "lr": self.opt.last.lr, "skipped": self.opt.last.skipped, "time": time.time() - t0}
-                if self.val_data and (t + 1) % cfg.eval_every == 0:
-                    row["val"] = self.evaluate()
+                # validate every eval_every steps and after the last one, so "best" is always a measured step
+                if self.val_data and ((t + 1) % cfg.eval_every == 0 or t + 1 == cfg.steps):
+                    self.final_score = self.evaluate_score()
+                    row["val"] = value_of(self.final_score)
                     if self._better(row["val"], best_value):
                         best_value, best_step, stale = row["val"], t + 1, 0
                     else:
@@ -124,7 +161,8 @@ class Trainer:
                 metrics.close()
             if writer:
                 writer.close()
-        result = TrainResult(start, best_value, best_step, self.opt.step_count, history, time.time() - t0)
+        final = value_of(self.final_score) if self.final_score is not None else None
+        result = TrainResult(start, best_value, best_step, self.opt.step_count, history, time.time() - t0, final)
         if self.out_dir and cfg.plot:
             plot_history(history, self.out_dir / "objective.png", getattr(self.objective, "name", "objective"), start)
         return result

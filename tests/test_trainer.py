@@ -62,6 +62,56 @@ def test_direction_mismatch_and_bad_config_are_refused():
         TrainConfig(steps=0)
 
 
+def test_a_run_shorter_than_eval_every_is_validated_after_its_last_step(tmp_path):
+    """Trap: with validation only every eval_every steps, a 3-step run had best = step 0 (the base weights)."""
+    model, X, y = make_problem()
+    data = rows(X, y)
+    opt = bz.MeZO(model, lr=0.05, eps=0.05, seed=1, maximize=True)
+    cfg = TrainConfig(steps=3, batch_size=64, eval_every=25, progress=False)
+    result = Trainer(None, opt, ToyAccuracy(model), data[:300], val_data=data[300:], config=cfg, out_dir=tmp_path).fit()
+    assert [r["step"] for r in result.history if "val" in r] == [2]  # measured after the last step
+    assert result.final_value == 1 - zero_one_error(model, X[300:], y[300:])
+    assert result.final_value > result.start_value  # three steps from the reversed classifier do help here
+    assert result.best_step == 3 and result.best_value == result.final_value
+
+
+class ToyCorrectness:
+    """A pairwise objective on the toy problem: 'outputs' are per-row correctness flags, compared by count."""
+
+    name = "toy_preference"
+
+    def __init__(self, model):
+        self.model = model
+
+    def generate(self, lm, batch, seed=None):
+        X = torch.stack([r["x"] for r in batch])
+        y = torch.stack([r["y"] for r in batch])
+        return ((self.model(X).squeeze(-1) > 0).float() == y).tolist()
+
+    @staticmethod
+    def compare(plus, minus):
+        return max(-1.0, min(1.0, 10 * (sum(plus) - sum(minus)) / len(plus)))  # which side gets more rows right
+
+
+def test_trainer_drives_the_pairwise_estimator(tmp_path):
+    model, X, y = make_problem()
+    data = rows(X, y)
+    pref = ToyCorrectness(model)
+    opt = bz.MeZO(model, lr=0.05, eps=0.05, seed=1, estimator="pairwise", compare=pref.compare)
+    cfg = TrainConfig(steps=120, batch_size=64, eval_every=20, progress=False)
+    result = Trainer(None, opt, pref, data[:300], val_objective=ToyAccuracy(model), val_data=data[300:], config=cfg,
+                     out_dir=tmp_path).fit()
+    assert result.start_value < 0.2 and result.best_value > 0.8
+    rows_logged = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows_logged) == 120 and all(-1 <= r["objective"] <= 1 for r in rows_logged)
+    with pytest.raises(ValueError, match="pass a val_objective"):
+        Trainer(None, opt, pref, data, val_data=data)
+    with pytest.raises(ValueError, match="estimator='pairwise'"):
+        Trainer(None, bz.MeZO(model, maximize=True), pref, data)
+    with pytest.raises(ValueError, match="compares outputs"):
+        Trainer(None, opt, ToyAccuracy(model), data)
+
+
 def test_batches_depend_only_on_seed_and_step():
     data = [{"i": i} for i in range(100)]
     assert batch_for_step(data, 8, 0, 5) == batch_for_step(data, 8, 0, 5)
