@@ -63,6 +63,20 @@ def tokenizer():
 @pytest.fixture
 def tiny_llama(tokenizer):
     """(model, tokenizer): a random 2-layer Llama (hidden 32, 4 heads, tied embeddings), eval mode."""
+    return make_tiny_llama(tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tokenizer, tmp_path_factory):
+    """The tiny Llama and its tokenizer saved as a Hugging Face folder, shared by the tests that load from disk."""
+    model, tok = make_tiny_llama(tokenizer)
+    path = tmp_path_factory.mktemp("tiny_llama")
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+def make_tiny_llama(tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
