@@ -1,0 +1,10 @@
+"""Scale out on Ray: a step's evaluation points (or batch shards) run on N workers; only seeds and scalars travel.
+
+Every worker holds its own copy of the weights and of the optimizer state and applies the same update
+from the same values, so all copies stay bitwise equal; a lost worker is rebuilt from base + trajectory.
+"""
+
+from .driver import DistributedMeZO
+from .runner import run_distributed
+
+__all__ = ["DistributedMeZO", "run_distributed"]

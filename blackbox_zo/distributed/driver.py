@@ -1,0 +1,190 @@
+"""DistributedMeZO: the optimizer face of a Ray run. Each step's points go to workers, values come back,
+every worker applies the same update from them, and the driver writes the trajectory.
+
+The driver holds no weights. It sends step numbers and task indices, receives numbers, and keeps the
+log of seeds and values that any worker (or a later export) replays from the base model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from ..config import ConfigError, RunConfig, load_config
+from ..engine import ObjectiveError
+from ..trajectory import Trajectory, TrajectoryError
+from .faults import Pool
+from .plan import Task, combine, plan_step
+
+STARTUP_TIMEOUT_S = 1800.0  # loading a large model and replaying a long trajectory
+
+
+def connect(address: str | None, workers: int, cpus_per_worker: float) -> None:
+    """Join the Ray cluster at `address`, or start a local one big enough for `workers` (once per process)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ConfigError("distributed runs need Ray: pip install -e \".[ray]\"") from e
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address)
+    else:  # logical CPUs: 2 workers fit a 2-core machine, they just share it
+        ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(workers * cpus_per_worker)), include_dashboard=False)
+
+
+class DistributedMeZO:
+    """A MeZO over N Ray workers built from a run config (plain data); `step()` runs one zeroth-order step.
+
+    Same config, same seed => the same trajectory and bitwise the same weights as one process, whatever
+    the number of workers, and through worker crashes, hangs and rebuilds.
+    """
+
+    def __init__(self, config: RunConfig | dict | str | Path, workers: int | None = None, address: str | None = None,
+                 trajectory: str | os.PathLike | None = None, resume: bool = False):
+        cfg = config if isinstance(config, RunConfig) else load_config(config)
+        d = cfg.distributed
+        size = workers or d.workers or 1
+        self.cfg, self.split, self.timeout_s, self.check_every = cfg, d.split, d.point_timeout_s, d.check_every
+        connect(address or d.address, size, d.cpus_per_worker)
+        self.pool = Pool(cfg.to_dict(), size, d.cpus_per_worker, d.gpus_per_worker, STARTUP_TIMEOUT_S)
+        self.pool.start()
+        import ray
+
+        header, base, self.n_points = ray.get(self.pool.call(self.pool.live()[0], "header"))
+        self.log = Trajectory(trajectory) if trajectory is not None else None
+        self.records: list[dict] = []
+        if self.log is not None:
+            self._attach(header, base, resume)
+        self.pool.replay(self.pool.live(), self.records)
+        self.last: dict | None = None
+
+    def _attach(self, header: dict, base: str, resume: bool) -> None:
+        log = self.log
+        if log.records and not resume:
+            raise TrajectoryError(f"{log.path} already holds {len(log.records)} steps: pass resume=True or a new path")
+        if log.header is not None and log.header["base_fingerprint"] != base:
+            raise TrajectoryError(f"{log.path}: the workers' base weights are not the ones the log was recorded from")
+        log.start(header, base)
+        self.records = list(log.records)
+
+    @property
+    def step_count(self) -> int:
+        return len(self.records)
+
+    @property
+    def workers(self) -> dict[int, int]:
+        """Live worker id -> process id (on its node)."""
+        return dict(self.pool.pids)
+
+    # --- one step ---------------------------------------------------------------------------------
+    def step(self) -> float:
+        """Evaluate the step's points on the workers, then have every worker apply the update; returns the mean value."""
+        t = self.step_count
+        scored = self._evaluate(t)
+        values = combine(self.n_points, scored)
+        calls = {w: (self.pool.call(w, "tell", t, values), self.timeout_s) for w in self.pool.live()}
+        told, dead = self.pool.gather(calls)
+        if not told:
+            raise RuntimeError(f"every worker died while applying step {t}")
+        record = told[min(told)]
+        differ = [w for w, r in told.items() if r != record]  # a replica that computed another update has drifted
+        self.records.append(record)
+        if self.log is not None:
+            self.log.append(record)
+        if dead or differ:
+            self.pool.rebuild(dead + differ, self.records, why=f"lost or differed in step {t}")
+        if self.size() > 1 and self.check_every and (t + 1) % self.check_every == 0:
+            self.check()
+        self.last = record
+        return math.fsum(values) / len(values)
+
+    def _evaluate(self, t: int) -> dict[Task, dict]:
+        """Scores of every task of step t; tasks of a worker that dies or hangs are re-run on another one."""
+        plan = plan_step(self.n_points, self.pool.live(), self.split)
+        reach = {w: -1 for w in self.pool.live()}  # the furthest point each worker will have visited
+        for w, tasks in plan.items():
+            reach[w] = max(task.point for task in tasks)
+        scored: dict[Task, dict] = {}
+        lost_workers: list[int] = []
+        while plan:
+            calls = {w: (self.pool.call(w, "evaluate", t, [tuple(x) for x in tasks]),
+                         self.timeout_s * len({x.point for x in tasks})) for w, tasks in plan.items()}
+            try:
+                results, dead = self.pool.gather(calls)
+            except Exception as e:  # the objective raised on a worker: restore every worker, name it
+                cause = getattr(e, "cause", None) or e
+                self.pool.rebuild(self.pool.live(), self.records, why=f"objective error in step {t}")
+                raise ObjectiveError(f"{cause}; every worker was rebuilt to the weights before step {t}") from None
+            for rows in results.values():
+                scored.update((Task(*r["task"]), r) for r in rows)
+            lost = sorted(task for w in dead for task in plan[w])
+            for w in dead:
+                reach.pop(w)
+            lost_workers += dead
+            plan = {}
+            if lost:  # re-run on a live worker that has not walked past them, else on a rebuilt replacement
+                able = [w for w in self.pool.live() if reach[w] < lost[0].point]
+                if able:
+                    w = max(able, key=lambda k: (reach[k], -k))
+                else:
+                    w = self.pool.rebuild([lost_workers.pop(0)], self.records, why=f"died in step {t}")[0]
+                plan = {w: lost}
+                reach[w] = lost[-1].point
+        if lost_workers:  # replacements join before the update, so they apply it with the others
+            self.pool.rebuild(lost_workers, self.records, why=f"died in step {t}")
+        return scored
+
+    def size(self) -> int:
+        return len(self.pool.live())
+
+    # --- checks, validation, state --------------------------------------------------------------------
+    def states(self) -> dict[int, dict]:
+        """Each worker's step, exact weight digest and fingerprint."""
+        calls = {w: (self.pool.call(w, "state"), self.timeout_s) for w in self.pool.live()}
+        states, dead = self.pool.gather(calls)
+        if dead:
+            self.pool.rebuild(dead, self.records, why="lost during a state check")
+        return states
+
+    def check(self) -> list[int]:
+        """Compare the workers' weight digests; rebuild from base + trajectory any that differ. Returns them."""
+        states = self.states()
+        odd = self.pool.odd_ones_out({w: s["digest"] for w, s in states.items()})
+        if odd:
+            self.pool.rebuild(odd, self.records, why=f"weights differed at step {self.step_count}")
+            after = {s["digest"] for s in self.states().values()}
+            if len(after) != 1:
+                raise RuntimeError(f"workers still differ after a rebuild from base + trajectory at step {self.step_count}")
+        return odd
+
+    def validate(self) -> dict | None:
+        """The validation objective on one worker at the current weights (value, per-example values)."""
+        for _ in range(2):
+            w = self.pool.live()[0]
+            results, dead = self.pool.gather({w: (self.pool.call(w, "validate"), self.timeout_s)})
+            if not dead:
+                return results[w]
+            self.pool.rebuild(dead, self.records, why="lost during validation")
+        raise RuntimeError("validation failed on two workers in a row")
+
+    def fingerprint(self) -> str:
+        """The summary fingerprint of the tuned weights (the same on every worker; checked)."""
+        states = self.states()
+        prints = {s["fingerprint"] for s in states.values()}
+        if len({s["digest"] for s in states.values()}) != 1:
+            self.check()
+            return self.fingerprint()
+        return prints.pop()
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        self.pool.close()
+
+    def __enter__(self) -> "DistributedMeZO":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

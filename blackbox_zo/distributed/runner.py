@@ -1,0 +1,77 @@
+"""`run(config)` with `distributed.workers` set: the same run directory as one process, written by the driver.
+
+config.json, trajectory.jsonl, metrics.jsonl, objective.png and summary.json (with final_fingerprint)
+have the same layout, so `blackbox-zo eval/export/replay` and `--resume` work on a distributed run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from ..config import ConfigError, RunConfig
+from ..trainer import batch_for_step, plot_history  # noqa: F401  (batches are drawn the same way on workers)
+from .driver import DistributedMeZO
+
+
+def run_distributed(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train on Ray workers as the config says; returns (and writes) the summary, like `run`."""
+    from tqdm import tqdm
+
+    from ..run import TRAJECTORY, export, paired_flips
+
+    out = Path(cfg.output)
+    log = out / TRAJECTORY
+    if log.exists() and log.stat().st_size and not resume:
+        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another output")
+    out.mkdir(parents=True, exist_ok=True)
+    t = cfg.train
+    with DistributedMeZO(cfg, trajectory=log, resume=resume) as opt:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        start_score = opt.validate()
+        final_score = start_score
+        maximize = start_score["maximize"] if start_score else True
+        start = start_score["value"] if start_score else None
+        best_value, best_step, stale, history = start, opt.step_count, 0, []
+        t0 = time.time()
+        with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics, \
+                tqdm(total=t.steps, initial=opt.step_count, disable=not progress, unit="step") as bar:
+            while opt.step_count < t.steps:
+                step = opt.step_count
+                value = opt.step()
+                rec = opt.last
+                row = {"step": step, "objective": value, "projected_grad": math.sqrt(sum(c * c for _, c in rec["grad"])),
+                       "lr": rec["lr"], "skipped": rec["skipped"], "time": time.time() - t0, "workers": opt.size()}
+                if start_score and ((step + 1) % t.eval_every == 0 or step + 1 == t.steps):
+                    final_score = opt.validate()
+                    row["val"] = final_score["value"]
+                    if best_value is None or (row["val"] > best_value if maximize else row["val"] < best_value):
+                        best_value, best_step, stale = row["val"], step + 1, 0
+                    else:
+                        stale += 1
+                history.append(row)
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+                bar.update(1)
+                if t.patience is not None and stale >= t.patience:
+                    break
+        if t.plot and history:
+            plot_history(history, out / "objective.png", start_score["name"] if start_score else "objective", start)
+        summary = {
+            "objective": start_score["name"] if start_score else "objective", "maximize": maximize,
+            "val_start": start, "val_final": final_score["value"] if final_score else None, "val_best": best_value,
+            "best_step": best_step, "steps": opt.step_count, "seconds": round(time.time() - t0, 1),
+            "nonfinite_steps": sum(1 for r in opt.records if r["skipped"]), "tuned_elements": opt.states()[opt.pool.live()[0]]["numel"],
+            "workers": opt.size(), "worker_rebuilds": opt.pool.rebuilds,
+        }
+        flips = paired_flips(start_score and start_score["per_example"], final_score and final_score["per_example"])
+        if flips:
+            summary["val_flips"] = flips
+        summary["final_fingerprint"] = opt.fingerprint()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if cfg.export:  # base + trajectory replayed in this process to the best step
+        summary["exported"] = str(export(out, out / "model", step="best"))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
