@@ -126,6 +126,9 @@ def parser() -> argparse.ArgumentParser:
         if name == "replay":
             c.add_argument("--compare", help="a checkpoint directory (*.safetensors) to diff the rebuilt weights against")
         c.set_defaults(fn=fn)
+    from .prefer.cli import register as register_prefer  # `prefer CONFIG` / `prefer export RUN` parse their own args
+
+    register_prefer(sub)
     return p
 
 

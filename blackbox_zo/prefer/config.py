@@ -1,0 +1,112 @@
+"""The preference config: which model, which prompts, how completions are sampled, and the step settings.
+
+Plain data checked before any model is loaded; unknown or mistyped keys fail with the dotted key named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..config import ConfigError, ModelConfig, SpaceConfig, build
+from ..spec import Spec
+
+
+@dataclass
+class GenerationSection:
+    max_new_tokens: int = 48
+    temperature: float = 0.7  # 0 = greedy; both sides of a pair always share the sampling seed
+    top_p: float = 0.95
+
+
+@dataclass
+class WinRateSection:
+    """Optional proxy for progress: a judge compares tuned and base completions of held-back prompts."""
+
+    judge: str = ""  # "module:function" -> a judge (compare_batch / compare) or a reward f(prompts, completions)
+    args: dict = field(default_factory=dict)
+    prompts: list[str] = field(default_factory=list)
+    samples: int = 1  # completions per held-back prompt (different sampling seeds)
+
+
+@dataclass
+class PreferConfig:
+    prompts: list[str]
+    model: ModelConfig = field(default_factory=ModelConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    optim: dict = field(default_factory=dict)  # the engine's spec keywords (lr, eps, seed, n, optimizer, ...)
+    prompts_per_direction: int = 2  # k: pairs per direction per step; a direction's preference = mean of k votes
+    steps: int = 0  # stop offering pairs after this many steps (0 = no limit)
+    generation: GenerationSection = field(default_factory=GenerationSection)
+    winrate: WinRateSection | None = None
+    instructions: str = "Which answer is better?"
+    lease_seconds: float = 600.0  # a pair handed to one annotator is hidden from others this long
+    output: str = "runs/prefer"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def directions(self) -> int:
+        return int(self.optim.get("n", 1))
+
+    @property
+    def seed(self) -> int:
+        return int(self.optim.get("seed", 0))
+
+
+def load_prefer_config(path_or_data: str | Path | dict) -> PreferConfig:
+    """Parse YAML/JSON (by suffix) or take a dict, and validate it completely."""
+    if isinstance(path_or_data, dict):
+        data = path_or_data
+    else:
+        path = Path(path_or_data)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(path.read_text())
+        elif path.suffix == ".json":
+            data = json.loads(path.read_text())
+        else:
+            raise ConfigError(f"{path}: config must be .yaml, .yml or .json")
+    cfg = build(PreferConfig, data)
+    check(cfg)
+    return cfg
+
+
+def check(cfg: PreferConfig) -> None:
+    """Value checks the types alone do not catch."""
+    if not cfg.prompts or not all(isinstance(p, str) and p.strip() for p in cfg.prompts):
+        raise ConfigError("prompts: expected a non-empty list of non-empty strings")
+    if cfg.prompts_per_direction < 1:
+        raise ConfigError(f"prompts_per_direction: must be >= 1, got {cfg.prompts_per_direction}")
+    if cfg.steps < 0:
+        raise ConfigError(f"steps: must be >= 0 (0 = no limit), got {cfg.steps}")
+    if cfg.lease_seconds <= 0:
+        raise ConfigError(f"lease_seconds: must be > 0, got {cfg.lease_seconds}")
+    for key in ("estimator", "maximize"):
+        if key in cfg.optim:
+            raise ConfigError(f"optim.{key}: set by `prefer` itself (the pairwise estimator maximises preference); remove it")
+    unknown = sorted(set(cfg.optim) - Spec.keys())
+    if unknown:
+        raise ConfigError(f"unknown key optim.{unknown[0]} (allowed: {', '.join(sorted(Spec.keys()))})")
+    try:
+        spec = Spec(**{**cfg.optim, "estimator": "pairwise"})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"optim: {e}") from e
+    if spec.optimizer == "conservative":
+        raise ConfigError("optim.optimizer: 'conservative' re-evaluates the objective after each update; people cannot")
+    g = cfg.generation
+    if g.max_new_tokens < 1 or g.temperature < 0 or not 0 < g.top_p <= 1:
+        raise ConfigError(f"generation: need max_new_tokens >= 1, temperature >= 0, 0 < top_p <= 1; got {asdict(g)}")
+    if cfg.winrate is not None:
+        w = cfg.winrate
+        if ":" not in w.judge:
+            raise ConfigError(f"winrate.judge must be 'module:function', got {w.judge!r}")
+        if not w.prompts or w.samples < 1:
+            raise ConfigError("winrate: needs a non-empty prompts list and samples >= 1")
+    if cfg.model.backend != "transformers":
+        raise ConfigError("model.backend: `prefer` generates in-process; use 'transformers'")
