@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from blackbox_zo.lm import TransformersLM
-from blackbox_zo.lm.transformers_lm import truncate_at_stop
+from blackbox_zo.lm.tokens import truncate_at_stop
 
 PROMPTS = ["The quick brown fox", "What is the capital of France?",
            "one", "This movie was great. That film was terrible. Overall it", "Paris"]

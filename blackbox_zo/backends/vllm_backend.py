@@ -21,6 +21,9 @@ from typing import Sequence
 
 import torch
 
+from ..lm.tokens import (check_loglik_args, check_temperature, choice_logliks, context_ids, generation_ids,
+                         label_word_ids, reduce_logprobs, split_context_target, stop_strings, truncate_at_stop,
+                         uses_chat_template)
 from ..noise import KINDS, generator_id
 from ..params import merge_pairs
 from .vllm_worker import KEEP_REPACK_ENV
@@ -54,6 +57,7 @@ class VLLMBackend:
         enable_prefix_caching: bool = True,
         check_coverage: bool = True,
         use_chat_template: bool | None = None,
+        max_length: int | None = None,
         master_weights: bool | None = None,
         seed: int = 0,
         **llm_kwargs,
@@ -93,8 +97,16 @@ class VLLMBackend:
                 os.environ[KEEP_REPACK_ENV] = saved_env
         self.prefix_caching = enable_prefix_caching
         self.tokenizer = self.llm.get_tokenizer()
-        has_template = bool(getattr(self.tokenizer, "chat_template", None))
-        self.use_chat_template = has_template if use_chat_template is None else use_chat_template
+        # vLLM refuses a prompt of max_model_len tokens (no room for the one token it samples when scoring)
+        longest = self.llm.llm_engine.model_config.max_model_len - 1
+        self.max_length = longest if max_length is None else max_length
+        try:
+            self.use_chat_template = uses_chat_template(self.tokenizer, use_chat_template)
+            if not 1 <= self.max_length <= longest:
+                raise ValueError(f"max_length must be in [1, max_model_len - 1 = {longest}], got {max_length}")
+        except ValueError:
+            self.close()
+            raise
         # float32 masters by default for bf16/fp16 engines (as ParamSpace): no +eps/-eps drift
         self.load_report = self._rpc("zo_init", {k: list(v) for k, v in self.canonical.items()}, noise,
                                      master_weights)
@@ -241,7 +253,7 @@ class VLLMBackend:
             "rms": math.sqrt(sum(r["sum_sq"] for r in reports) / n),
         }
 
-    # --- scoring (same contract as TransformersLM) --------------------------------------------------
+    # --- scoring (the LM protocol, with TransformersLM's tokenisation) -----------------------------
     def _prompt_logprobs(self, rows: list[list[int]]) -> list[list[float]]:
         """log p(row[t] | row[:t]) for t >= 1 of each token row (prompt_logprobs; prefill only)."""
         from vllm import SamplingParams
@@ -250,76 +262,38 @@ class VLLMBackend:
         outputs = self.llm.generate([{"prompt_token_ids": r} for r in rows], params, use_tqdm=False)
         return [[lp[t].logprob for t, lp in zip(r[1:], o.prompt_logprobs[1:])] for r, o in zip(rows, outputs)]
 
-    def _split_context_target(self, prompt: str, target: str) -> tuple[list[int], list[int]]:
-        """(context ids, target ids) with context + target == tokenize(prompt + target), as TransformersLM."""
-        encode = lambda text: list(self.tokenizer(text)["input_ids"])  # noqa: E731
-        prompt_ids, full_ids = encode(prompt), encode(prompt + target)
-        n = 0
-        while n < min(len(prompt_ids), len(full_ids)) and prompt_ids[n] == full_ids[n]:
-            n += 1
-        context, continuation = full_ids[:n], full_ids[n:]
-        if not context and continuation:
-            tok = self.tokenizer
-            context = [int(tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id)]
-        return context, continuation
-
     def loglik(self, prompts: Sequence[str], targets: Sequence[str], reduce: str = "sum") -> list[float]:
         """log p(target | prompt) per example, summed or averaged per target token; empty target: 0.0."""
-        if len(prompts) != len(targets):
-            raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
-        if reduce not in ("sum", "mean"):
-            raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
-        pairs = [self._split_context_target(p, t) for p, t in zip(prompts, targets)]
+        check_loglik_args(prompts, targets, reduce)
+        pairs = [split_context_target(self.tokenizer, p, t, self.max_length) for p, t in zip(prompts, targets)]
         todo = [i for i, (_, t) in enumerate(pairs) if t]
         scores = [0.0] * len(pairs)
         for i, lps in zip(todo, self._prompt_logprobs([pairs[i][0] + pairs[i][1] for i in todo])):
-            tail = lps[len(lps) - len(pairs[i][1]):]
-            scores[i] = float(sum(tail) if reduce == "sum" else sum(tail) / len(tail))
+            target_logprobs = lps[len(lps) - len(pairs[i][1]):]  # the row's last len(target) tokens
+            scores[i] = reduce_logprobs(torch.tensor(target_logprobs, dtype=torch.float32), reduce)
         return scores
 
     def choice_logliks(self, prompts: Sequence[str], choices: Sequence[Sequence[str]],
                        reduce: str = "mean") -> list[list[float]]:
         """Score each candidate continuation of each prompt (MeZO multiple choice: mean per token)."""
-        if len(prompts) != len(choices):
-            raise ValueError(f"{len(prompts)} prompts but {len(choices)} choice lists")
-        flat = self.loglik([p for p, cs in zip(prompts, choices) for _ in cs],
-                           [c for cs in choices for c in cs], reduce=reduce)
-        out, start = [], 0
-        for cs in choices:
-            out.append(flat[start:start + len(cs)])
-            start += len(cs)
-        return out
+        return choice_logliks(self.loglik, prompts, choices, reduce)
 
     def label_word_ids(self, words: Sequence[str]) -> list[int]:
         """First token id of each label word (with a leading space), exactly as TransformersLM picks them."""
-        from ..lm.transformers_lm import label_word_ids
-
         return label_word_ids(self.tokenizer, words)
 
     def label_word_logits(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
         """Next-token log-probabilities [n, len(words)] (float32) of each word's first token."""
         word_ids = self.label_word_ids(words)
-        tok = self.tokenizer
-        start = [int(tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id)]
-        encoded = [list(tok(p)["input_ids"]) or start for p in prompts]
-        rows = [e + [w] for e in encoded for w in word_ids]  # the last prompt logprob is the word's
-        lps = self._prompt_logprobs(rows)
+        # one slot reserved: the word's log-prob is the last prompt logprob of the row prompt + [word]
+        encoded = [context_ids(self.tokenizer, p, self.max_length, reserve=1) for p in prompts]
+        lps = self._prompt_logprobs([e + [w] for e in encoded for w in word_ids])
         return torch.tensor([lp[-1] for lp in lps], dtype=torch.float32).view(len(prompts), len(word_ids))
 
     # --- generation -------------------------------------------------------------------------------
-    def _encode(self, prompt: str) -> list[int]:
-        """Same token ids as TransformersLM (chat template when the tokenizer has one)."""
-        tok = self.tokenizer
-        if self.use_chat_template:
-            text = tok.apply_chat_template([{"role": "user", "content": prompt}],
-                                           add_generation_prompt=True, tokenize=False)
-            ids = list(tok(text, add_special_tokens=False)["input_ids"])
-        else:
-            ids = list(tok(prompt)["input_ids"])
-        if not ids:
-            start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-            ids = [int(start)]
-        return ids
+    def _encode(self, prompt: str, max_new_tokens: int = 0) -> list[int]:
+        """Same prompt ids as TransformersLM.generate (chat template when enabled, trimmed to fit)."""
+        return generation_ids(self.tokenizer, prompt, self.use_chat_template, self.max_length, max_new_tokens)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None,
@@ -327,9 +301,8 @@ class VLLMBackend:
         """Completions only, truncated before the first stop string; temperature 0 is greedy."""
         from vllm import SamplingParams
 
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        stop = [s for s in (stop or []) if s]
+        check_temperature(temperature)
+        stop = stop_strings(stop)
         params = SamplingParams(
             max_tokens=max_new_tokens,
             temperature=temperature,
@@ -338,13 +311,6 @@ class VLLMBackend:
             stop=stop or None,
             skip_special_tokens=True,
         )
-        requests = [{"prompt_token_ids": self._encode(p)} for p in prompts]
+        requests = [{"prompt_token_ids": self._encode(p, max_new_tokens)} for p in prompts]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
-        texts = [o.outputs[0].text for o in outputs]
-        for i, text in enumerate(texts):
-            for s in stop:
-                at = text.find(s)
-                if at != -1:
-                    text = text[:at]
-            texts[i] = text
-        return texts
+        return [truncate_at_stop(o.outputs[0].text, stop) for o in outputs]

@@ -1,11 +1,13 @@
 """Language models for blackbox_zo: load one from local files and score or sample from it with forward calls only.
 
 `load_model` gives a Hugging Face model + tokenizer (the embedded SmolLM2-135M by default); `TransformersLM`
-wraps them with the batched log-likelihood, label-word and generation calls that objectives need.
+wraps them with the batched log-likelihood, label-word and generation calls that objectives need; `LM` is
+the protocol those calls form (VLLMBackend satisfies it too), and `tokens` holds the tokenisation both share.
 """
 
 from .embedded import embedded_model_dir
 from .loading import load_model
+from .protocol import LM
 from .transformers_lm import TransformersLM
 
-__all__ = ["embedded_model_dir", "load_model", "TransformersLM"]
+__all__ = ["embedded_model_dir", "load_model", "LM", "TransformersLM"]

@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from transformers import StoppingCriteria
 
-REDUCTIONS = ("sum", "mean")
+from .tokens import (check_loglik_args, check_temperature, choice_logliks, context_ids, generation_ids,
+                     label_word_ids, reduce_logprobs, split_context_target, stop_strings, truncate_at_stop,
+                     uses_chat_template)
 
 
 class TransformersLM:
@@ -31,10 +33,7 @@ class TransformersLM:
         self._tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_length = max_length
-        has_template = bool(getattr(tokenizer, "chat_template", None))
-        if use_chat_template and not has_template:
-            raise ValueError("use_chat_template=True but the tokenizer has no chat template")
-        self.use_chat_template = has_template if use_chat_template is None else use_chat_template
+        self.use_chat_template = uses_chat_template(tokenizer, use_chat_template)
         self.pad_id = self._pad_token_id()
         self._keeps_logits = True  # pass logits_to_keep so only the needed positions hit the LM head
 
@@ -59,34 +58,19 @@ class TransformersLM:
         tokenize(prompt): exactly the continuation, even when a merge crosses the boundary.
         An empty target scores 0.0.
         """
-        if len(prompts) != len(targets):
-            raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
-        if reduce not in REDUCTIONS:
-            raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
-        pairs = [self._split_context_target(p, t) for p, t in zip(prompts, targets)]
+        check_loglik_args(prompts, targets, reduce)
+        pairs = [split_context_target(self._tokenizer, p, t, self.max_length) for p, t in zip(prompts, targets)]
         scores = [0.0] * len(pairs)
         for indices in self._batches([len(c) + len(t) for c, t in pairs]):
-            batch = [pairs[i] for i in indices]
-            token_logprobs = self._target_logprobs(batch)
+            token_logprobs = self._target_logprobs([pairs[i] for i in indices])
             for i, lp in zip(indices, token_logprobs):
-                if len(lp) == 0:
-                    continue
-                scores[i] = float(lp.sum() if reduce == "sum" else lp.mean())
+                scores[i] = reduce_logprobs(lp, reduce)
         return scores
 
     def choice_logliks(self, prompts: Sequence[str], choices: Sequence[Sequence[str]],
                        reduce: str = "mean") -> list[list[float]]:
         """Score each candidate continuation of each prompt (MeZO multiple choice: mean per token)."""
-        if len(prompts) != len(choices):
-            raise ValueError(f"{len(prompts)} prompts but {len(choices)} choice lists")
-        flat_prompts = [p for p, cs in zip(prompts, choices) for _ in cs]
-        flat_targets = [c for cs in choices for c in cs]
-        flat = self.loglik(flat_prompts, flat_targets, reduce=reduce)
-        out, start = [], 0
-        for cs in choices:
-            out.append(flat[start:start + len(cs)])
-            start += len(cs)
-        return out
+        return choice_logliks(self.loglik, prompts, choices, reduce)
 
     def label_word_logits(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
         """Next-token log-probabilities [n, len(words)] (float32, CPU) of each word's first token.
@@ -96,7 +80,7 @@ class TransformersLM:
         """
         word_ids = self.label_word_ids(words)
         rows = []
-        encoded = [self._encode(p) or [self._start_token_id()] for p in prompts]
+        encoded = [context_ids(self._tokenizer, p, self.max_length) for p in prompts]
         for indices in self._batches([len(e) for e in encoded]):
             input_ids, mask, positions = self._left_pad([encoded[i] for i in indices])
             logits = self._forward(input_ids, mask, positions, keep=1)[:, -1]
@@ -122,10 +106,10 @@ class TransformersLM:
         `seed` (global RNG untouched), so equal prompts, seed, batch_size and weights give equal
         samples; with seed=None sampling uses (and advances) the global RNG.
         """
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        stop = [s for s in (stop or []) if s]
-        encoded = [self._encode_for_generation(p, max_new_tokens) for p in prompts]
+        check_temperature(temperature)
+        stop = stop_strings(stop)
+        encoded = [generation_ids(self._tokenizer, p, self.use_chat_template, self.max_length, max_new_tokens)
+                   for p in prompts]
         options = self._generation_options(max_new_tokens, temperature, top_p)
         completions = [""] * len(prompts)
         with self._sampling_rng(seed if temperature > 0 else None):
@@ -169,25 +153,6 @@ class TransformersLM:
             yield
 
     # ---------------------------------------------------------------- internals
-
-    def _split_context_target(self, prompt: str, target: str) -> tuple[list[int], list[int]]:
-        """(context ids, target ids) with context + target == tokenize(prompt + target)."""
-        prompt_ids = self._encode(prompt)
-        full_ids = self._encode(prompt + target)
-        n = common_prefix_length(prompt_ids, full_ids)
-        context, continuation = full_ids[:n], full_ids[n:]
-        if not context:
-            # The first target token needs something to be predicted from (and no row may be empty).
-            context = [self._start_token_id()]
-        return self._fit_length(context, continuation)
-
-    def _fit_length(self, context: list[int], target: list[int]) -> tuple[list[int], list[int]]:
-        """Drop context tokens from the left so context + target fits in max_length."""
-        if self.max_length is None or len(context) + len(target) <= self.max_length:
-            return context, target
-        if len(target) >= self.max_length:
-            raise ValueError(f"target of {len(target)} tokens does not fit max_length={self.max_length}")
-        return context[len(context) + len(target) - self.max_length:], target
 
     def _target_logprobs(self, batch: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
         """Log-probabilities of each row's target tokens (which sit at the right end of the row)."""
@@ -235,39 +200,12 @@ class TransformersLM:
         for start in range(0, len(order), self.batch_size):
             yield order[start:start + self.batch_size]
 
-    def _encode(self, text: str) -> list[int]:
-        return list(self._tokenizer(text)["input_ids"])
-
-    def _encode_for_generation(self, prompt: str, max_new_tokens: int) -> list[int]:
-        """Prompt ids (through the chat template when enabled), left-truncated to fit max_length."""
-        if self.use_chat_template:
-            messages = [{"role": "user", "content": prompt}]
-            text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                       tokenize=False)
-            # The template already writes the special tokens it wants.
-            ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
-        else:
-            ids = self._encode(prompt)
-        if not ids:
-            ids = [self._start_token_id()]
-        if self.max_length is not None:
-            room = max(self.max_length - max_new_tokens, 1)
-            ids = ids[-room:]
-        return ids
-
     def _pad_token_id(self) -> int:
         tok = self._tokenizer
         for candidate in (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id):
             if candidate is not None:
                 return int(candidate)
         return 0
-
-    def _start_token_id(self) -> int:
-        tok = self._tokenizer
-        for candidate in (tok.bos_token_id, tok.eos_token_id, self.pad_id):
-            if candidate is not None:
-                return int(candidate)
-        raise ValueError("tokenizer has no bos/eos token to start an empty prompt")
 
     def _eos_ids(self) -> list[int] | None:
         """Stop tokens: the model's generation config eos ids plus the tokenizer's eos."""
@@ -290,41 +228,3 @@ class StopOnStrings(StoppingCriteria):
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
         done = [any(s in text for s in self.stop) for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
-    """Cut text before the earliest occurrence of any stop string."""
-    cut = len(text)
-    for s in stop:
-        at = text.find(s)
-        if at != -1:
-            cut = min(cut, at)
-    return text[:cut]
-
-
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def label_word_ids(tokenizer, words: Sequence[str]) -> list[int]:
-    """First token id of each label word (with a leading space); distinct words must differ."""
-    ids = []
-    for word in words:
-        spaced = word if word[:1].isspace() else " " + word
-        tokens = tokenizer.encode(spaced, add_special_tokens=False)
-        if not tokens:
-            raise ValueError(f"label word {word!r} tokenizes to nothing")
-        ids.append(tokens[0])
-    for a in range(len(words)):
-        for b in range(a + 1, len(words)):
-            if ids[a] == ids[b]:
-                raise ValueError(
-                    f"label words {words[a]!r} and {words[b]!r} share their first token "
-                    f"({tokenizer.convert_ids_to_tokens(ids[a])!r}, id {ids[a]}); "
-                    "choose words whose first tokens differ")
-    return ids

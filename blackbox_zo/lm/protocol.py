@@ -1,0 +1,36 @@
+"""The LM protocol: the four calls an objective makes on a language model, whatever runs it.
+
+TransformersLM (in process) and VLLMBackend (vLLM workers) both satisfy it; objectives type their `lm`
+arguments against it under TYPE_CHECKING, so they never import the engine at run time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+
+
+@runtime_checkable
+class LM(Protocol):
+    """Batched scoring and seeded generation, with forward calls only (no gradients)."""
+
+    def loglik(self, prompts: Sequence[str], targets: Sequence[str], reduce: str = "sum") -> list[float]:
+        """log p(target | prompt) per example, summed ("sum") or averaged per target token ("mean")."""
+        ...
+
+    def choice_logliks(self, prompts: Sequence[str], choices: Sequence[Sequence[str]],
+                       reduce: str = "mean") -> list[list[float]]:
+        """loglik of each candidate continuation of each prompt, grouped per prompt."""
+        ...
+
+    def label_word_logits(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
+        """Next-token log-probabilities [n, len(words)] (float32, CPU) of each word's first token."""
+        ...
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int | None = None,
+                 stop: Sequence[str] | None = None) -> list[str]:
+        """Completions only, cut before the first stop string; temperature 0 decodes greedily."""
+        ...
