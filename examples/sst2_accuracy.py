@@ -5,9 +5,10 @@ objective is the accuracy of the label word with the higher next-token log-proba
 constant in the weights, so only a zeroth-order method can optimise it directly). Prints validation
 accuracy on a fixed sample before and after tuning.
 
-    python examples/sst2_accuracy.py [--data ../shared/data/sst2] [--steps 40] [--space prefix]
+    python examples/sst2_accuracy.py --data FOLDER [--steps 40] [--space prefix]
 
-The same run as a config: `blackbox-zo run examples/sst2.yaml`.
+FOLDER holds the GLUE SST-2 train.tsv and validation.tsv (not shipped; without --data the script says
+where to get them). The same run as a config: `blackbox-zo run examples/sst2.yaml`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from blackbox_zo import MeZO
 from blackbox_zo.trainer import TrainConfig, Trainer
 
-DATA_HELP = """SST-2 not found at {path}.
+DATA_HELP = """SST-2 not found{where}.
 This example needs the GLUE SST-2 files train.tsv and validation.tsv (tab-separated, header
 "sentence<TAB>label"). Get them from https://gluebenchmark.com/tasks (SST-2.zip) or with
   python -c "import datasets; d = datasets.load_dataset('glue', 'sst2'); [d[s].to_pandas()[['sentence','label']].to_csv(f'{{s}}.tsv', sep='\\t', index=False) for s in ('train', 'validation')]"
@@ -28,7 +29,7 @@ and put both files in one folder, then pass --data FOLDER."""
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="../shared/data/sst2", help="folder with train.tsv and validation.tsv")
+    p.add_argument("--data", help="folder with the SST-2 train.tsv and validation.tsv (required)")
     p.add_argument("--model", default="embedded", help="'embedded' or a local Hugging Face model folder")
     p.add_argument("--space", default="full", choices=["full", "lora", "prefix"])
     p.add_argument("--include", default=r"^model\.norm\.", help="regex over parameter names (space 'full'; '' = all)")
@@ -75,8 +76,8 @@ def tune(model, tokenizer, task: dict, args) -> dict:
 def main(argv=None, model=None, tokenizer=None) -> dict | None:
     """Run the example; pass `model`/`tokenizer` to use another model (the tests pass a tiny one)."""
     args = parse_args(argv)
-    if not all((Path(args.data) / f).exists() for f in ("train.tsv", "validation.tsv")):
-        print(DATA_HELP.format(path=Path(args.data).resolve()))
+    if args.data is None or not all((Path(args.data) / f).exists() for f in ("train.tsv", "validation.tsv")):
+        print(DATA_HELP.format(where=f" at {Path(args.data).resolve()}" if args.data else " (no --data given)"))
         return None
     from objectives.recipes import classification
 

@@ -20,10 +20,10 @@ def builtin_sentiment(metric: str = "accuracy", calibrate: str | None = None, se
             "objective": objective}
 
 
-def classification(task: str = "sst2", data: str = "../shared/data/sst2", k: int = 16, val_size: int = 500,
+def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int = 500,
                    metric: str = "accuracy", calibrate: str | None = None, seed: int = 0,
                    train_objective: str | None = None) -> dict:
-    """A MeZO-style k-shot task from local files DATA/train.tsv and DATA/validation.tsv.
+    """A MeZO-style k-shot task from local files DATA/train.tsv and DATA/validation.tsv (`data` is required).
 
     train_objective "nll" trains on the cross-entropy of the label word (MeZO's differentiable baseline)
     while validation still reports `metric`.

@@ -5,12 +5,33 @@ Tests stay fast (a few MB models) yet exercise the real tokenizer and chat templ
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
+
+SST2_ENV = "BLACKBOX_ZO_SST2"
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: uses the embedded 135M model (deselect with -m 'not slow')")
+
+
+@pytest.fixture(scope="session")
+def sst2_data() -> Path:
+    """Folder with the GLUE SST-2 files train.tsv and validation.tsv, named by $BLACKBOX_ZO_SST2.
+
+    The files do not ship with the project: without them the tests that need them skip. Without the
+    variable it falls back to shared/data/sst2 beside the repository checkout (a developer-machine layout).
+    """
+    named = os.environ.get(SST2_ENV)
+    folder = Path(named) if named else Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+    missing = [f for f in ("train.tsv", "validation.tsv") if not (folder / f).is_file()]
+    if missing:
+        pytest.skip(f"SST-2 not found ({', '.join(missing)} missing in {folder}): set {SST2_ENV} to a folder "
+                    "holding the GLUE SST-2 train.tsv and validation.tsv")
+    return folder
 
 
 def _embedded_tokenizer():
