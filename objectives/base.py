@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
+    from blackbox_zo.lm import LM
 
 
 class ObjectiveError(ValueError):
@@ -88,21 +91,21 @@ class Objective:
     name: str = "objective"
     maximize: bool = True
 
-    def outputs(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> Any:
+    def outputs(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> Any:
         raise NotImplementedError
 
     def score(self, batch: list[dict], outputs: Any) -> Score:
         raise NotImplementedError
 
-    def evaluate(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> Score:
+    def evaluate(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> Score:
         if not batch:
             raise ObjectiveError(f"{self.name}: empty batch")
         return self.score(batch, self.outputs(lm, batch, seed=seed))
 
-    def loss(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> float:
+    def loss(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> float:
         """The scalar to minimise: -value when maximize, else value (what a ZO estimator differences)."""
         value = self.evaluate(lm, batch, seed=seed).value
         return -value if self.maximize else value
 
-    def __call__(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> float:
+    def __call__(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> float:
         return self.evaluate(lm, batch, seed=seed).value

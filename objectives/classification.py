@@ -8,10 +8,13 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import metrics
 from .base import Objective, ObjectiveError, Score, check_texts, check_values, prompts_for
+
+if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
+    from blackbox_zo.lm import LM
 
 Template = str | Callable[[dict], str] | None
 
@@ -107,7 +110,7 @@ class LabelWordClassifier(Objective):
         self.pos_label, self.calibrate, self.content_free_prompt = pos_label, calibrate, content_free_prompt
         self.name = name or (f"label_word_{metric}" if metric == "accuracy" else f"label_word_f1_{average}")
 
-    def outputs(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> dict:
+    def outputs(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> dict:
         words = self.verbalizer.word_list
         out = {"logprobs": lm.label_word_logits(prompts_for(self.template, batch), words).tolist()}
         if self.calibrate == "content_free":
@@ -148,7 +151,7 @@ class GeneratedLabelClassifier(Objective):
         self.parse = parse or self.verbalizer.parse
         self.name = name or (f"generated_{metric}" if metric == "accuracy" else f"generated_f1_{average}")
 
-    def outputs(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> list[str]:
+    def outputs(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> list[str]:
         return lm.generate(prompts_for(self.template, batch), max_new_tokens=self.max_new_tokens,
                            temperature=self.temperature, seed=seed)
 
@@ -172,7 +175,7 @@ class MultipleChoice(Objective):
                  name: str = "multiple_choice_accuracy") -> None:
         self.template, self.choices_key, self.label_key, self.name = template, choices_key, label_key, name
 
-    def outputs(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> list[list[float]]:
+    def outputs(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> list[list[float]]:
         choices = [list(ex[self.choices_key]) for ex in batch]
         return lm.choice_logliks(prompts_for(self.template, batch), choices, reduce="mean")
 

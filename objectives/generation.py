@@ -6,9 +6,12 @@ The engine passes one seed per step; both sides of a perturbation pair reuse it,
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import Objective, Score, check_texts, prompts_for
+
+if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
+    from blackbox_zo.lm import LM
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,7 @@ class Generation:
     seed: int | None = None  # used when evaluate() gets no seed
     stop: list[str] | None = None
 
-    def run(self, lm: Any, prompts: list[str], seed: int | None = None) -> list[str]:
+    def run(self, lm: LM, prompts: list[str], seed: int | None = None) -> list[str]:
         kwargs = asdict(self)
         kwargs["seed"] = self.seed if seed is None else seed
         return lm.generate(prompts, **kwargs)
@@ -34,7 +37,7 @@ class CompletionObjective(Objective):
     def prompts(self, batch: list[dict]) -> list[str]:
         return prompts_for(self.template, batch)
 
-    def outputs(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> list[str]:
+    def outputs(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> list[str]:
         return check_texts(self.name, self.generation.run(lm, self.prompts(batch), seed), len(batch))
 
     def score(self, batch: list[dict], outputs: list[str]) -> Score:

@@ -5,9 +5,12 @@ Forward passes only; the engine minimises it (maximize=False), exactly as first-
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from .base import Objective, Score, check_values, mean_score, prompts_for
+
+if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
+    from blackbox_zo.lm import LM
 
 
 class NegativeLogLikelihood(Objective):
@@ -31,7 +34,7 @@ class NegativeLogLikelihood(Objective):
             return [self.target(ex) for ex in batch]
         return [str(ex[self.target]) for ex in batch]  # a column name
 
-    def outputs(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> list[float]:
+    def outputs(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> list[float]:
         return lm.loglik(prompts_for(self.template, batch), self.targets(batch), reduce=self.reduce)
 
     def score(self, batch: list[dict], outputs: list[float]) -> Score:

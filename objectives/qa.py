@@ -8,9 +8,12 @@ from __future__ import annotations
 import collections
 import re
 import string
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from .base import Objective, Score, check_texts, mean_score, prompts_for
+
+if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
+    from blackbox_zo.lm import LM
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)  # whole words only: "theatre" keeps its "the"
 _PUNCT = set(string.punctuation)
@@ -83,7 +86,7 @@ class SquadObjective(Objective):
         self.max_new_tokens, self.stop = max_new_tokens, list(stop) if stop else None
         self.name = name or f"squad_{metric}"
 
-    def outputs(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> list[str]:
+    def outputs(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> list[str]:
         # Greedy decoding (temperature 0), as in MeZO's SQuAD evaluation.
         return lm.generate(prompts_for(self.template, batch), max_new_tokens=self.max_new_tokens,
                            temperature=0.0, seed=seed, stop=self.stop)
