@@ -1,20 +1,23 @@
-"""Ask/tell: for callers that evaluate candidates remotely or asynchronously.
+"""Ask/tell: the engine without the walk, for callers that evaluate candidates themselves (remote, async, people).
 
-`ask()` returns candidates (a seed and a scale each: evaluate f at theta + scale * z(seed)); `tell(values)`
-turns the scalars into an update, logs it, applies it to the attached backend (if any) and returns it
-as (seed, coefficient) pairs, so remote copies of theta apply the same update from seeds alone.
+`ask()` returns the step's candidates (evaluate f at theta + offset); `visit(c)` moves attached weights there
+and back; `tell(results)` / `tell_values(values)` finish the step with the engine's own update code, so an
+ask/tell loop equals `MeZO.step` bitwise, writes the same trajectory and resumes the same way.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from .engine import NonFiniteObjective, as_scalar
-from .estimators import make_estimator
-from .noise import derive_seed
-from .optim import make_optimizer
+import torch
+
+from .engine import StepResult, Walker
+from .estimators import ObjectiveError, as_scalar
+from .mezo import build_engine, check_base, load_replay
+from .spec import Spec
 
 
 @dataclass(frozen=True)
@@ -33,40 +36,107 @@ class Candidate:
 
 
 class AskTell:
-    """Ask for candidates, tell their values; the same estimators and coefficient optimizers as MeZO."""
+    """Ask for candidates, tell their results; the same Spec keywords, estimators and optimizers as MeZO.
 
-    def __init__(self, backend=None, lr: float = 1e-6, eps: float = 1e-3, seed: int = 0, maximize: bool = False,
-                 estimator: str = "spsa", n: int = 1, optimizer: str = "sgd", **opt_kwargs):
-        self.estimator = make_estimator(estimator, eps=eps, n=n)
-        self.optimizer = make_optimizer(optimizer, lr, **opt_kwargs)
-        if self.optimizer.dense is not None or self.optimizer.conservative:
-            raise ValueError(f"optimizer {optimizer!r} needs in-process weights; use MeZO.step for it")
-        self.backend, self.seed, self.maximize = backend, int(seed), bool(maximize)
-        self.step_count = 0
+    `params` may be None: then nothing is applied (a log-only driver whose replicas apply the updates).
+    """
+
+    def __init__(self, params=None, *, spec: Spec | None = None, compare: Callable[[Any, Any], float] | None = None,
+                 trajectory: str | os.PathLike | None = None, resume: bool = False, max_nonfinite: int = 5, **kwargs):
+        self.engine = build_engine(params, spec, compare, max_nonfinite, trajectory, resume, kwargs)
+        if self.engine.keep_best is not None:
+            raise ValueError("the conservative optimizer re-evaluates the objective after the update: use MeZO.step")
+        self.backend = self.engine.backend
         self._pending: list[Candidate] | None = None
+        self._walk: Walker | None = None  # where the weights are within the current step
+
+    @property
+    def spec(self) -> Spec:
+        return self.engine.spec
+
+    @property
+    def step_count(self) -> int:
+        return self.engine.step_count
 
     def ask(self) -> list[Candidate]:
-        if self._pending is not None:
-            raise RuntimeError("ask() called twice without tell(): tell the values of the pending candidates first")
-        step_seed = derive_seed(self.seed, "step", self.step_count)
-        self._pending = [Candidate(tuple(p)) for p in self.estimator.points(step_seed)]
+        """The candidates of the current step (asking again before tell returns the same ones)."""
+        if self._pending is None:
+            self._pending = [Candidate(tuple(map(tuple, p))) for p in self.engine.points()]
         return self._pending
 
-    def tell(self, values: Sequence[float]) -> list[tuple[int, float]]:
-        """Returns the update u: theta <- theta + sum u_i z(seed_i) (already applied to the attached backend)."""
+    @contextlib.contextmanager
+    def visit(self, candidate: Candidate) -> Iterator[None]:
+        """Weights at theta + candidate.offset inside the block; on an error, theta again at once.
+
+        Visit candidates in ask() order (skipped ones are passed through without evaluation): after a normal
+        exit the weights stay at the candidate until the next visit, `tell` or `restore`, because every copy
+        of theta must make the same moves to stay bitwise equal to `MeZO.step` and to a replay.
+        """
+        if self.backend is None:
+            raise ValueError("visit() needs weights: build AskTell with a model, parameters or a backend")
+        walker = self._walker()
+        walker.move_to(self._pending.index(candidate))
+        try:
+            with torch.no_grad():
+                yield
+        except BaseException:
+            walker.abort()
+            raise
+
+    def restore(self) -> None:
+        """Put theta back now (e.g. to evaluate between visits); the step then no longer equals MeZO.step bitwise."""
+        if self._walk is not None:
+            self._walk.abort()
+            self._walk = None
+
+    def _walker(self) -> Walker:
+        if self._walk is None:
+            self._walk = Walker(self.backend, [list(c.offset) for c in self.ask()])
+        return self._walk
+
+    def tell(self, results: Sequence[Any]) -> StepResult:
+        """Finish the step from what the objective returned at each candidate (outputs, for 'pairwise')."""
+        points = [list(c.offset) for c in self._check(results)]
+        values = self.engine.estimator.reduce(list(results), points, self.step_count)
+        return self.tell_values(values)
+
+    def tell_values(self, values: Sequence[float]) -> StepResult:
+        """Finish the step from reduced values: one per candidate, or one preference per direction for 'pairwise'."""
         if self._pending is None:
-            raise RuntimeError("tell() without a pending ask()")
-        if len(values) != len(self._pending):
-            raise ValueError(f"tell() got {len(values)} values for {len(self._pending)} candidates")
-        vals = [as_scalar(v, f"candidate {i}") for i, v in enumerate(values)]
-        t = self.step_count
-        self._pending = None
-        self.step_count += 1
-        if not all(math.isfinite(v) for v in vals):
-            raise NonFiniteObjective(f"step {t}: non-finite values {vals}; no update made")
-        grad = self.estimator.gradient(derive_seed(self.seed, "step", t), vals)
-        loss_grad = [(s, -c) for s, c in grad] if self.maximize else grad
-        update = self.optimizer.updates(loss_grad, t)
-        if self.backend is not None:
-            self.backend.apply(update)
-        return update
+            self.ask()
+        vals = [as_scalar(v, f"step {self.step_count}, value {i}") for i, v in enumerate(values)]
+        expected = self.engine.estimator.value_count()
+        if len(vals) != expected:
+            raise ObjectiveError(f"tell_values() got {len(vals)} values for step {self.step_count}; expected {expected}")
+        with torch.no_grad():
+            restore = self._walker().finish() if self._walk is None or self._walk.cursor <= len(self._pending) else []
+            result = self.engine.finish(vals, restore)
+        self._pending, self._walk = None, None
+        return result
+
+    def _check(self, results: Sequence[Any]) -> list[Candidate]:
+        cands = self.ask()
+        if len(results) != len(cands):
+            raise ObjectiveError(f"tell() got {len(results)} results for {len(cands)} candidates (step {self.step_count})")
+        return cands
+
+    def replay(self, records: Sequence[dict]) -> None:
+        """Apply logged steps (Trajectory(path).records) without evaluating: how a replica catches up."""
+        with torch.no_grad():
+            self.engine.replay(records)
+        self._pending, self._walk = None, None
+
+    def close(self) -> None:
+        if self.engine.trajectory is not None:
+            self.engine.trajectory.close()
+
+    @classmethod
+    def from_trajectory(cls, params, path: str | os.PathLike, **space_kwargs) -> "AskTell":
+        """A replica at the end of a recorded trajectory: base `params` + the log's steps, ready for the next step."""
+        spec, log, recorded = load_replay(params, path)
+        compare = (lambda a, b: 0.0) if spec.estimator == "pairwise" else None
+        self = cls(params, spec=spec, compare=compare, **{**recorded, **space_kwargs})
+        if params is not None:
+            check_base(self.engine, log, path)
+        self.replay(log.records)
+        return self

@@ -12,6 +12,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from .spec import Spec
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type; the message names the key."""
@@ -40,21 +42,6 @@ class SpaceConfig:
 
 
 @dataclass
-class OptimConfig:
-    lr: float = 1e-6
-    eps: float = 1e-3
-    seed: int = 0
-    estimator: str = "spsa"
-    n: int = 1
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    window: int | None = None
-    weight_decay: float = 0.0
-    schedule: dict | None = None
-    clip_value: float | None = None
-
-
-@dataclass
 class TrainSection:
     steps: int = 100
     batch_size: int = 16
@@ -72,12 +59,24 @@ class ObjectiveConfig:
 
 
 @dataclass
+class DistributedConfig:
+    workers: int | None = None  # Ray workers; null: one process, no Ray
+    address: str | None = None  # null: start a local Ray; "auto" or "ray://host:10001": join a cluster
+    split: str = "points"  # "points": spread a step's points over workers; "batch": shard the batch (data-parallel)
+    point_timeout_s: float = 600.0  # a worker silent this long per point it visits is treated as dead
+    check_every: int = 10  # compare the workers' weight digests every K steps (rebuild any odd one out)
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+
+@dataclass
 class RunConfig:
     objective: ObjectiveConfig
     model: ModelConfig = field(default_factory=ModelConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: Spec = field(default_factory=Spec)  # the same keywords as bz.MeZO; omitted keys take the defaults
     train: TrainSection = field(default_factory=TrainSection)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     output: str = "runs/run"
     export: bool = False  # save the best weights as a Hugging Face checkpoint at the end
 
@@ -99,6 +98,10 @@ def _check(value: Any, tp: Any, key: str) -> Any:
         return _check(value, inner[0], key)
     if is_dataclass(tp):
         return build(tp, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(typing.get_args(tp)):
+            raise ConfigError(f"{key}: expected a list of {len(typing.get_args(tp))} items, got {value!r}")
+        return tuple(_check(v, item, f"{key}[{i}]") for i, (v, item) in enumerate(zip(value, typing.get_args(tp))))
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__} ({value!r})")
@@ -137,7 +140,12 @@ def build(cls, data: Any, prefix: str = "") -> Any:
             kwargs[name] = _check(data[name], hints[name], key)
         elif f.default is MISSING and f.default_factory is MISSING:
             raise ConfigError(f"missing key {key}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:  # a dataclass's own validation (Spec, Schedule) names the field
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{prefix}: {e}" if prefix else str(e)) from None
 
 
 def load_config(path_or_data: str | Path | dict) -> RunConfig:
@@ -162,7 +170,12 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
         raise ConfigError(f"objective.factory must be 'module:function', got {cfg.objective.factory!r}")
     choices = {"space.kind": (cfg.space.kind, ("full", "lora", "prefix")),
                "model.backend": (cfg.model.backend, ("transformers", "vllm")),
-               "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16"))}
+               "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16")),
+               "distributed.split": (cfg.distributed.split, ("points", "batch"))}
+    d = cfg.distributed
+    for key, value in (("workers", d.workers), ("check_every", d.check_every), ("point_timeout_s", d.point_timeout_s)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"distributed.{key} must be > 0, got {value!r}")
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {allowed}")

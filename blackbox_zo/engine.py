@@ -1,46 +1,30 @@
-"""One zeroth-order step, in place: walk the estimator's points, measure, restore + update in one pass.
+"""One zeroth-order step, in place: walk the estimator's points, reduce, estimate, transform, apply.
 
-MeZO's four passes over the weights (+eps z, -2 eps z, +eps z, -lr g z) become three: the restore and
-the update share one pass per seed. Any failure while the weights are perturbed restores them before
-the error propagates. Every step is logged so that replaying the log reproduces the weights bitwise.
+`Engine.step` is the only step path: `walk` visits theta + offset for each point by deltas (restoring
+theta on any failure), the estimator reduces the results to values and the values to a gradient, the
+optimizer chain turns it into an update, and the restore and the update share one pass per seed.
+`AskTell` is this engine without the walk. Every step is logged so replay reproduces the weights bitwise.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import torch
-
+from .conservative import keep_best
+from .estimators import ObjectiveError, describe_point, make_estimator
 from .noise import derive_seed
-from .params import merge_pairs
+from .optim import DenseStep, StepContext, is_dense, make_optimizer
+from .spec import Spec
 from .trajectory import Trajectory, TrajectoryError
 
-
-class ObjectiveError(RuntimeError):
-    """The objective failed (raised or returned a non-number) while the weights were perturbed."""
+__all__ = ["Engine", "NonFiniteObjective", "ObjectiveError", "StepResult", "Walker", "walk"]
 
 
 class NonFiniteObjective(ObjectiveError):
     """Too many consecutive steps whose objective values were NaN or infinite."""
-
-
-def as_scalar(value: Any, where: str) -> float:
-    """A Python float from a float, int, numpy scalar or one-element tensor; otherwise a clear error."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ObjectiveError(f"objective returned a tensor of shape {tuple(value.shape)} at {where}; expected one number")
-        return float(value.item())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ObjectiveError(f"objective returned {type(value).__name__} ({value!r:.60}) at {where}; expected a number")
-    return float(value)
-
-
-def describe_point(point: Sequence[tuple[int, float]]) -> str:
-    return "theta" if not point else " ".join(f"theta{scale:+g}*z(seed={seed})" for seed, scale in point)
 
 
 @dataclass
@@ -49,6 +33,8 @@ class StepResult:
     values: list[float]
     grad: list[tuple[int, float]]
     lr: float
+    eps: float = 0.0
+    update: list[tuple[int, float]] = field(default_factory=list)  # empty for dense optimizers
     skipped: bool = False
     checks: list[float] = field(default_factory=list)
 
@@ -63,34 +49,100 @@ class StepResult:
         return math.sqrt(sum(c * c for _, c in self.grad))
 
 
-class Engine:
-    """Runs steps of (estimator, optimizer) against a Backend, logging each to an optional trajectory."""
+class Walker:
+    """Moves the weights through a step's points in order, by deltas, and knows the pairs that restore theta.
 
-    def __init__(self, backend, estimator, optimizer, seed: int, maximize: bool, max_nonfinite: int = 5):
-        if optimizer.conservative and estimator.name not in ("spsa", "one_sided"):
-            raise ValueError("the conservative optimizer needs a value estimate of f(theta): use estimator 'spsa' or 'one_sided'")
-        if optimizer.dense is not None and not hasattr(backend, "map_dense"):
-            raise ValueError(f"optimizer {optimizer.spec['name']!r} keeps dense state and needs an in-process ParamSpace backend")
-        self.backend, self.estimator, self.optimizer = backend, estimator, optimizer
-        self.seed, self.maximize, self.max_nonfinite = int(seed), bool(maximize), max_nonfinite
+    Bitwise reproducibility needs every copy of theta (live run, replay, ask/tell, remote replicas) to make
+    the same float operations: all points visited in order, then restore + update fused into one pass.
+    """
+
+    def __init__(self, backend, points):
+        self.backend, self.points = backend, points
+        self.current: dict[int, float] = {}
+        self.cursor = 0  # the next point to visit
+
+    def move_to(self, k: int) -> None:
+        """Visit points cursor..k in turn (moves by deltas; no evaluation in between) and stay at point k."""
+        if k < self.cursor - 1:
+            raise ValueError(f"point {k} comes before point {self.cursor - 1}, where the weights are: visit in ask() order")
+        for i in range(self.cursor, k + 1):
+            target = dict(self.points[i])
+            if self.backend is not None:
+                self.backend.apply([(s, target.get(s, 0.0) - self.current.get(s, 0.0)) for s in {**self.current, **target}])
+            self.current = target
+        self.cursor = max(self.cursor, k + 1)
+
+    def finish(self) -> list[tuple[int, float]]:
+        """Visit any points not yet visited; return the pairs that bring the weights back to theta."""
+        self.move_to(len(self.points) - 1)
+        return [(s, -c) for s, c in self.current.items()]
+
+    def abort(self) -> None:
+        """Back to theta at once (after a failure); the step can no longer be finished."""
+        if self.backend is not None:
+            self.backend.apply([(s, -c) for s, c in self.current.items()])
+        self.current, self.cursor = {}, len(self.points) + 1
+
+
+def walk(backend, points, evaluate: Callable[[], Any], step: int) -> tuple[list[Any], list[tuple[int, float]]]:
+    """Evaluate at each point theta + offset in turn; return the results and the pairs that restore theta."""
+    walker = Walker(backend, points)
+    results = []
+    try:
+        for i, point in enumerate(points):
+            walker.move_to(i)
+            try:
+                results.append(evaluate())
+            except Exception as e:
+                raise ObjectiveError(
+                    f"objective raised {type(e).__name__}: {e} (step {step}, point {i}: {describe_point(point)}); "
+                    "weights were restored"
+                ) from e
+    except BaseException:
+        walker.abort()  # restore theta before propagating
+        raise
+    return results, walker.finish()
+
+
+class Engine:
+    """Runs steps of a Spec against a Backend (or none: log-only), logging each to an optional trajectory."""
+
+    def __init__(self, backend, spec: Spec, compare: Callable[[Any, Any], float] | None = None, max_nonfinite: int = 5):
+        if is_dense(spec) and not hasattr(backend, "map_dense"):
+            raise ValueError(f"optimizer {spec.optimizer!r} keeps dense state and needs an in-process ParamSpace backend")
+        self.backend, self.spec, self.max_nonfinite = backend, spec, max_nonfinite
+        self.estimator = make_estimator(spec, compare)
+        self.transform = make_optimizer(spec)
+        self.state = self.transform.init()
+        self.keep_best = keep_best if spec.optimizer == "conservative" else None  # the conservative wrapper
+        self.radius = 1.0  # eps_t / eps: grows on plateaus, shrinks back when the sides differ
         self.step_count = 0
         self.nonfinite_steps = 0
         self._nonfinite_run = 0
         self.trajectory: Trajectory | None = None
 
+    # --- where the next step evaluates --------------------------------------------------------------
+    @property
+    def eps(self) -> float:
+        return self.spec.eps * self.radius
+
+    def step_seed(self) -> int:
+        return derive_seed(self.spec.seed, "step", self.step_count)
+
+    def points(self):
+        return self.estimator.points(self.step_seed(), self.eps)
+
     # --- config and logs ---------------------------------------------------------------------------
     def config(self) -> dict:
-        est = {k: v for k, v in vars(self.estimator).items() if isinstance(v, (int, float, str))}
-        return {
-            "seed": self.seed, "maximize": self.maximize, "estimator": est, "optimizer": self.optimizer.spec,
-            "numel": self.backend.numel(), "noise": self.backend.noise_kind, "generator": self.backend.generator_id(),
-        }
+        backend = self.backend
+        return {"spec": self.spec.to_dict(), "numel": backend.numel() if backend else None,
+                "noise": backend.noise_kind if backend else None, "generator": backend.generator_id() if backend else None}
 
     def attach(self, trajectory: Trajectory, resume: bool) -> None:
         """Start logging; with resume, first replay the steps already in the log (weights must be the base)."""
         if trajectory.records and not resume:
             raise TrajectoryError(f"{trajectory.path} already holds {len(trajectory.records)} steps: pass resume=True or a new path")
-        fingerprint = self.backend.fingerprint()
+        fingerprint = self.backend.fingerprint() if self.backend else None
         if trajectory.header is not None and trajectory.header["base_fingerprint"] != fingerprint:
             raise TrajectoryError(
                 f"{trajectory.path}: these weights are not the base weights the log was recorded from "
@@ -105,104 +157,68 @@ class Engine:
         for rec in records:
             if rec["step"] != self.step_count:
                 raise TrajectoryError(f"trajectory step {rec['step']} found where step {self.step_count} was expected")
-            result = self.step(None, logged=rec)
+            if "eps" in rec and rec["eps"] != self.eps:
+                raise TrajectoryError(f"replay of step {rec['step']}: radius {self.eps} differs from the logged {rec['eps']}")
+            restore = Walker(self.backend, self.points()).finish()  # the same moves as the live step, unevaluated
+            result = self.finish([float(v) for v in rec["values"]], restore, logged_checks=rec.get("checks"))
             if [list(p) for p in result.grad] != [list(p) for p in rec["grad"]]:
                 raise TrajectoryError(f"replay of step {rec['step']} does not reproduce the logged gradient")
 
     # --- the step ------------------------------------------------------------------------------------
-    def _walk(self, points, evaluate: Callable[[], Any] | None, step: int) -> tuple[list[Any], list[tuple[int, float]]]:
-        """Visit each point theta + offset in turn; return results and the offset still applied."""
-        current: dict[int, float] = {}
-        results = []
-        try:
-            for i, point in enumerate(points):
-                target = dict(point)
-                delta = [(s, target.get(s, 0.0) - current.get(s, 0.0)) for s in {**current, **target}]
-                self.backend.apply(delta)
-                current = target
-                if evaluate is not None:
-                    try:
-                        results.append(evaluate())
-                    except Exception as e:
-                        raise ObjectiveError(
-                            f"objective raised {type(e).__name__}: {e} (step {step}, point {i}: {describe_point(point)}); "
-                            "weights were restored"
-                        ) from e
-        except BaseException:
-            self.backend.apply([(s, -c) for s, c in current.items()])  # restore theta before propagating
-            raise
-        return results, [(s, -c) for s, c in current.items()]
-
-    def step(self, evaluate: Callable[[], Any] | None, logged: dict | None = None) -> StepResult:
+    def step(self, evaluate: Callable[[], Any]) -> StepResult:
+        """Walk the points with `evaluate`, then finish the step from what it returned."""
         t = self.step_count
-        step_seed = derive_seed(self.seed, "step", t)
-        points = self.estimator.points(step_seed)
-        results, restore = self._walk(points, evaluate if logged is None else None, t)
+        points = self.points()
+        results, restore = walk(self.backend, points, evaluate, t)
         try:
-            if logged is None:
-                values = self.estimator.reduce(results) if self.estimator.name == "pairwise" else [
-                    as_scalar(r, f"step {t}, point {i}: {describe_point(points[i])}") for i, r in enumerate(results)
-                ]
-            else:
-                values = [float(v) for v in logged["values"]]
+            values = self.estimator.reduce(results, points, t)
         except BaseException:
             self.backend.apply(restore)
             raise
-        lr = self.optimizer.schedule(t)
+        return self.finish(values, restore, evaluate)
+
+    def finish(self, values: list[float], restore, evaluate: Callable[[], Any] | None = None,
+               logged_checks: Sequence[float] | None = None) -> StepResult:
+        """Values -> gradient -> update; apply it together with `restore` (the pairs that bring back theta)."""
+        t, seed, eps = self.step_count, self.step_seed(), self.eps
+        follow = self.radius if self.spec.rule == "normalized" else 1.0  # scale-free steps keep their ratio to eps_t
+        lr = self.spec.schedule.lr(self.spec.lr, t) * follow
         if not all(math.isfinite(v) for v in values):
-            return self._skip(t, step_seed, values, restore, lr)
+            return self._skip(t, seed, values, restore, lr, eps)
         self._nonfinite_run = 0
-        grad = self.estimator.gradient(step_seed, values)
-        ascend = self.maximize or self.estimator.name == "pairwise"  # preferences always point uphill
+        grad = self.estimator.gradient(seed, values, eps)
+        ascend = self.spec.maximize or getattr(self.estimator, "ascends", False)
         loss_grad = [(s, -c) for s, c in grad] if ascend else grad  # minimise L = -f when maximising
+        update, self.state = self.transform.update(loss_grad, self.state, StepContext(t, lr))
         checks: list[float] = []
-        if self.optimizer.dense is not None:
-            self.backend.apply(restore)
-            self.optimizer.dense.apply(self.backend, loss_grad, lr)
-        else:
-            update = self.optimizer.updates(loss_grad, t)
-            self.backend.apply(list(restore) + list(update))  # restore and update fused: one pass per seed
-            if self.optimizer.conservative:
-                checks = self._conservative(update, values, evaluate, logged, t)
-        if self.optimizer.weight_decay:
-            self.backend.decay(1.0 - lr * self.optimizer.weight_decay)  # decoupled: theta <- (1 - lr wd) theta
-        result = StepResult(t, values, grad, lr, checks=checks)
-        self._log(result, step_seed)
+        if self.backend is not None:
+            if isinstance(update, DenseStep):
+                self.backend.apply(restore)
+                update.apply(self.backend)
+            else:
+                self.backend.apply(list(restore) + list(update))  # restore and update fused: one pass per seed
+                if self.keep_best is not None:
+                    checks = self.keep_best(self, update, values, evaluate, logged_checks)
+            if self.spec.weight_decay:
+                self.backend.decay(1.0 - lr * self.spec.weight_decay)  # decoupled: theta <- (1 - lr wd) theta
+        self._adapt_radius(values)
+        result = StepResult(t, values, grad, lr, eps, [] if isinstance(update, DenseStep) else list(update), checks=checks)
+        self._log(result, seed)
         return result
 
-    def _conservative(self, update, values, evaluate, logged, t) -> list[float]:
-        """ZO-SGD-Cons: keep theta + u, theta - u or theta, whichever scores best (up to 2 more evaluations)."""
-        better = (lambda a, b: a > b) if self.maximize else (lambda a, b: a < b)  # noqa: E731
-        f0 = values[0] if self.estimator.name == "one_sided" else sum(values) / len(values)  # ~f(theta)
-        logged_checks = list(logged["checks"]) if logged else None
-        checks: list[float] = []
+    def _adapt_radius(self, values: Sequence[float]) -> None:
+        """eps_{t+1} = eps_t * grow if at least half the directions tied, else eps_t * shrink; within [1, max] * eps."""
+        s = self.spec
+        factor = s.radius_grow if self.estimator.tied(values) >= 0.5 else s.radius_shrink
+        self.radius = min(s.radius_max, max(1.0, self.radius * factor))
 
-        def measure(point_desc: str) -> float:
-            if logged_checks is not None:
-                return float(logged_checks[len(checks)])
-            return as_scalar(evaluate(), f"step {t}, conservative check at {point_desc}")
-
-        back = [(s, -c) for s, c in update]
-        try:
-            checks.append(measure("theta + u"))
-            if better(checks[0], f0):
-                return checks
-            self.backend.apply([(s, 2 * c) for s, c in back])  # theta + u -> theta - u
-            checks.append(measure("theta - u"))
-            if better(checks[1], f0):
-                return checks
-            self.backend.apply(update)  # neither helps: back to theta
-            return checks
-        except BaseException:
-            self.backend.apply(back if len(checks) == 0 else update)  # return to theta
-            raise
-
-    def _skip(self, t, step_seed, values, restore, lr) -> StepResult:
-        self.backend.apply(restore)
+    def _skip(self, t, step_seed, values, restore, lr, eps) -> StepResult:
+        if self.backend is not None:
+            self.backend.apply(restore)
         self.nonfinite_steps += 1
         self._nonfinite_run += 1
         warnings.warn(f"step {t}: non-finite objective values {values}; update skipped ({self.nonfinite_steps} so far)")
-        result = StepResult(t, values, [], lr, skipped=True)
+        result = StepResult(t, values, [], lr, eps, skipped=True)
         self._log(result, step_seed)
         if self._nonfinite_run >= self.max_nonfinite:
             raise NonFiniteObjective(
@@ -214,6 +230,6 @@ class Engine:
         self.step_count += 1
         if self.trajectory is not None:
             self.trajectory.append({
-                "step": r.step, "seed": step_seed, "values": r.values, "checks": r.checks, "lr": r.lr,
+                "step": r.step, "seed": step_seed, "eps": r.eps, "values": r.values, "checks": r.checks, "lr": r.lr,
                 "grad": [[s, c] for s, c in r.grad], "skipped": r.skipped,
             })

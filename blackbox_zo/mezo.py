@@ -1,22 +1,22 @@
-"""The torch.optim-style face: `opt = MeZO(model, lr, eps, seed, maximize); value = opt.step(closure)`.
+"""The torch.optim-style face: `opt = MeZO(model, maximize=True); value = opt.step(closure)`.
 
-The closure re-evaluates the objective at the current (perturbed) weights and returns a number; it is
-called under torch.no_grad(). Same seed, same closure => bitwise the same run. With `trajectory=PATH`
-every step is logged; `resume=True` replays the log onto the base weights and carries on.
+The closure re-evaluates the objective at the current (perturbed) weights and returns a number (outputs
+for the pairwise estimator); it is called under torch.no_grad(). Settings are the keywords of `Spec`;
+other keywords go to `ParamSpace`. Same seed, same closure => bitwise the same run. With
+`trajectory=PATH` every step is logged; `resume=True` replays the log onto the base weights and carries on.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 
 from .backend import Backend
 from .engine import Engine, StepResult
-from .estimators import make_estimator
-from .optim import make_optimizer
 from .params import ParamSpace
+from .spec import Spec
 from .trajectory import Trajectory, TrajectoryError
 
 
@@ -26,59 +26,62 @@ def is_backend(params) -> bool:
 
 
 def as_backend(params, **space_kwargs) -> Any:
-    """A Backend from a module, parameters, a dict of tensors, or an existing ParamSpace/Backend."""
-    if is_backend(params):
+    """A Backend from a module, parameters, a dict of tensors, or an existing ParamSpace/Backend (None stays None)."""
+    if params is None or is_backend(params):
         if space_kwargs:
             raise ValueError(f"{sorted(space_kwargs)} apply when building a ParamSpace, not to a ready backend")
         return params
     return ParamSpace(params, **space_kwargs)
 
 
-class MeZO:
-    """Zeroth-order optimizer over a model's weights (MeZO, ZO-Bench variants) with a torch.optim-style step."""
+def build_engine(params, spec: Spec | None, compare, max_nonfinite: int, trajectory, resume: bool, kwargs: dict) -> Engine:
+    """Spec from `spec` or the Spec keywords in kwargs, a backend from the rest; attach the trajectory."""
+    if spec is not None:
+        space_kwargs = kwargs
+    else:
+        spec, space_kwargs = Spec.split(kwargs)
+    engine = Engine(as_backend(params, **space_kwargs), spec, compare, max_nonfinite)
+    if trajectory is not None:
+        engine.attach(Trajectory(trajectory), resume)
+    return engine
 
-    def __init__(
-        self,
-        params,
-        lr: float = 1e-6,
-        eps: float = 1e-3,
-        seed: int = 0,
-        maximize: bool = False,
-        *,
-        estimator: str = "spsa",
-        n: int = 1,
-        shaping: str = "zscore",
-        compare: Callable[[Any, Any], float] | None = None,
-        optimizer: str = "sgd",
-        momentum: float = 0.9,
-        window: int | None = None,
-        betas: Sequence[float] = (0.9, 0.999),
-        weight_decay: float = 0.0,
-        schedule: dict | str | None = None,
-        clip_value: float | None = None,
-        trajectory: str | os.PathLike | None = None,
-        resume: bool = False,
-        max_nonfinite: int = 5,
-        **space_kwargs,
-    ):
-        est_kwargs: dict[str, Any] = {"eps": eps, "n": n}
-        if estimator == "population":
-            est_kwargs["shaping"] = shaping
-        if estimator == "pairwise":
-            if compare is None:
-                raise ValueError("estimator 'pairwise' needs compare=callable(out_plus, out_minus) -> preference in [-1, 1]")
-            est_kwargs["compare"] = compare
-        elif compare is not None:
-            raise ValueError(f"compare= is only used by estimator 'pairwise', not {estimator!r}")
-        est = make_estimator(estimator, **est_kwargs)
-        opt = make_optimizer(optimizer, lr, schedule, momentum, window, betas, weight_decay=weight_decay, clip_value=clip_value)
-        if not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {type(seed).__name__}")
-        self.backend = as_backend(params, **space_kwargs)
-        self.engine = Engine(self.backend, est, opt, seed, maximize, max_nonfinite)
+
+def load_replay(params, path: str | os.PathLike) -> tuple[Spec, Trajectory, dict]:
+    """Read a trajectory and check that `params` can replay it; returns its Spec, the log and ParamSpace keywords."""
+    log = Trajectory(path)
+    if log.header is None:
+        raise TrajectoryError(f"{path} holds no trajectory header")
+    cfg = log.header["config"]
+    space_kwargs = {}
+    if is_backend(params):  # a ready backend: its noise kind must be the recorded one
+        if params.noise_kind != cfg["noise"]:
+            raise TrajectoryError(f"{path} was recorded with {cfg['noise']} noise, the backend uses {params.noise_kind}")
+    elif params is not None:
+        space_kwargs["noise"] = cfg["noise"]
+    return Spec.from_dict(cfg["spec"]), log, space_kwargs
+
+
+def check_base(engine: Engine, log: Trajectory, path) -> None:
+    cfg = log.header["config"]
+    if engine.backend.generator_id() != cfg["generator"]:
+        raise TrajectoryError(f"{path} was recorded with noise stream {cfg['generator']}, "
+                              f"these weights use {engine.backend.generator_id()} (move them to that device type)")
+    if engine.backend.fingerprint() != log.header["base_fingerprint"]:
+        raise TrajectoryError(f"{path}: the given weights are not the base weights this log was recorded from")
+
+
+class MeZO:
+    """Zeroth-order optimizer over a model's weights (MeZO, ZO-Bench, ES variants) with a torch.optim-style step."""
+
+    def __init__(self, params, *, spec: Spec | None = None, compare: Callable[[Any, Any], float] | None = None,
+                 trajectory: str | os.PathLike | None = None, resume: bool = False, max_nonfinite: int = 5, **kwargs):
+        self.engine = build_engine(params, spec, compare, max_nonfinite, trajectory, resume, kwargs)
+        self.backend = self.engine.backend
         self.last: StepResult | None = None
-        if trajectory is not None:
-            self.engine.attach(Trajectory(trajectory), resume)
+
+    @property
+    def spec(self) -> Spec:
+        return self.engine.spec
 
     @property
     def step_count(self) -> int:
@@ -99,32 +102,12 @@ class MeZO:
             self.engine.trajectory.close()
 
     @classmethod
-    def replay(cls, params, path: str | os.PathLike, steps: int | None = None, **kwargs) -> "MeZO":
+    def replay(cls, params, path: str | os.PathLike, steps: int | None = None, **space_kwargs) -> "MeZO":
         """Rebuild tuned weights from base `params` and a trajectory file (optionally its first `steps` steps)."""
-        log = Trajectory(path)
-        if log.header is None:
-            raise TrajectoryError(f"{path} holds no trajectory header")
-        cfg = log.header["config"]
-        opt = dict(cfg["optimizer"])
-        est = dict(cfg["estimator"])
-        if is_backend(params):  # a ready backend: its noise kind must be the recorded one
-            if params.noise_kind != cfg["noise"]:
-                raise TrajectoryError(f"{path} was recorded with {cfg['noise']} noise, the backend uses {params.noise_kind}")
-        else:
-            kwargs.setdefault("noise", cfg["noise"])
-        if est["name"] == "pairwise":
-            kwargs.setdefault("compare", lambda a, b: 0.0)  # never called: replay uses logged preferences
-        self = cls(
-            params, lr=opt.pop("lr"), eps=est["eps"], seed=cfg["seed"], maximize=cfg["maximize"],
-            estimator=est["name"], n=est.get("n", 1), shaping=est.get("shaping", "zscore"),
-            optimizer=opt.pop("name"), momentum=opt["momentum"], window=opt["window"], betas=opt["betas"],
-            weight_decay=opt["weight_decay"], schedule=opt["schedule"], clip_value=opt["clip_value"], **kwargs,
-        )
-        if self.backend.generator_id() != cfg["generator"]:
-            raise TrajectoryError(f"{path} was recorded with noise stream {cfg['generator']}, "
-                                  f"these weights use {self.backend.generator_id()} (move them to that device type)")
-        if self.backend.fingerprint() != log.header["base_fingerprint"]:
-            raise TrajectoryError(f"{path}: the given weights are not the base weights this log was recorded from")
+        spec, log, recorded = load_replay(params, path)
+        compare = (lambda a, b: 0.0) if spec.estimator == "pairwise" else None  # never called: preferences are logged
+        self = cls(params, spec=spec, compare=compare, **{**recorded, **space_kwargs})
+        check_base(self.engine, log, path)
         with torch.no_grad():
             self.engine.replay(log.records if steps is None else log.records[:steps])
         return self

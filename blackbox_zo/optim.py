@@ -1,8 +1,9 @@
-"""Optimizers over implicit gradients, in the Optax spirit: small transforms of (seed, coefficient) pairs.
+"""Optimizers over implicit gradients, in the Optax spirit: a chain of small (init, update) transforms.
 
-Coefficient transforms (scale, sign, clip, windowed momentum) cost O(1) per direction and keep no
-per-parameter state. Dense rules (momentum, Adam) keep fp32 buffers the size of the tuned tensors and
-apply themselves through ParamSpace.map_dense; their memory is stated in `memory_per_element`.
+A transform maps (seed, coefficient) pairs to pairs and costs O(1) per direction (normalize, sign, clip,
+windowed momentum, scale by lr). Dense rules (momentum, Adam) end a chain: like Optax's `params` argument,
+they receive the backend through the step context and return a `DenseStep` that updates it in place; their
+memory (4 or 8 bytes per tuned element) is stated on the class.
 """
 
 from __future__ import annotations
@@ -10,62 +11,64 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import torch
 
 Pairs = list[tuple[int, float]]
 
 
-# --- schedules: step -> learning rate --------------------------------------------------------------
-def make_schedule(lr: float, spec: dict | str | None = None) -> Callable[[int], float]:
-    """lr schedule from plain data: None/'constant', or {'name': 'linear'|'cosine'|'constant', 'total_steps', 'warmup_steps', 'final_lr'}."""
-    if not (isinstance(lr, (int, float)) and lr >= 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
-    spec = {"name": spec} if isinstance(spec, str) else dict(spec or {"name": "constant"})
-    name = spec.pop("name", "constant")
-    warmup = int(spec.pop("warmup_steps", 0))
-    total = spec.pop("total_steps", None)
-    final = float(spec.pop("final_lr", 0.0))
-    if spec:
-        raise ValueError(f"unknown schedule keys {sorted(spec)}; expected total_steps, warmup_steps, final_lr")
-    if name not in ("constant", "linear", "cosine"):
-        raise ValueError(f"unknown schedule {name!r}; expected 'constant', 'linear' or 'cosine'")
-    if name != "constant" and not (isinstance(total, int) and total > warmup):
-        raise ValueError(f"schedule {name!r} needs total_steps (int) > warmup_steps ({warmup}), got {total!r}")
+class StepContext(NamedTuple):
+    """What a transform may read besides the gradient: the step number and its learning rate."""
 
-    def schedule(step: int) -> float:
-        if step < warmup:  # linear warm-up from lr/warmup to lr
-            return lr * (step + 1) / warmup
-        if name == "constant":
-            return lr
-        frac = min(1.0, (step - warmup) / (total - warmup))
-        if name == "linear":
-            return lr + (final - lr) * frac
-        return final + 0.5 * (lr - final) * (1 + math.cos(math.pi * frac))  # cosine decay to final_lr
+    step: int
+    lr: float
 
-    return schedule
+
+class Transform(NamedTuple):
+    init: Callable[[], Any]
+    update: Callable[[Pairs, Any, StepContext], tuple[Any, Any]]  # (pairs, state, ctx) -> (pairs | DenseStep, state)
+
+
+@dataclass
+class DenseStep:
+    """An update that needs the tensors: `apply(backend)` runs a per-element rule through backend.map_dense."""
+
+    grad: Pairs
+    rule: Callable[[str, torch.Tensor, torch.Tensor], None]
+
+    def apply(self, backend) -> None:
+        backend.map_dense(self.grad, self.rule)
 
 
 # --- coefficient transforms ------------------------------------------------------------------------
-class Transform(NamedTuple):
-    init: Callable[[], Any]
-    update: Callable[[Pairs, Any, int], tuple[Pairs, Any]]
+def stateless(fn: Callable[[Pairs, StepContext], Pairs]) -> Transform:
+    return Transform(lambda: None, lambda g, s, ctx: (fn(g, ctx), s))
 
 
-def scale_by_lr(schedule: Callable[[int], float]) -> Transform:
-    """u_i = -lr_t * c_i: a descent step on the loss gradient."""
-    return Transform(lambda: None, lambda g, s, t: ([(k, -schedule(t) * c) for k, c in g], s))
+def normalize() -> Transform:
+    """Scale-free step: c_i <- c_i / (n * rms(c)); one direction gives sign(c), any objective scale the same step."""
+
+    def fn(g: Pairs, ctx: StepContext) -> Pairs:
+        rms = math.sqrt(sum(c * c for _, c in g) / len(g)) if g else 0.0
+        return [(k, c / (rms * len(g)) if rms > 0 else 0.0) for k, c in g]  # sum_i c_i z_i has per-element std 1/sqrt(n)
+
+    return stateless(fn)
 
 
 def sign() -> Transform:
     """ZO-SGD-Sign: keep only the sign of each projected gradient."""
-    return Transform(lambda: None, lambda g, s, t: ([(k, math.copysign(1.0, c) if c else 0.0) for k, c in g], s))
+    return stateless(lambda g, ctx: [(k, math.copysign(1.0, c) if c else 0.0) for k, c in g])
 
 
 def clip(max_abs: float) -> Transform:
     """Clip each projected gradient to [-max_abs, max_abs] (guards against outlier differences)."""
-    return Transform(lambda: None, lambda g, s, t: ([(k, max(-max_abs, min(max_abs, c))) for k, c in g], s))
+    return stateless(lambda g, ctx: [(k, max(-max_abs, min(max_abs, c))) for k, c in g])
+
+
+def scale_by_lr() -> Transform:
+    """u_i = -lr_t * c_i: a descent step on the loss gradient."""
+    return stateless(lambda g, ctx: [(k, -ctx.lr * c) for k, c in g])
 
 
 def momentum_window(beta: float, window: int) -> Transform:
@@ -75,14 +78,45 @@ def momentum_window(beta: float, window: int) -> Transform:
     terms weighted beta^window or less.
     """
 
-    def update(g: Pairs, state: deque, t: int):
+    def update(g: Pairs, state: deque, ctx: StepContext):
         state.append(list(g))
-        out: Pairs = []
-        for age, past in enumerate(reversed(state)):
-            out.extend((k, (beta**age) * c) for k, c in past)
-        return out, state
+        return [(k, (beta**age) * c) for age, past in enumerate(reversed(state)) for k, c in past], state
 
     return Transform(lambda: deque(maxlen=window), update)
+
+
+# --- dense rules: the end of a chain ---------------------------------------------------------------
+def dense_momentum(beta: float) -> Transform:
+    """ZO-SGD-MMT with a dense buffer: m <- beta m + g; theta <- theta - lr m. Memory: 4 bytes per tuned element."""
+
+    def update(g: Pairs, buffers: dict, ctx: StepContext):
+        def rule(name: str, theta: torch.Tensor, grad: torch.Tensor) -> None:
+            m = buffers.setdefault(name, torch.zeros_like(grad))
+            m.mul_(beta).add_(grad)  # m <- beta m + g
+            theta.add_(m, alpha=-ctx.lr)  # theta <- theta - lr m
+
+        return DenseStep(g, rule), buffers
+
+    return Transform(dict, update)
+
+
+def dense_adam(b1: float, b2: float, eps: float) -> Transform:
+    """ZO-Adam (ZO-Bench): Adam moments of the ZO gradient. Memory: 8 bytes per tuned element."""
+
+    def update(g: Pairs, state: dict, ctx: StepContext):
+        state["t"] = t = state.get("t", 0) + 1
+        bc1, bc2 = 1 - b1**t, 1 - b2**t
+
+        def rule(name: str, theta: torch.Tensor, grad: torch.Tensor) -> None:
+            m, v = state.setdefault(name, (torch.zeros_like(grad), torch.zeros_like(grad)))
+            m.mul_(b1).add_(grad, alpha=1 - b1)  # m <- b1 m + (1 - b1) g
+            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)  # v <- b2 v + (1 - b2) g^2
+            denom = (v / bc2).sqrt_().add_(eps)
+            theta.addcdiv_(m, denom, value=-ctx.lr / bc1)  # theta <- theta - lr m_hat / (sqrt(v_hat) + eps)
+
+        return DenseStep(g, rule), state
+
+    return Transform(dict, update)
 
 
 def chain(*transforms: Transform) -> Transform:
@@ -91,116 +125,38 @@ def chain(*transforms: Transform) -> Transform:
     def init():
         return [t.init() for t in transforms]
 
-    def update(g, states, step):
+    def update(g, states, ctx):
         new_states = []
         for t, s in zip(transforms, states):
-            g, s = t.update(g, s, step)
+            g, s = t.update(g, s, ctx)
             new_states.append(s)
         return g, new_states
 
     return Transform(init, update)
 
 
-# --- dense rules ------------------------------------------------------------------------------------
-@dataclass
-class DenseMomentum:
-    """ZO-SGD-MMT with a dense buffer: m <- beta m + g; theta <- theta - lr m. Memory: 4 bytes per tuned element."""
-
-    beta: float
-    memory_per_element: int = 4
-    buffers: dict = field(default_factory=dict)
-
-    def apply(self, space, grad: Pairs, lr: float) -> None:
-        def rule(name: str, theta: torch.Tensor, g: torch.Tensor) -> None:
-            m = self.buffers.setdefault(name, torch.zeros_like(g))
-            m.mul_(self.beta).add_(g)
-            theta.add_(m, alpha=-lr)
-
-        space.map_dense(grad, rule)
+DENSE_BYTES_PER_ELEMENT = {"momentum": 4, "adam": 8}
 
 
-@dataclass
-class DenseAdam:
-    """ZO-Adam (ZO-Bench): Adam moments of the ZO gradient. Memory: 8 bytes per tuned element."""
+def make_optimizer(spec) -> Transform:
+    """The transform chain a Spec names: [clip] [normalize] then sgd | sign | momentum | adam.
 
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-    memory_per_element: int = 8
-    t: int = 0
-    buffers: dict = field(default_factory=dict)
-
-    def apply(self, space, grad: Pairs, lr: float) -> None:
-        self.t += 1
-        bc1, bc2 = 1 - self.b1**self.t, 1 - self.b2**self.t
-
-        def rule(name: str, theta: torch.Tensor, g: torch.Tensor) -> None:
-            m, v = self.buffers.setdefault(name, (torch.zeros_like(g), torch.zeros_like(g)))
-            m.mul_(self.b1).add_(g, alpha=1 - self.b1)  # m <- b1 m + (1 - b1) g
-            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)  # v <- b2 v + (1 - b2) g^2
-            denom = (v / bc2).sqrt_().add_(self.eps)
-            theta.addcdiv_(m, denom, value=-lr / bc1)  # theta <- theta - lr m_hat / (sqrt(v_hat) + eps)
-
-        space.map_dense(grad, rule)
+    `conservative` is plain sgd here; the engine wraps its step with the keep-the-best check.
+    """
+    head = [clip(spec.clip_value)] if spec.clip_value else []
+    if spec.rule == "normalized":
+        head.append(normalize())
+    if spec.optimizer == "adam":
+        return chain(*head, dense_adam(spec.betas[0], spec.betas[1], spec.adam_eps))
+    if spec.optimizer == "momentum" and spec.window is None:
+        return chain(*head, dense_momentum(spec.momentum))
+    if spec.optimizer == "momentum":
+        return chain(*head, momentum_window(spec.momentum, spec.window), scale_by_lr())
+    if spec.optimizer == "sign":
+        return chain(*head, sign(), scale_by_lr())
+    return chain(*head, scale_by_lr())
 
 
-# --- the optimizer as plain data --------------------------------------------------------------------
-OPTIMIZERS = ("sgd", "sign", "momentum", "adam", "conservative")
-
-
-@dataclass
-class Optimizer:
-    """What to do with a loss-gradient estimate: coefficient transforms, or a dense rule, plus decay."""
-
-    spec: dict
-    schedule: Callable[[int], float]
-    transform: Transform | None
-    dense: Any = None
-    weight_decay: float = 0.0
-    conservative: bool = False
-    state: Any = None
-
-    def __post_init__(self):
-        self.state = self.transform.init() if self.transform else None
-
-    def updates(self, grad: Pairs, step: int) -> Pairs:
-        """Coefficients u with theta <- theta + sum u_i z_i (coefficient transforms only)."""
-        out, self.state = self.transform.update(grad, self.state, step)
-        return out
-
-
-def make_optimizer(
-    name: str = "sgd",
-    lr: float = 1e-6,
-    schedule: dict | str | None = None,
-    momentum: float = 0.9,
-    window: int | None = None,
-    betas: Sequence[float] = (0.9, 0.999),
-    adam_eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    clip_value: float | None = None,
-) -> Optimizer:
-    """Build an optimizer from plain data (what a config file or trajectory header holds)."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
-    if not 0.0 <= weight_decay < 1.0:
-        raise ValueError(f"weight_decay must be in [0, 1), got {weight_decay}")
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    if window is not None and not (isinstance(window, int) and window >= 1):
-        raise ValueError(f"window must be a positive integer or None, got {window!r}")
-    sched = make_schedule(lr, schedule)
-    spec = {
-        "name": name, "lr": lr, "schedule": schedule, "momentum": momentum, "window": window,
-        "betas": list(betas), "adam_eps": adam_eps, "weight_decay": weight_decay, "clip_value": clip_value,
-    }
-    pre = [clip(clip_value)] if clip_value else []
-    if name == "adam":
-        return Optimizer(spec, sched, None, DenseAdam(betas[0], betas[1], adam_eps), weight_decay)
-    if name == "momentum" and window is None:
-        return Optimizer(spec, sched, None, DenseMomentum(momentum), weight_decay)
-    if name == "momentum":
-        return Optimizer(spec, sched, chain(*pre, momentum_window(momentum, window), scale_by_lr(sched)), None, weight_decay)
-    if name == "sign":
-        return Optimizer(spec, sched, chain(*pre, sign(), scale_by_lr(sched)), None, weight_decay)
-    return Optimizer(spec, sched, chain(*pre, scale_by_lr(sched)), None, weight_decay, conservative=name == "conservative")
+def is_dense(spec) -> bool:
+    """True when the optimizer keeps per-element state and so needs in-process tensors (ParamSpace.map_dense)."""
+    return spec.optimizer == "adam" or (spec.optimizer == "momentum" and spec.window is None)

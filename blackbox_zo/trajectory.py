@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = "blackbox_zo.trajectory"
-VERSION = 1
+VERSION = 2  # 2: the header holds the Spec; records hold the radius eps
 
 
 class TrajectoryError(ValueError):
@@ -64,12 +64,10 @@ class Trajectory:
             self.header = {"format": FORMAT, "version": VERSION, "config": config, "base_fingerprint": fingerprint}
             self._write_line(self.header)
             return
-        old = self.header["config"]
-        for key in sorted(set(old) | set(config)):
-            if old.get(key) != config.get(key):
-                raise TrajectoryError(
-                    f"{self.path} was recorded with {key}={old.get(key)!r}, this run has {key}={config.get(key)!r}"
-                )
+        differing = first_difference(self.header["config"], config)
+        if differing is not None:
+            key, was, now = differing
+            raise TrajectoryError(f"{self.path} was recorded with {key}={was!r}, this run has {key}={now!r}")
 
     def append(self, record: dict) -> None:
         self.records.append(record)
@@ -79,3 +77,16 @@ class Trajectory:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first dotted key (sorted) whose value differs between two nested dicts, with both values."""
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = first_difference(a, b, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{prefix}{key}", a, b
+    return None

@@ -240,26 +240,6 @@ def test_bad_arguments_fail_at_construction(kwargs, message):
         bz.MeZO(torch.nn.Linear(3, 1), **kwargs)
 
 
-def test_ask_tell_matches_mezo_step():
-    model_a, X, y = make_problem()
-    model_b, _, _ = make_problem()
-    opt = bz.MeZO(model_a, lr=0.05, eps=0.05, seed=9)
-    opt.step(lambda: zero_one_error(model_a, X, y))
-    space = bz.ParamSpace(model_b)
-    at = bz.AskTell(space, lr=0.05, eps=0.05, seed=9)
-    values = []
-    for cand in at.ask():  # a remote worker would do this on its own copy of theta
-        space.apply(list(cand.offset))
-        values.append(zero_one_error(model_b, X, y))
-        space.apply([(s, -c) for s, c in cand.offset])
-    update = at.tell(values)
-    assert update and all(isinstance(s, int) for s, _ in update)
-    a, b = snapshot(model_a), snapshot(model_b)
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    with pytest.raises(RuntimeError, match="without a pending ask"):
-        at.tell(values)
-
-
 def test_blockwise_moves_one_block_per_direction():
     model = torch.nn.Sequential()
     model.layers = torch.nn.ModuleList([torch.nn.Linear(4, 4) for _ in range(3)])

@@ -1,0 +1,41 @@
+"""ZO-SGD-Cons (ZO-Bench) as a wrapper around a step: keep theta + u, theta - u or theta, whichever scores best.
+
+It costs up to two more evaluations per step, and needs a value estimate of f(theta) from the estimator.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from .estimators import as_scalar
+
+
+def keep_best(engine, update, values: Sequence[float], evaluate: Callable[[], Any] | None,
+              logged_checks: Sequence[float] | None) -> list[float]:
+    """Weights are at theta + u on entry; leave them at the best of theta + u, theta - u, theta; return the checks."""
+    better = (lambda a, b: a > b) if engine.spec.maximize else (lambda a, b: a < b)  # noqa: E731
+    f0 = engine.estimator.value_estimate(values)  # ~f(theta)
+    t, backend = engine.step_count, engine.backend
+    checks: list[float] = []
+
+    def measure(point_desc: str) -> float:
+        if logged_checks is not None:
+            return float(logged_checks[len(checks)])
+        if evaluate is None:
+            raise ValueError("the conservative optimizer re-evaluates the objective: use MeZO.step, not ask/tell")
+        return as_scalar(evaluate(), f"step {t}, conservative check at {point_desc}")
+
+    back = [(s, -c) for s, c in update]
+    try:
+        checks.append(measure("theta + u"))
+        if better(checks[0], f0):
+            return checks
+        backend.apply([(s, 2 * c) for s, c in back])  # theta + u -> theta - u
+        checks.append(measure("theta - u"))
+        if better(checks[1], f0):
+            return checks
+        backend.apply(update)  # neither helps: back to theta
+        return checks
+    except BaseException:
+        backend.apply(back if len(checks) == 0 else update)  # return to theta
+        raise

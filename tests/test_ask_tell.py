@@ -1,0 +1,130 @@
+"""Ask/tell is the engine without the walk: driven by hand it equals MeZO.step bitwise, and replays the same."""
+
+import pytest
+import torch
+
+import blackbox_zo as bz
+from tests.zo_toy import make_problem, zero_one_error
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def prefer_lower(a, b):
+    return float((a < b) - (a > b))
+
+
+CASES = [
+    dict(),  # the defaults: spsa, normalized rule, adaptive radius
+    dict(rule="raw", lr=0.05),
+    dict(optimizer="sign", lr=0.02),
+    dict(optimizer="momentum", lr=0.01),
+    dict(optimizer="momentum", lr=0.01, window=4),
+    dict(optimizer="adam", lr=0.02),
+    dict(estimator="one_sided", n=2),
+    dict(estimator="spsa", n=3, rule="raw", lr=0.05),
+    dict(estimator="population", n=4, shaping="rank"),
+    dict(estimator="pairwise", n=2),
+    dict(weight_decay=0.05, clip_value=0.5, schedule={"name": "cosine", "total_steps": 20, "warmup_steps": 2}),
+]
+
+
+def run_mezo(kw, steps, trajectory=None):
+    model, X, y = make_problem()
+    compare = prefer_lower if kw.get("estimator") == "pairwise" else None
+    opt = bz.MeZO(model, eps=0.05, seed=5, compare=compare, trajectory=trajectory, **kw)
+    for _ in range(steps):
+        opt.step(lambda: zero_one_error(model, X, y))
+    opt.close()
+    return model, opt
+
+
+@pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()) or "defaults")
+def test_ask_tell_by_hand_equals_mezo_step_bitwise(tmp_path, kw):
+    model_a, opt = run_mezo(kw, 12, tmp_path / "a.jsonl")
+    model_b, X, y = make_problem()
+    compare = prefer_lower if kw.get("estimator") == "pairwise" else None
+    at = bz.AskTell(model_b, eps=0.05, seed=5, compare=compare, trajectory=tmp_path / "b.jsonl", **kw)
+    for _ in range(12):
+        results = []
+        for cand in at.ask():
+            with at.visit(cand):
+                results.append(zero_one_error(model_b, X, y))
+        at.tell(results)
+    at.close()
+    a, b = snapshot(model_a), snapshot(model_b)
+    assert any(not torch.equal(a[k], make_problem()[0].state_dict()[k]) for k in a), "the run did not move"
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+
+
+def test_replicas_told_the_same_values_stay_bitwise_equal():
+    """A log-only driver and two replicas that each evaluate only some candidates end equal."""
+    driver = bz.AskTell(None, eps=0.05, seed=1, n=2, estimator="population")
+    replicas = [make_problem() for _ in range(2)]
+    tellers = [bz.AskTell(m, eps=0.05, seed=1, n=2, estimator="population") for m, _, _ in replicas]
+    for _ in range(6):
+        cands = driver.ask()
+        values = [None] * len(cands)
+        for w, (at, (m, X, y)) in enumerate(zip(tellers, replicas)):
+            for i, cand in enumerate(at.ask()):
+                if i % 2 == w:  # each replica evaluates its share; the others are passed through
+                    with at.visit(cand):
+                        values[i] = zero_one_error(m, X, y)
+        driver.tell_values(values)
+        for at in tellers:
+            at.tell_values(values)
+    a, b = snapshot(replicas[0][0]), snapshot(replicas[1][0])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ask_tell_resumes_from_its_trajectory(tmp_path):
+    log = tmp_path / "run.jsonl"
+    model_a, _ = run_mezo({}, 10)
+    model_b, X, y = make_problem()
+    at = bz.AskTell(model_b, eps=0.05, seed=5, trajectory=log)
+    for _ in range(4):
+        results = []
+        for cand in at.ask():
+            with at.visit(cand):
+                results.append(zero_one_error(model_b, X, y))
+        at.tell(results)
+    at.close()
+    model_c, X, y = make_problem()
+    at = bz.AskTell(model_c, eps=0.05, seed=5, trajectory=log, resume=True)
+    assert at.step_count == 4
+    while at.step_count < 10:
+        results = []
+        for cand in at.ask():
+            with at.visit(cand):
+                results.append(zero_one_error(model_c, X, y))
+        at.tell(results)
+    a, c = snapshot(model_a), snapshot(model_c)
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_visit_out_of_order_is_refused_and_errors_restore_theta():
+    model, X, y = make_problem()
+    before = snapshot(model)
+    at = bz.AskTell(model, eps=0.05, seed=2)
+    cands = at.ask()
+    with at.visit(cands[1]):
+        pass
+    with pytest.raises(ValueError, match="ask\\(\\) order"):
+        with at.visit(cands[0]):
+            pass
+    at.restore()
+    assert all(torch.allclose(snapshot(model)[k], before[k], atol=1e-7) for k in before)
+    with pytest.raises(RuntimeError, match="boom"):
+        with at.visit(at.ask()[0]):
+            raise RuntimeError("boom")
+    assert all(torch.allclose(snapshot(model)[k], before[k], atol=1e-7) for k in before)
+
+
+def test_tell_checks_counts_and_conservative_is_refused():
+    at = bz.AskTell(torch.nn.Linear(3, 1), eps=0.01)
+    with pytest.raises(bz.ObjectiveError, match="2 candidates"):
+        at.tell([1.0])
+    with pytest.raises(ValueError, match="conservative"):
+        bz.AskTell(torch.nn.Linear(3, 1), optimizer="conservative")

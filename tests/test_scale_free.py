@@ -1,0 +1,100 @@
+"""Plateau-proof, scale-free steps: the radius grows on ties and replays bitwise; objective units do not matter."""
+
+import pytest
+import torch
+
+import blackbox_zo as bz
+from tests.zo_toy import make_problem, zero_one_error
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def staircase(model, X, y):
+    """0-1 error on 400 points, rounded down to steps of 0.05: flat at small radii, like accuracy on a batch."""
+    return int(zero_one_error(model, X, y) * 20) / 20
+
+
+def test_a_plateau_objective_moves_with_the_adaptive_radius_and_not_without():
+    results = {}
+    for grow in (1.0, 2.0):
+        model, X, y = make_problem()
+        opt = bz.MeZO(model, eps=1e-3, lr=1e-3, seed=0, radius_grow=grow)
+        moves = 0
+        for _ in range(60):
+            opt.step(lambda: staircase(model, X, y))
+            moves += any(c != 0 for _, c in opt.last.update)
+        results[grow] = (moves, zero_one_error(model, X, y), opt.engine.eps)
+    assert results[1.0][0] <= 3 and results[1.0][1] > 0.9, f"without radius growth almost every step tied: {results}"
+    assert results[2.0][0] > 20 and results[2.0][1] < 0.3, results
+    assert results[2.0][2] > 1e-3  # the radius grew off the plateau
+
+
+def test_adapted_radii_are_logged_and_replay_bitwise(tmp_path):
+    log = tmp_path / "run.jsonl"
+    model, X, y = make_problem()
+    base = snapshot(model)
+    opt = bz.MeZO(model, eps=1e-3, lr=1e-3, seed=3, trajectory=log)
+    for _ in range(30):
+        opt.step(lambda: staircase(model, X, y))
+    opt.close()
+    records = bz.Trajectory(log).records
+    radii = [r["eps"] for r in records]
+    assert len(set(radii)) > 3 and max(radii) > 1e-3  # the radius really changed along the run
+    fresh, _, _ = make_problem()
+    fresh.load_state_dict(base)
+    replayed = bz.MeZO.replay(fresh, log)
+    assert replayed.engine.eps == opt.engine.eps
+    assert all(torch.equal(v, snapshot(model)[k]) for k, v in snapshot(fresh).items())
+    records[-1]["eps"] *= 2  # a log whose radii disagree with its values is refused
+    fresh.load_state_dict(base)
+    engine = bz.MeZO(fresh, eps=1e-3, lr=1e-3, seed=3).engine
+    with pytest.raises(bz.TrajectoryError, match="radius"):
+        engine.replay(records)
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_objective_scale_does_not_change_the_scale_free_trajectory(n):
+    weights, updates = [], []
+    for scale in (1.0, 1000.0):
+        model, X, y = make_problem()
+        opt = bz.MeZO(model, eps=0.05, lr=0.02, seed=4, n=n)
+        steps = []
+        for _ in range(40):
+            opt.step(lambda: scale * zero_one_error(model, X, y))
+            steps.append(opt.last.update)
+        weights.append(snapshot(model))
+        updates.append(steps)
+    for a, b in zip(*updates):
+        assert [s for s, _ in a] == [s for s, _ in b]
+        assert all(abs(ca - cb) <= 1e-12 * max(1.0, abs(ca)) for (_, ca), (_, cb) in zip(a, b))
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-6, rtol=0) for k in weights[0])
+    if n == 1:  # one direction: the step is sign(f+ - f-) exactly, so the runs are bitwise equal
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_raw_rule_scales_with_the_objective():
+    """MeZO's own rule stays available by name, and its step grows with the objective's units."""
+    norms = []
+    for scale in (1.0, 1000.0):
+        model, X, y = make_problem()
+        opt = bz.MeZO(model, eps=0.05, lr=1e-4, seed=4, rule="raw", radius_grow=1.0)
+        opt.step(lambda: scale * zero_one_error(model, X, y))
+        norms.append(max(abs(c) for _, c in opt.last.update))
+    assert norms[1] == pytest.approx(1000 * norms[0], rel=1e-9)
+
+
+def test_default_rule_improves_a_non_differentiable_objective_and_pairwise_ascends_by_default():
+    """Default estimator, rule and radius control; eps and lr at this toy's weight scale (0.3, not an LM's 0.02)."""
+    model, X, y = make_problem()
+    start = zero_one_error(model, X, y)
+    opt = bz.MeZO(model, maximize=True, eps=0.02, lr=0.01)
+    for _ in range(150):
+        opt.step(lambda: 1.0 - zero_one_error(model, X, y))
+    assert start > 0.8 and zero_one_error(model, X, y) < 0.3
+    model, X, y = make_problem()
+    opt = bz.MeZO(model, estimator="pairwise", eps=0.02, lr=0.01, compare=lambda a, b: float((a < b) - (a > b)))
+    for _ in range(150):
+        opt.step(lambda: zero_one_error(model, X, y))
+    assert zero_one_error(model, X, y) < 0.3
