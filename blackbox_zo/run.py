@@ -6,6 +6,7 @@ summary.json; the tuned weights are rebuilt from the base model + trajectory (ex
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import math
@@ -79,16 +80,19 @@ def load_tuned(cfg: RunConfig) -> Loaded:
     return Loaded(model, tok, space, TransformersLM(model, tok, batch_size=cfg.model.batch_size))
 
 
-def make_optimizer(cfg: RunConfig, space, maximize: bool, trajectory: Path | None, resume: bool) -> MeZO:
-    o = cfg.optim
-    return MeZO(space, lr=o.lr, eps=o.eps, seed=o.seed, maximize=maximize, estimator=o.estimator, n=o.n,
-                optimizer=o.optimizer, momentum=o.momentum, window=o.window, weight_decay=o.weight_decay,
-                schedule=o.schedule, clip_value=o.clip_value, trajectory=trajectory, resume=resume)
+def make_optimizer(cfg: RunConfig, space, maximize: bool, trajectory: Path | None, resume: bool, compare=None) -> MeZO:
+    """The MeZO a config describes: its `optim` section is the Spec, with maximize taken from the objective."""
+    spec = dataclasses.replace(cfg.optim, maximize=maximize)
+    return MeZO(space, spec=spec, compare=compare, trajectory=trajectory, resume=resume)
 
 
 def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train as configured; returns (and writes) the summary with start/best/final validation values."""
     cfg = config if isinstance(config, RunConfig) else load_config(config)
+    if cfg.distributed.workers:  # evaluate on Ray workers; null: in this process
+        from .distributed import run_distributed
+
+        return run_distributed(cfg, resume, progress)
     out = Path(cfg.output)
     log = out / TRAJECTORY
     if log.exists() and log.stat().st_size and not resume:

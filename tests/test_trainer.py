@@ -31,7 +31,7 @@ def rows(X, y):
 def test_fit_improves_logs_and_tracks_best(tmp_path):
     model, X, y = make_problem()
     data = rows(X, y)
-    opt = bz.MeZO(model, lr=0.05, eps=0.05, seed=1, maximize=True, trajectory=tmp_path / "t.jsonl")
+    opt = bz.MeZO(model, lr=0.05, eps=0.05, seed=1, maximize=True, rule="raw", trajectory=tmp_path / "t.jsonl")
     cfg = TrainConfig(steps=120, batch_size=64, eval_every=20, progress=False)
     result = Trainer(None, opt, ToyAccuracy(model), data[:300], val_data=data[300:], config=cfg, out_dir=tmp_path).fit()
     assert result.start_value < 0.2 and result.best_value > 0.85
