@@ -53,11 +53,15 @@ def test_fused_tensor_gets_each_original_tensors_noise():
     assert torch.equal(fused, torch.cat([q, k]))
 
 
-def test_column_shard_is_a_slice_of_the_full_rows():
-    rows, cols = 10, 8
-    full = noise_slice(3, "w", rows * cols, 0, rows * cols).view(rows, cols)
-    shard = noise_slice(3, "w", rows * cols, 0, rows * cols).view(rows, cols)[:, 4:]
-    assert torch.equal(shard, full[:, 4:])
+def test_column_shard_gets_the_columns_of_the_full_noise():
+    """A row-parallel shard (columns c0: of every row) built row by row from canonical flat offsets."""
+    rows, cols, c0 = 3, CHUNK // 2 + 7, 5  # rows straddle chunk boundaries
+    n = rows * cols
+    full = noise_slice(3, "w", n, 0, n).view(rows, cols)
+    shard = torch.zeros(rows, cols - c0)
+    for r in range(rows):
+        add_noise_(shard[r], 3, "w", 1.0, numel=n, start=r * cols + c0)
+    assert torch.equal(shard, full[:, c0:])
 
 
 def test_gaussian_and_rademacher_statistics():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from objectives import Generation, RewardJudge, WeightedSum, Reward
+from objectives import Reward, RewardJudge, WeightedSum
 
 WORDS = "the a movie film was is great terrible good bad very not it really quite plot acting".split()
 
@@ -75,7 +75,14 @@ def test_llama_multilabel_and_use_as_reward_and_judge(tmp_path):
         RewardModel(str(path))
     rm = RewardModel(str(path), label=2, dtype=torch.float32)
     scores = rm(PROMPTS, OUTS)
-    assert all(v <= 0.0 for v in scores)  # log-probabilities
+    # the reward is log p(label 2 | text), from the checkpoint run here on one unpadded text
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    plain = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    ids = AutoTokenizer.from_pretrained(path)(PROMPTS[1] + OUTS[1], return_tensors="pt")
+    with torch.no_grad():
+        want = torch.log_softmax(plain(**ids).logits.float(), dim=-1)[0, 2].item()
+    assert scores[1] == pytest.approx(want, abs=1e-5)
     # as a TRL reward inside a weighted sum, and as a judge
     ws = WeightedSum([Reward(rm, name="rm")], [2.0])
     assert ws.score([{"prompt": p} for p in PROMPTS], OUTS).per_example == pytest.approx([2 * v for v in scores])
