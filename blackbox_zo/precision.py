@@ -1,7 +1,7 @@
 """Is the model exact enough for ZO? Measures restore drift and how much of an update actually lands.
 
-In bf16/fp16, theta + eps z - 2 eps z + eps z is not theta, and lr * g * z ~ 1e-7 mostly rounds away
-(DESIGN section 3). float32 masters (ParamSpace(master_weights=True)) fix both; this check shows it.
+In bf16/fp16, theta + eps z - 2 eps z + eps z is not theta, and lr * g * z ~ 1e-7 mostly rounds away.
+float32 masters (ParamSpace(master_weights=True)) fix both; this check shows it.
 """
 
 from __future__ import annotations

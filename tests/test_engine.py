@@ -269,6 +269,6 @@ def test_precision_check_float32_and_bfloat16(dtype):
     torch.nn.init.normal_(lin.weight, std=0.02)
     exact = check_precision(bz.ParamSpace(lin))  # masters on by default for bf16
     assert exact["drift_rms"] < 1e-8 and abs(exact["landed_fraction"] - 1) < 1e-3
-    if dtype == torch.bfloat16:  # the trap DESIGN section 3 describes, kept visible
+    if dtype == torch.bfloat16:  # the bf16 rounding trap without masters, kept visible
         raw = check_precision(bz.ParamSpace(lin, master_weights=False))
         assert raw["drift_rms"] > 1e-5 and raw["landed_fraction"] < 0.2
