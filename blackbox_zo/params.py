@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .lowrank import add_lowrank_, lowrank_job, rank_of
 from .noise import KINDS, add_noise_, derive_seed, generator_id, noise_jobs, run_jobs
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks)\.(\d+)\.")
@@ -72,8 +73,11 @@ class ParamSpace:
         blockwise: bool = False,
         master_weights: bool | None = None,
     ):
-        if noise not in KINDS:
-            raise ValueError(f"noise must be one of {KINDS}, got {noise!r}")
+        self.rank = rank_of(noise)  # None: elementwise noise; r: low-rank directions for matrices
+        if noise not in KINDS and self.rank is None:
+            raise ValueError(f"noise must be one of {KINDS} or 'lowrank' / 'lowrank<r>', got {noise!r}")
+        if self.rank is not None and mask_density is not None:
+            raise ValueError("mask_density applies to elementwise noise, not to low-rank directions")
         if mask_density is not None and not 0.0 < mask_density <= 1.0:
             raise ValueError(f"mask_density must be in (0, 1], got {mask_density}")
         tensors = named_tensors(model_or_params)
@@ -123,7 +127,7 @@ class ParamSpace:
         return next(iter(self.tensors.values())).device
 
     def generator_id(self) -> str:
-        return generator_id(self.device)
+        return generator_id(self.device) + (f"-lowrank{self.rank}" if self.rank else "")
 
     def block_for_seed(self, seed: int) -> str:
         """Block-wise mode: the direction of `seed` touches only this block (chosen from the seed)."""
@@ -147,7 +151,11 @@ class ParamSpace:
             master = self.masters.get(name)
             flat = (master if master is not None else p.detach()).view(-1)
             mirror = p.detach().view(-1) if master is not None else None  # the model sees round(theta_master)
-            jobs += noise_jobs(flat, name, work, kind=self.noise_kind, mask=self.masks.get(name), mirror=mirror)
+            if self.rank is not None and p.ndim >= 2:
+                jobs += lowrank_job(flat, p.shape, name, work, self.rank, mirror)
+                continue
+            kind = "gaussian" if self.rank is not None else self.noise_kind
+            jobs += noise_jobs(flat, name, work, kind=kind, mask=self.masks.get(name), mirror=mirror)
         run_jobs(jobs, self.device)  # chunks of all tensors at once: small tensors use every core too
 
     def decay(self, factor: float) -> None:
@@ -169,9 +177,12 @@ class ParamSpace:
         with torch.no_grad():
             for name, p in self.tensors.items():
                 g = torch.zeros(p.numel(), dtype=torch.float32, device=p.device)  # one tensor of scratch
-                for seed, coeff in merged:
-                    if name in targets[seed]:
-                        add_noise_(g, seed, name, coeff, kind=self.noise_kind, mask=self.masks.get(name))
+                mine = [(seed, coeff) for seed, coeff in merged if name in targets[seed]]
+                if self.rank is not None and p.ndim >= 2:
+                    add_lowrank_(g.view(p.shape[0], -1), name, mine, self.rank)
+                for seed, coeff in mine if self.rank is None or p.ndim < 2 else []:
+                    kind = "gaussian" if self.rank is not None else self.noise_kind
+                    add_noise_(g, seed, name, coeff, kind=kind, mask=self.masks.get(name))
                 if name in self.masters:
                     fn(name, self.masters[name].view(-1), g)
                     p.copy_(self.masters[name])

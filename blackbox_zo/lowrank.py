@@ -1,0 +1,71 @@
+"""Low-rank directions: z_W = U V^T / sqrt(r) for each matrix W, with U, V drawn from (seed, name); vectors stay dense.
+
+Drawing (m + n) r numbers instead of m n makes a noise pass about as cheap as one add over the weights
+(EGGROLL, arXiv 2511.16652), and a direction then lives in each matrix's low-rank subspace. Each entry
+of z still has mean 0 and variance 1. Rank-one terms are added with `addr_`, which is elementwise, so
+the result does not depend on thread counts or BLAS (replays and remote replicas stay bitwise equal).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import partial
+from typing import Callable, Sequence
+
+import torch
+
+from .noise import derive_seed
+
+PATTERN = re.compile(r"lowrank(\d*)$")
+
+
+def rank_of(kind: str) -> int | None:
+    """'lowrank' -> 1, 'lowrank4' -> 4; None for an elementwise kind (gaussian, rademacher)."""
+    m = PATTERN.match(kind)
+    if not m:
+        return None
+    rank = int(m.group(1) or 1)
+    if rank < 1:
+        raise ValueError(f"noise {kind!r}: the rank must be >= 1")
+    return rank
+
+
+def as_matrix(t: torch.Tensor) -> torch.Tensor | None:
+    """The 2-D view a low-rank direction is drawn for (conv kernels flatten to out x rest); None for vectors."""
+    return t.view(t.shape[0], -1) if t.ndim >= 2 else None
+
+
+def factors(seed: int, name: str, rows: int, cols: int, rank: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """U (rows x rank), V (cols x rank), N(0, 1) entries, from their own generators keyed by (seed, name)."""
+    gen_device = device if device.type == "cuda" else torch.device("cpu")
+    out = []
+    for side, n in (("U", rows), ("V", cols)):
+        gen = torch.Generator(device=gen_device)
+        gen.manual_seed(derive_seed(seed, name, "lowrank", side))
+        out.append(torch.randn(n, rank, generator=gen, device=gen_device).to(device))
+    return out[0], out[1]
+
+
+def add_lowrank_(matrix: torch.Tensor, name: str, pairs: Sequence[tuple[int, float]], rank: int) -> None:
+    """In place: W += sum_i c_i U_i V_i^T / sqrt(r), one rank-one term at a time."""
+    rows, cols = matrix.shape
+    for seed, scale in pairs:
+        u, v = factors(seed, name, rows, cols, rank, matrix.device)
+        for k in range(rank):
+            matrix.addr_(u[:, k], v[:, k], alpha=scale / math.sqrt(rank))  # W_ij += c u_ik v_jk / sqrt(r)
+
+
+def lowrank_job(flat: torch.Tensor, shape: torch.Size, name: str, pairs: Sequence[tuple[int, float]], rank: int,
+                mirror: torch.Tensor | None = None) -> list[Callable[[], None]]:
+    """One job for one tensor (fp32 `flat` of `shape`; `mirror`, a low-precision copy, gets its rounding)."""
+    pairs = [(s, c) for s, c in pairs if c != 0.0]
+    if not pairs:
+        return []
+
+    def job() -> None:
+        add_lowrank_(flat.view(shape[0], -1), name, pairs, rank)
+        if mirror is not None:
+            mirror.copy_(flat)
+
+    return [partial(job)]
