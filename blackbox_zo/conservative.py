@@ -10,6 +10,11 @@ from typing import Any, Callable, Sequence
 from .estimators import as_scalar
 
 
+def conservative_wrapper(spec):
+    """keep_best when the Spec asks for the conservative optimizer, else None."""
+    return keep_best if spec.optimizer == "conservative" else None
+
+
 def keep_best(engine, update, values: Sequence[float], evaluate: Callable[[], Any] | None,
               logged_checks: Sequence[float] | None) -> list[float]:
     """Weights are at theta + u on entry; leave them at the best of theta + u, theta - u, theta; return the checks."""

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .conservative import keep_best
+from .conservative import conservative_wrapper
 from .estimators import ObjectiveError, describe_point, make_estimator
 from .noise import derive_seed
 from .optim import DenseStep, StepContext, is_dense, make_optimizer
@@ -114,7 +114,7 @@ class Engine:
         self.estimator = make_estimator(spec, compare)
         self.transform = make_optimizer(spec)
         self.state = self.transform.init()
-        self.keep_best = keep_best if spec.optimizer == "conservative" else None  # the conservative wrapper
+        self.keep_best = conservative_wrapper(spec)  # None, or keep_best for the conservative optimizer
         self.radius = 1.0  # eps_t / eps: grows on plateaus, shrinks back when the sides differ
         self.step_count = 0
         self.nonfinite_steps = 0
@@ -181,15 +181,14 @@ class Engine:
                logged_checks: Sequence[float] | None = None) -> StepResult:
         """Values -> gradient -> update; apply it together with `restore` (the pairs that bring back theta)."""
         t, seed, eps = self.step_count, self.step_seed(), self.eps
-        follow = self.radius if self.spec.rule == "normalized" else 1.0  # scale-free steps keep their ratio to eps_t
-        lr = self.spec.schedule.lr(self.spec.lr, t) * follow
+        lr = self.spec.schedule.lr(self.spec.lr, t)
         if not all(math.isfinite(v) for v in values):
             return self._skip(t, seed, values, restore, lr, eps)
         self._nonfinite_run = 0
         grad = self.estimator.gradient(seed, values, eps)
         ascend = self.spec.maximize or getattr(self.estimator, "ascends", False)
         loss_grad = [(s, -c) for s, c in grad] if ascend else grad  # minimise L = -f when maximising
-        update, self.state = self.transform.update(loss_grad, self.state, StepContext(t, lr))
+        update, self.state = self.transform.update(loss_grad, self.state, StepContext(t, lr, self.radius))
         checks: list[float] = []
         if self.backend is not None:
             if isinstance(update, DenseStep):

@@ -19,10 +19,11 @@ Pairs = list[tuple[int, float]]
 
 
 class StepContext(NamedTuple):
-    """What a transform may read besides the gradient: the step number and its learning rate."""
+    """What a transform may read besides the gradient: the step, its learning rate and radius factor eps_t / eps."""
 
     step: int
     lr: float
+    radius: float = 1.0
 
 
 class Transform(NamedTuple):
@@ -54,6 +55,11 @@ def normalize() -> Transform:
         return [(k, c / (rms * len(g)) if rms > 0 else 0.0) for k, c in g]  # sum_i c_i z_i has per-element std 1/sqrt(n)
 
     return stateless(fn)
+
+
+def follow_radius() -> Transform:
+    """c_i <- c_i * eps_t / eps: a scale-free step keeps its ratio to the radius as the radius adapts."""
+    return stateless(lambda g, ctx: [(k, c * ctx.radius) for k, c in g])
 
 
 def sign() -> Transform:
@@ -139,13 +145,13 @@ DENSE_BYTES_PER_ELEMENT = {"momentum": 4, "adam": 8}
 
 
 def make_optimizer(spec) -> Transform:
-    """The transform chain a Spec names: [clip] [normalize] then sgd | sign | momentum | adam.
+    """The transform chain a Spec names: [clip] [normalize, follow_radius] then sgd | sign | momentum | adam.
 
     `conservative` is plain sgd here; the engine wraps its step with the keep-the-best check.
     """
     head = [clip(spec.clip_value)] if spec.clip_value else []
     if spec.rule == "normalized":
-        head.append(normalize())
+        head += [normalize(), follow_radius()]
     if spec.optimizer == "adam":
         return chain(*head, dense_adam(spec.betas[0], spec.betas[1], spec.adam_eps))
     if spec.optimizer == "momentum" and spec.window is None:
