@@ -10,8 +10,18 @@ import pytest
 import torch
 
 from blackbox_zo.lm import TransformersLM
-from blackbox_zo.lm.tokens import (choice_logliks, context_ids, encode, fit_length, generation_ids, reduce_logprobs,
-                                   split_context_target, start_token_id, stop_strings, truncate_at_stop)
+from blackbox_zo.lm.tokens import (
+    choice_logliks,
+    context_ids,
+    encode,
+    fit_length,
+    generation_ids,
+    reduce_logprobs,
+    split_context_target,
+    start_token_id,
+    stop_strings,
+    truncate_at_stop,
+)
 
 PROMPT, TARGET = "This movie was great. That film was terrible. Overall it", " was fine"
 
@@ -100,7 +110,7 @@ def test_transformers_lm_trims_label_word_and_generation_prompts(tiny_llama):
     ids = encode(tok, PROMPT)
     short = TransformersLM(model, tok, max_length=4, use_chat_template=False)
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids[-4:]])).logits[0, -1].float()
+        logits = model(input_ids=torch.tensor([ids[-3:]])).logits[0, -1].float()  # 3 + the word = 4
     word_ids = [tok(" great", add_special_tokens=False)["input_ids"][0]]
     expected = torch.log_softmax(logits, -1)[word_ids]
     assert torch.allclose(short.label_word_logits([PROMPT], ["great"])[0], expected, atol=1e-5)

@@ -56,7 +56,11 @@ def test_loglik_edge_cases(tiny_llama):
     model, tok = tiny_llama
     lm = TransformersLM(model, tok)
     assert lm.loglik(["Hello", ""], ["", ""]) == [0.0, 0.0]
-    assert torch.isfinite(lm.label_word_logits(["", "Hello"], ["great", "terrible"])).all()
+    # an empty prompt is scored from the start token: the next-token log-probs after [bos]
+    words = lm.label_word_logits(["", "Hello"], ["great", "terrible"])
+    word_ids = lm.label_word_ids(["great", "terrible"])
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    assert torch.allclose(words[0], full_logprobs(model, [start])[-1, word_ids], atol=1e-5)
     empty_prompt = lm.loglik([""], [" Paris"])[0]
     assert empty_prompt < 0
     with pytest.raises(ValueError, match="reduce"):

@@ -185,6 +185,30 @@ def test_scoring_matches_transformers(backend, reference):
 
 @pytest.mark.vllm
 @pytest.mark.skipif(not HAVE_VLLM, reason=SKIP_REASON)
+def test_backend_is_an_lm_and_trims_long_prompts_as_transformers_does(backend, reference):
+    """The LM protocol, and the shared max-length trimming: a prompt past max_model_len is scored, not refused."""
+    from blackbox_zo.lm import LM, TransformersLM
+
+    assert isinstance(backend, LM)
+    assert backend.max_length == ENGINE_KW["max_model_len"] - 1
+    model, tok, _, _ = reference
+    lm = TransformersLM(model, tok, max_length=backend.max_length)
+    long_prompt = " ".join(f"Line {i}: the value {i * 3} is noted." for i in range(120))
+    assert len(tok(long_prompt)["input_ids"]) > ENGINE_KW["max_model_len"]
+    got, want = backend.loglik([long_prompt], [" The end."]), lm.loglik([long_prompt], [" The end."])
+    got_words = backend.label_word_logits([long_prompt], ["great", "terrible"])
+    want_words = lm.label_word_logits([long_prompt], ["great", "terrible"])
+    print(f"\nlong prompt: loglik vLLM {got[0]:.4f} transformers {want[0]:.4f}; "
+          f"label words max|diff|={float((got_words - want_words).abs().max()):.2e}")
+    assert abs(got[0] - want[0]) < 1e-3
+    assert float((got_words - want_words).abs().max()) < 2e-3
+    assert backend.generate([long_prompt], max_new_tokens=4) == lm.generate([long_prompt], max_new_tokens=4)
+    assert backend.generate(PROMPTS[:1], max_new_tokens=12, stop=[" "]) == lm.generate(PROMPTS[:1], max_new_tokens=12,
+                                                                                        stop=[" "])
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not HAVE_VLLM, reason=SKIP_REASON)
 def test_mezo_steps_agree_across_backends(backend, reference, fresh):
     """MeZO over VLLMBackend and over ParamSpace: same objective values, same weights after 2 steps."""
     from blackbox_zo.lm.transformers_lm import TransformersLM

@@ -21,9 +21,19 @@ from typing import Sequence
 
 import torch
 
-from ..lm.tokens import (check_loglik_args, check_temperature, choice_logliks, context_ids, generation_ids,
-                         label_word_ids, reduce_logprobs, split_context_target, stop_strings, truncate_at_stop,
-                         uses_chat_template)
+from ..lm.tokens import (
+    check_loglik_args,
+    check_temperature,
+    choice_logliks,
+    context_ids,
+    generation_ids,
+    label_word_ids,
+    reduce_logprobs,
+    split_context_target,
+    stop_strings,
+    truncate_at_stop,
+    uses_chat_template,
+)
 from ..noise import KINDS, generator_id
 from ..params import merge_pairs
 from .vllm_worker import KEEP_REPACK_ENV
@@ -285,7 +295,7 @@ class VLLMBackend:
     def label_word_logits(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
         """Next-token log-probabilities [n, len(words)] (float32) of each word's first token."""
         word_ids = self.label_word_ids(words)
-        # one slot reserved: the word's log-prob is the last prompt logprob of the row prompt + [word]
+        # context + the word fit in max_length (as in TransformersLM); the row's last prompt logprob is the word's
         encoded = [context_ids(self.tokenizer, p, self.max_length, reserve=1) for p in prompts]
         lps = self._prompt_logprobs([e + [w] for e in encoded for w in word_ids])
         return torch.tensor([lp[-1] for lp in lps], dtype=torch.float32).view(len(prompts), len(word_ids))

@@ -13,9 +13,19 @@ import torch
 import torch.nn.functional as F
 from transformers import StoppingCriteria
 
-from .tokens import (check_loglik_args, check_temperature, choice_logliks, context_ids, generation_ids,
-                     label_word_ids, reduce_logprobs, split_context_target, stop_strings, truncate_at_stop,
-                     uses_chat_template)
+from .tokens import (
+    check_loglik_args,
+    check_temperature,
+    choice_logliks,
+    context_ids,
+    generation_ids,
+    label_word_ids,
+    reduce_logprobs,
+    split_context_target,
+    stop_strings,
+    truncate_at_stop,
+    uses_chat_template,
+)
 
 
 class TransformersLM:
@@ -80,7 +90,8 @@ class TransformersLM:
         """
         word_ids = self.label_word_ids(words)
         rows = []
-        encoded = [context_ids(self._tokenizer, p, self.max_length) for p in prompts]
+        # context + the word fit in max_length, as context + target do in loglik (and in VLLMBackend)
+        encoded = [context_ids(self._tokenizer, p, self.max_length, reserve=1) for p in prompts]
         for indices in self._batches([len(e) for e in encoded]):
             input_ids, mask, positions = self._left_pad([encoded[i] for i in indices])
             logits = self._forward(input_ids, mask, positions, keep=1)[:, -1]
