@@ -24,7 +24,7 @@ DATA_HELP = """SST-2 not found{where}.
 This example needs the GLUE SST-2 files train.tsv and validation.tsv (tab-separated, header
 "sentence<TAB>label"). Get them from https://gluebenchmark.com/tasks (SST-2.zip) or with
   python -c "import datasets; d = datasets.load_dataset('glue', 'sst2'); [d[s].to_pandas()[['sentence','label']].to_csv(f'{{s}}.tsv', sep='\\t', index=False) for s in ('train', 'validation')]"
-and put both files in one folder, then pass --data FOLDER."""
+and put both files in one folder, then pass --data FOLDER."""  # noqa: E501 (a command to copy whole)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -7,8 +7,7 @@ from .base import Objective, ObjectiveError, Score, check_texts, check_values, m
 from .classification import GeneratedLabelClassifier, LabelWordClassifier, MultipleChoice, Verbalizer
 from .data import kshot, load_examples, train_val_split
 from .generation import CompletionObjective, Generation
-from .judges import (CallableJudge, InputJudge, Judge, PairwiseObjective, PreferenceRound, RewardJudge,
-                     preference)
+from .judges import CallableJudge, InputJudge, Judge, PairwiseObjective, PreferenceRound, RewardJudge, preference
 from .likelihood import NegativeLogLikelihood
 from .metrics import accuracy, f1
 from .qa import SquadObjective, exact_match, normalize_answer, token_f1

@@ -11,8 +11,7 @@ import os
 import pytest
 import torch
 
-from blackbox_zo.lm import TransformersLM, embedded_model_dir, load_model
-from blackbox_zo.lm import embedded
+from blackbox_zo.lm import TransformersLM, embedded, embedded_model_dir, load_model
 from blackbox_zo.lm.loading import resolve_dtype
 
 

@@ -3,8 +3,19 @@
 import pytest
 import torch
 
-from objectives import (CallableJudge, GeneratedLabelClassifier, Generation, LabelWordClassifier, MultipleChoice,
-                        NegativeLogLikelihood, PairwiseObjective, Reward, SquadObjective, get_task, preference)
+from objectives import (
+    CallableJudge,
+    GeneratedLabelClassifier,
+    Generation,
+    LabelWordClassifier,
+    MultipleChoice,
+    NegativeLogLikelihood,
+    PairwiseObjective,
+    Reward,
+    SquadObjective,
+    get_task,
+    preference,
+)
 
 lm_module = pytest.importorskip("blackbox_zo.lm", reason="blackbox_zo.lm not available")
 

@@ -2,8 +2,19 @@
 
 import pytest
 
-from objectives import (GeneratedLabelClassifier, LabelWordClassifier, MultipleChoice, NegativeLogLikelihood,
-                        SquadObjective, Verbalizer, accuracy, exact_match, f1, normalize_answer, token_f1)
+from objectives import (
+    GeneratedLabelClassifier,
+    LabelWordClassifier,
+    MultipleChoice,
+    NegativeLogLikelihood,
+    SquadObjective,
+    Verbalizer,
+    accuracy,
+    exact_match,
+    f1,
+    normalize_answer,
+    token_f1,
+)
 
 SST2 = {0: "terrible", 1: "great"}
 

@@ -10,8 +10,13 @@ WORDS = "the a movie film was is great terrible good bad very not it really quit
 
 def save_tiny_reward_model(path, arch="gpt2", num_labels=1):
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (GPT2Config, GPT2ForSequenceClassification, LlamaConfig,
-                              LlamaForSequenceClassification, PreTrainedTokenizerFast)
+    from transformers import (
+        GPT2Config,
+        GPT2ForSequenceClassification,
+        LlamaConfig,
+        LlamaForSequenceClassification,
+        PreTrainedTokenizerFast,
+    )
 
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[EOS]"] + WORDS)}
     wl = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
@@ -102,4 +107,5 @@ def test_chat_template_used_when_present(tmp_path):
     rm = RewardModel(str(path))
     assert rm.use_chat_template and rm.texts(["the plot"], ["was good"]) == ["user the plot [EOS] assistant was good [EOS] "]
     plain = RewardModel(str(path), use_chat_template=False)
-    assert rm(["the plot"], ["was good"]) == pytest.approx(plain(["user the plot [EOS] assistant"], [" was good [EOS] "]), abs=1e-6)
+    templated = plain(["user the plot [EOS] assistant"], [" was good [EOS] "])
+    assert rm(["the plot"], ["was good"]) == pytest.approx(templated, abs=1e-6)

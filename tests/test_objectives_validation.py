@@ -5,8 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from objectives import (LabelWordClassifier, NegativeLogLikelihood, ObjectiveError, Reward, SquadObjective,
-                        check_values, mean_score)
+from objectives import (
+    LabelWordClassifier,
+    NegativeLogLikelihood,
+    ObjectiveError,
+    Reward,
+    SquadObjective,
+    check_values,
+    mean_score,
+)
 
 BATCH = [{"prompt": "p0"}, {"prompt": "p1"}, {"prompt": "p2"}]
 
