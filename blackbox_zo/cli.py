@@ -1,6 +1,7 @@
 """The `blackbox-zo` command: run a config, evaluate or export a run, replay a trajectory, or the demo.
 
-Every command validates its arguments and the config before loading a model or writing a file.
+Every command validates its arguments and the config before loading a model or writing a file. A user
+error prints one line, `blackbox-zo: error: ...`, and exits 2; `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import time
 from pathlib import Path
 
 from .config import ConfigError
+from .trajectory import TrajectoryError
+
+# Errors that mean "the input is wrong" (config, files, objective): one line, exit 2. Anything else: exit 1.
+USER_ERRORS = (ConfigError, TrajectoryError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 DEMO_CONFIG = {
     # The embedded SmolLM2-135M-Instruct, a built-in sentiment task (validation phrases never seen in
@@ -26,9 +31,16 @@ DEMO_CONFIG = {
 
 
 def cmd_run(args) -> int:
+    from .config import load_config
     from .run import run
 
-    summary = run(args.config, resume=args.resume, progress=not args.quiet)
+    data = load_config(args.config).to_dict()
+    if args.model:
+        data["model"]["name"] = args.model
+    if args.workers is not None:  # --workers N overrides the config's distributed.workers (Ray)
+        data["distributed"]["workers"] = args.workers
+    cfg = load_config(data)  # validated again: --workers 0 fails as distributed.workers: 0 would
+    summary = run(cfg, resume=args.resume, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -41,6 +53,8 @@ def cmd_demo(args) -> int:
     data["output"] = args.output
     if args.steps is not None:
         data["train"]["steps"] = args.steps
+    if args.model:
+        data["model"]["name"] = args.model
     cfg = load_config(data)
     print("blackbox-zo demo: tune the embedded SmolLM2-135M-Instruct for label-word accuracy on a built-in")
     print("sentiment task with zeroth-order steps (forward passes only). Settings:", json.dumps(data["optim"]))
@@ -57,6 +71,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from .noise import derive_seed
     from .run import build_task, rebuild
     from .trainer import value_of
 
@@ -64,65 +79,89 @@ def cmd_eval(args) -> int:
     task = build_task(cfg)
     objective = task.get("val_objective") or task["objective"]
     data = task.get("val") or task["train"]
-    value = value_of(objective.evaluate(loaded.lm, data, seed=0))
-    print(json.dumps({"run": str(args.run), "step": steps, "objective": getattr(objective, "name", "?"), "value": value}))
+    seed = derive_seed(cfg.train.seed, "eval")  # the seed the trainer validated with: same value as the run's log
+    value = value_of(objective.evaluate(loaded.lm, data, seed=seed))
+    print(json.dumps({"run": str(args.run), "step": steps, "step_requested": str(args.step),
+                      "objective": getattr(objective, "name", "?"), "value": value}))
     return 0
 
 
 def cmd_export(args) -> int:
-    from .run import export
+    from .run import describe_step, export, read_run
 
-    out = export(args.run, args.out, args.step)
-    print(f"exported {args.run} (step {args.step}) to {out}")
+    _, summary = read_run(args.run)
+    out, steps = export(args.run, args.out, args.step, force=args.force)
+    print(f"exported {args.run} at {describe_step(args.step, steps, summary)} to {out}")
     return 0
 
 
 def cmd_replay(args) -> int:
-    import torch
+    from .run import read_run, rebuild
 
-    from .run import rebuild
-
-    cfg, loaded, steps = rebuild(args.run, args.step)
+    read_run(args.run)
+    compare = Path(args.compare) if args.compare else None
+    if compare is not None and not compare.is_dir():
+        raise ConfigError(f"--compare {compare} " + ("is not a directory" if compare.exists() else "does not exist"))
+    _, loaded, steps = rebuild(args.run, args.step)
     report = {"run": str(args.run), "steps_replayed": steps, "fingerprint": loaded.space.fingerprint()}
-    if args.compare:
+    if compare is not None:
         from safetensors.torch import load_file
 
         other = {}
-        for f in sorted(Path(args.compare).glob("*.safetensors")):
+        for f in sorted(compare.glob("*.safetensors")):
             other.update(load_file(str(f)))
+        if not other:
+            raise ConfigError(f"--compare {compare} holds no *.safetensors files")
         mine = loaded.space.state_dict()
         shared = [n for n in mine if n in other]
         if not shared:
-            raise ConfigError(f"{args.compare} holds none of the tuned tensors")
+            raise ConfigError(f"--compare {compare} holds none of the tuned tensors (e.g. {next(iter(mine))})")
         report["max_abs_diff"] = max(float((mine[n] - other[n].float()).abs().max()) for n in shared)
         report["tensors_compared"] = len(shared)
     print(json.dumps(report))
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the one-line error format of every other user error (usage stays under --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"blackbox-zo: error: {message} (see: {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="blackbox-zo", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="train as a YAML/JSON config says", description="Train as a YAML/JSON config says.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error instead of one line")
+    p = Parser(prog="blackbox-zo", description=__doc__.splitlines()[0], parents=[common])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    r = sub.add_parser("run", help="train as a YAML/JSON config says", description="Train as a YAML/JSON config says.",
+                       parents=[common])
     r.add_argument("config", help="path to a .yaml/.yml/.json run config (see examples/)")
+    r.add_argument("--model", help="a local Hugging Face model directory, overriding the config's model.name")
     r.add_argument("--resume", action="store_true", help="continue the run in the config's output directory")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--workers", type=int, help="evaluate on N Ray workers (sets distributed.workers; needs the ray extra)")
     r.set_defaults(fn=cmd_run)
     d = sub.add_parser("demo", help="tune the embedded model on a built-in task (minutes on a CPU)",
-                       description="Tune the embedded SmolLM2-135M for accuracy on a built-in sentiment task.")
+                       description="Tune the embedded SmolLM2-135M for accuracy on a built-in sentiment task.",
+                       parents=[common])
     d.add_argument("--output", default="runs/demo", help="run directory (default runs/demo)")
     d.add_argument("--steps", type=int, default=None, help="override the number of steps")
+    d.add_argument("--model", help="a local Hugging Face model directory instead of the embedded model")
     d.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(fn=cmd_demo)
     for name, fn, text in (("eval", cmd_eval, "evaluate a run's validation objective at a step"),
                            ("export", cmd_export, "save a run's tuned model as a Hugging Face checkpoint"),
                            ("replay", cmd_replay, "rebuild a run's weights from base + trajectory, optionally compare")):
-        c = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        c = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", parents=[common])
         c.add_argument("run", help="run directory (holds config.json and trajectory.jsonl)")
-        c.add_argument("--step", default="best", help="'best' (default), 'last' or a step number")
+        c.add_argument("--step", default="best",
+                       help="'best' (default: the best validation measured), 'last' or a step number (0 = base model)")
         if name == "export":
-            c.add_argument("--out", required=True, help="directory for the checkpoint")
+            c.add_argument("--out", required=True, help="a new (or empty) directory for the checkpoint")
+            c.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out directory")
         if name == "replay":
             c.add_argument("--compare", help="a checkpoint directory (*.safetensors) to diff the rebuilt weights against")
         c.set_defaults(fn=fn)
@@ -134,15 +173,22 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
         return args.fn(args)
-    except ConfigError as e:
-        print(f"blackbox-zo: config error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\nblackbox-zo: interrupted; the weights were restored and the trajectory is intact: rerun with --resume",
               file=sys.stderr)
         return 130
+    except Exception as e:
+        if debug:
+            raise
+        user = isinstance(e, USER_ERRORS) or type(e).__name__ == "ObjectiveError"  # objectives' error, not imported here
+        message = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the message holds
+        if not user:
+            message = f"{type(e).__name__}: {message} (rerun with --debug for the traceback)"
+        print(f"blackbox-zo: error: {message}", file=sys.stderr)
+        return 2 if user else 1
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Objective factories for the Ray tests: importable by worker processes as `tests.distributed_task:...`.
 
-Real objectives (label-word cross-entropy of the built-in sentiment task on whatever model the config
-names), plus one that raises once, on whichever worker claims a marker file first.
+A real objective (label-word cross-entropy of the built-in sentiment task on whatever model the config
+names) with optional faults: a delay per evaluation, and marker files that make the first evaluation to
+claim them raise or hang, on whichever worker gets there first.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from objectives.builtin import sentiment_examples
 from objectives.likelihood import NegativeLogLikelihood
@@ -19,24 +21,38 @@ def label_nll() -> NegativeLogLikelihood:
     return NegativeLogLikelihood(lambda ex: f"{ex['sentence']} It was", target=lambda ex: WORDS[ex["label"]])
 
 
-class FailsOnce:
-    """The label NLL, except that the first evaluation to claim (delete) `marker` raises."""
+def claim(marker: str | None) -> bool:
+    """True for exactly one caller across processes: the one whose unlink of `marker` succeeds."""
+    if not marker:
+        return False
+    try:
+        os.unlink(marker)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+class Faulty:
+    """The label NLL, slowed by `delay` seconds per call; raises or hangs once when a marker file is claimed."""
 
     maximize = False
-    name = "fails_once"
+    name = "label_nll"
 
-    def __init__(self, marker: str):
-        self.inner, self.marker = label_nll(), marker
+    def __init__(self, delay: float, fail_marker: str | None, hang_marker: str | None):
+        self.inner, self.delay, self.fail_marker, self.hang_marker = label_nll(), delay, fail_marker, hang_marker
 
     def evaluate(self, lm, batch, seed=None):
-        try:
-            os.unlink(self.marker)  # atomic: exactly one process wins
-        except FileNotFoundError:
-            return self.inner.evaluate(lm, batch, seed=seed)
-        raise RuntimeError("scorer crashed (test marker claimed)")
+        time.sleep(self.delay)
+        if claim(self.fail_marker):
+            raise RuntimeError("scorer crashed (test marker claimed)")
+        if claim(self.hang_marker):
+            time.sleep(3600)
+        return self.inner.evaluate(lm, batch, seed=seed)
 
 
-def sentiment_nll(n_train: int = 24, n_val: int = 8, fail_marker: str | None = None) -> dict:
+def sentiment_nll(n_train: int = 24, n_val: int = 8, delay: float = 0.0, fail_marker: str | None = None,
+                  hang_marker: str | None = None) -> dict:
     train, val = sentiment_examples("train", 0)[:n_train], sentiment_examples("validation", 0)[:n_val]
-    objective = FailsOnce(fail_marker) if fail_marker else label_nll()
+    faulty = delay or fail_marker or hang_marker
+    objective = Faulty(delay, fail_marker, hang_marker) if faulty else label_nll()
     return {"train": train, "val": val, "objective": objective, "val_objective": label_nll()}

@@ -59,6 +59,7 @@ class DistributedMeZO:
             self._attach(header, base, resume)
         self.pool.replay(self.pool.live(), self.records)
         self.last: dict | None = None
+        self.reruns: list[dict] = []  # tasks of lost workers and where they ran again
 
     def _attach(self, header: dict, base: str, resume: bool) -> None:
         log = self.log
@@ -82,6 +83,8 @@ class DistributedMeZO:
     def step(self) -> float:
         """Evaluate the step's points on the workers, then have every worker apply the update; returns the mean value."""
         t = self.step_count
+        if self.size() > 1 and self.check_every and t % self.check_every == 0:
+            self.check()  # before the step's values are measured, so a drifted copy never scores a point
         scored = self._evaluate(t)
         values = combine(self.n_points, scored)
         calls = {w: (self.pool.call(w, "tell", t, values), self.timeout_s) for w in self.pool.live()}
@@ -93,10 +96,10 @@ class DistributedMeZO:
         self.records.append(record)
         if self.log is not None:
             self.log.append(record)
-        if dead or differ:
-            self.pool.rebuild(dead + differ, self.records, why=f"lost or differed in step {t}")
-        if self.size() > 1 and self.check_every and (t + 1) % self.check_every == 0:
-            self.check()
+        if dead:
+            self.pool.rebuild(dead, self.records, why=f"lost while applying step {t}")
+        if differ:
+            self.pool.reset(differ, self.records, why=f"computed another update in step {t}")
         self.last = record
         return math.fsum(values) / len(values)
 
@@ -115,7 +118,7 @@ class DistributedMeZO:
                 results, dead = self.pool.gather(calls)
             except Exception as e:  # the objective raised on a worker: restore every worker, name it
                 cause = getattr(e, "cause", None) or e
-                self.pool.rebuild(self.pool.live(), self.records, why=f"objective error in step {t}")
+                self.pool.reset(self.pool.live(), self.records, why=f"objective error in step {t}")
                 raise ObjectiveError(f"{cause}; every worker was rebuilt to the weights before step {t}") from None
             for rows in results.values():
                 scored.update((Task(*r["task"]), r) for r in rows)
@@ -132,6 +135,7 @@ class DistributedMeZO:
                     w = self.pool.rebuild([lost_workers.pop(0)], self.records, why=f"died in step {t}")[0]
                 plan = {w: lost}
                 reach[w] = lost[-1].point
+                self.reruns.append({"step": t, "points": sorted({x.point for x in lost}), "lost_by": dead, "on": w})
         if lost_workers:  # replacements join before the update, so they apply it with the others
             self.pool.rebuild(lost_workers, self.records, why=f"died in step {t}")
         return scored
@@ -153,7 +157,7 @@ class DistributedMeZO:
         states = self.states()
         odd = self.pool.odd_ones_out({w: s["digest"] for w, s in states.items()})
         if odd:
-            self.pool.rebuild(odd, self.records, why=f"weights differed at step {self.step_count}")
+            self.pool.reset(odd, self.records, why=f"weights differed at step {self.step_count}")
             after = {s["digest"] for s in self.states().values()}
             if len(after) != 1:
                 raise RuntimeError(f"workers still differ after a rebuild from base + trajectory at step {self.step_count}")

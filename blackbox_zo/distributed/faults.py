@@ -69,6 +69,18 @@ class Pool:
                                   "seconds": round(time.perf_counter() - t0, 3)})
         return new
 
+    def reset(self, wids: list[int], records: list[dict], why: str) -> None:
+        """Rebuild live workers in their own processes (base weights reloaded, `records` replayed); any that
+        turns out dead or hangs is replaced by a fresh process instead."""
+        t0 = time.perf_counter()
+        _, dead = self.gather({w: (self.call(w, "reset", records), self.startup_timeout_s) for w in wids})
+        for w in wids:
+            if w not in dead:
+                self.rebuilds.append({"worker": w, "replaces": w, "why": why, "steps": len(records),
+                                      "seconds": round(time.perf_counter() - t0, 3)})
+        if dead:
+            self.rebuild(dead, records, why)
+
     def kill(self, wid: int) -> None:
         import ray
 

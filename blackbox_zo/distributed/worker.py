@@ -59,7 +59,7 @@ class Worker:
     """One evaluation worker (wrapped as a Ray actor by `actor_class`); `wid` names it in errors."""
 
     def __init__(self, config: dict, wid: int):
-        self.wid = wid
+        self.wid, self.config = wid, config
         self.cfg = load_config(config)
         task = build_task(self.cfg)
         self.train, self.objective = list(task["train"]), task["objective"]
@@ -94,6 +94,11 @@ class Worker:
         self.at.replay(records)
         self.log.records.clear()  # replayed records are the driver's already
         return {"steps": len(records), "seconds": time.perf_counter() - t0}
+
+    def reset(self, records: list[dict]) -> dict:
+        """Rebuild in this process: reload the base weights and replay `records` (no new process to start)."""
+        self.__init__(self.config, self.wid)
+        return self.replay(records)
 
     # --- one step ---------------------------------------------------------------------------------
     def evaluate(self, step: int, tasks: list[tuple[int, int, int]]) -> list[dict]:

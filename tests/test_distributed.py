@@ -1,0 +1,177 @@
+"""Ray workers on a real local cluster: bitwise equal to one process, and through kills, hangs, drift and errors.
+
+The objective is the label-word cross-entropy on a tiny random Llama: continuous, so a one-ulp difference
+in any weight shows up in the logged values. Worker processes import it from tests/distributed_task.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from blackbox_zo.config import ConfigError, load_config
+from blackbox_zo.distributed import DistributedMeZO
+from blackbox_zo.distributed.plan import Task, combine, plan_step, shard_of
+from blackbox_zo.distributed.worker import digest
+from blackbox_zo.engine import ObjectiveError
+from blackbox_zo.run import rebuild, run
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray for the module (4 logical CPUs fit this 2-core machine: workers just share it)."""
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def config(model_dir, out, workers=None, steps=3, task=None, **sections) -> dict:
+    cfg = {
+        "model": {"name": str(model_dir), "batch_size": 8},
+        "objective": {"factory": "tests.distributed_task:sentiment_nll", "args": task or {}},
+        "optim": {"lr": 1e-3, "eps": 1e-2, "seed": 3},
+        "train": {"steps": steps, "batch_size": 8, "eval_every": steps, "plot": False},
+        "distributed": {"workers": workers, "point_timeout_s": 60.0},
+        "output": str(out),
+    }
+    for key, value in sections.items():
+        cfg[key] = {**cfg[key], **value}
+    return cfg
+
+
+def one_process(model_dir, out, **over) -> tuple[str, str, dict]:
+    """Trajectory text, exact digest of the replayed weights, and the summary of a run without Ray."""
+    summary = run(config(model_dir, out, **over), progress=False)
+    _, loaded, _ = rebuild(out, step="last")
+    return (out / "trajectory.jsonl").read_text(), digest(loaded.space), summary
+
+
+def digests(opt: DistributedMeZO) -> set[str]:
+    return {s["digest"] for s in opt.states().values()}
+
+
+# --- plain functions: no Ray ----------------------------------------------------------------------
+def test_plan_spreads_contiguous_blocks_and_batch_shards():
+    assert plan_step(6, [4, 7, 9], "points") == {4: [Task(0, 0, 1), Task(1, 0, 1)], 7: [Task(2, 0, 1), Task(3, 0, 1)],
+                                                 9: [Task(4, 0, 1), Task(5, 0, 1)]}
+    assert plan_step(2, [0, 1, 2], "points") == {0: [Task(0, 0, 1)], 1: [Task(1, 0, 1)]}  # a worker may idle
+    assert plan_step(2, [0, 1], "batch") == {0: [Task(0, 0, 2), Task(1, 0, 2)], 1: [Task(0, 1, 2), Task(1, 1, 2)]}
+    assert [shard_of(list(range(7)), Task(0, s, 3)) for s in range(3)] == [[0, 1], [2, 3], [4, 5, 6]]
+    with pytest.raises(ValueError, match="distributed.split"):
+        plan_step(2, [0], "rows")
+
+
+def test_combine_per_example_shards_equals_the_whole_batch_bitwise():
+    per = [0.1 * i + 1e-9 * i * i for i in range(11)]  # values whose naive sums depend on the order
+    whole = combine(1, {Task(0, 0, 1): {"value": sum(per) / 11, "per_example": per, "n": 11}})
+    import math
+
+    cut = {Task(0, s, 3): {"value": 0.0, "per_example": shard_of(per, Task(0, s, 3)), "n": 0} for s in range(3)}
+    assert combine(1, cut) == [math.fsum(per) / 11]
+    assert whole == [sum(per) / 11]
+    with pytest.raises(RuntimeError, match="point 0 is missing shard results"):
+        combine(1, {Task(0, 0, 2): cut[Task(0, 0, 3)]})
+
+
+def test_config_section_is_validated():
+    base = {"objective": {"factory": "m:f"}}
+    assert load_config(base).distributed.workers is None
+    with pytest.raises(ConfigError, match="distributed.split: 'rows' is not one of"):
+        load_config({**base, "distributed": {"split": "rows"}})
+    with pytest.raises(ConfigError, match="distributed.workers must be > 0"):
+        load_config({**base, "distributed": {"workers": 0}})
+    with pytest.raises(ConfigError, match="unknown key distributed.worker"):
+        load_config({**base, "distributed": {"worker": 2}})
+
+
+# --- real Ray workers -----------------------------------------------------------------------------
+@pytest.mark.parametrize("optim, workers, split", [
+    ({"estimator": "spsa"}, 2, "points"),
+    ({"estimator": "spsa", "n": 3}, 3, "points"),
+    ({"estimator": "population", "n": 2, "optimizer": "adam"}, 2, "points"),
+    ({"estimator": "spsa", "n": 2}, 2, "batch"),
+])
+def test_workers_equal_one_process_bitwise(cluster, tiny_llama_dir, tmp_path, optim, workers, split):
+    text, want, ref = one_process(tiny_llama_dir, tmp_path / "one", optim=optim)
+    out = tmp_path / "ray"
+    summary = run(config(tiny_llama_dir, out, workers, optim=optim, distributed={"split": split}), progress=False)
+    assert (out / "trajectory.jsonl").read_text() == text  # header, seeds, values, gradients: every byte
+    assert summary["final_fingerprint"] == ref["final_fingerprint"] and summary["workers"] == workers
+    assert summary["val_final"] == ref["val_final"] and summary["worker_rebuilds"] == []
+    _, loaded, _ = rebuild(out, step="last")
+    assert digest(loaded.space) == want
+
+
+FAULT_STEPS = 5
+
+
+@pytest.fixture(scope="module")
+def population_reference(tiny_llama_dir, tmp_path_factory):
+    """The one-process run the fault scenarios must reproduce: ES population of 2 pairs, 5 steps."""
+    return one_process(tiny_llama_dir, tmp_path_factory.mktemp("ref") / "run", steps=FAULT_STEPS,
+                       optim={"estimator": "population", "n": 2})
+
+
+def kill_soon(opt: DistributedMeZO, wid: int, after_s: float) -> threading.Timer:
+    """SIGKILL worker `wid`'s process `after_s` seconds from now (while the next step is evaluating)."""
+    timer = threading.Timer(after_s, os.kill, (opt.workers[wid], signal.SIGKILL))
+    timer.start()
+    return timer
+
+
+def test_killed_and_hung_workers_are_rerun_and_rebuilt_bitwise(cluster, tiny_llama_dir, tmp_path, population_reference):
+    text, want, _ = population_reference
+    hang = tmp_path / "hang.marker"
+    cfg = config(tiny_llama_dir, tmp_path / "out", 2, steps=FAULT_STEPS, optim={"estimator": "population", "n": 2},
+                 task={"delay": 0.3, "hang_marker": str(hang)}, distributed={"point_timeout_s": 4.0})
+    with DistributedMeZO(cfg, trajectory=tmp_path / "trajectory.jsonl") as opt:
+        opt.step()
+        first, second = opt.pool.live()  # points 0-1 and 2-3 of every step
+        kill_soon(opt, first, 0.2).join(0)
+        opt.step()  # nobody is before point 0: a replacement replays step 0 and re-runs points 0-1
+        assert opt.reruns[-1]["step"] == 1 and opt.reruns[-1]["lost_by"] == [first]
+        assert opt.reruns[-1]["points"] == [0, 1] and opt.reruns[-1]["on"] not in (first, second)
+        early, late = opt.pool.live()  # the survivor now holds points 0-1, the replacement 2-3
+        kill_soon(opt, late, 0.2).join(0)
+        opt.step()  # the worker with points 0-1 has not walked past point 2: it re-runs points 2-3
+        assert opt.reruns[-1] == {"step": 2, "points": [2, 3], "lost_by": [late], "on": early}
+        hang.write_text("")
+        opt.step()  # the first evaluation of step 3 hangs: past 4 s per point the worker is killed, its points re-run
+        assert opt.reruns[-1]["step"] == 3 and not hang.exists()
+        opt.step()
+        assert [r["why"] for r in opt.pool.rebuilds] == ["died in step 1", "died in step 2", "died in step 3"]
+        assert digests(opt) == {want} and opt.size() == 2
+    assert (tmp_path / "trajectory.jsonl").read_text() == text
+
+
+def test_drift_is_repaired_and_a_raising_objective_restores_every_worker(cluster, tiny_llama_dir, tmp_path,
+                                                                          population_reference):
+    text, want, _ = population_reference
+    fail = tmp_path / "fail.marker"
+    cfg = config(tiny_llama_dir, tmp_path / "out", 3, steps=FAULT_STEPS, optim={"estimator": "population", "n": 2},
+                 task={"fail_marker": str(fail)}, distributed={"check_every": 1})
+    with DistributedMeZO(cfg, trajectory=tmp_path / "trajectory.jsonl") as opt:
+        opt.step()
+        opt.step()
+        odd = opt.pool.live()[1]
+        ray.get(opt.pool.handles[odd].apply.remote([(12345, 1e-6)]))  # one copy of theta drifts
+        assert len(digests(opt)) == 2
+        opt.step()  # the check before step 2 finds the odd one out and rebuilds it from base + trajectory
+        assert [(r["worker"], r["why"]) for r in opt.pool.rebuilds] == [(odd, "weights differed at step 2")]
+        fail.write_text("")
+        with pytest.raises(ObjectiveError, match=r"scorer crashed .* on worker \d+ \(pid \d+\), step 3, point [0-3] "
+                                                 r".*every worker was rebuilt to the weights before step 3"):
+            opt.step()
+        assert sorted(r["worker"] for r in opt.pool.rebuilds[1:]) == opt.pool.live()  # all three, in place
+        assert opt.step_count == 3 and len(digests(opt)) == 1
+        opt.step()
+        opt.step()
+        assert digests(opt) == {want}
+    assert (tmp_path / "trajectory.jsonl").read_text() == text
