@@ -59,17 +59,6 @@ def compares_outputs(objective: Any) -> bool:
     return hasattr(objective, "generate") and not hasattr(objective, "evaluate")
 
 
-def optimizer_compares(opt: Any) -> bool:
-    """True when the optimizer's estimator reduces two outputs by `compare` (pairwise) rather than numbers."""
-    spec = getattr(opt, "spec", None)
-    if spec is not None:
-        return getattr(spec, "estimator", None) == "pairwise"
-    return getattr(opt.engine.estimator, "name", None) == "pairwise"
-
-
-def optimizer_maximizes(opt: Any) -> bool:
-    spec = getattr(opt, "spec", None)
-    return bool(spec.maximize if spec is not None else opt.engine.maximize)
 
 
 def batch_for_step(data: Sequence[dict], size: int, seed: int, step: int) -> list[dict]:
@@ -87,11 +76,11 @@ class Trainer:
             raise ValueError("train_data is empty")
         name = getattr(objective, "name", type(objective).__name__)
         self.pairwise = compares_outputs(objective)
-        if self.pairwise != optimizer_compares(optimizer):
+        if self.pairwise != (optimizer.spec.estimator == "pairwise"):
             raise ValueError(f"objective {name} " + ("generates outputs for a pairwise comparison: build the optimizer "
                              "with estimator='pairwise', compare=judge" if self.pairwise else
                              "returns scores, but the optimizer's estimator is 'pairwise' (it compares outputs)"))
-        maximize = optimizer_maximizes(optimizer)
+        maximize = optimizer.spec.maximize
         if not self.pairwise and maximize != bool(getattr(objective, "maximize", maximize)):
             raise ValueError(f"optimizer maximize={maximize} but objective {name} has maximize={objective.maximize}")
         if val_data and val_objective is None and self.pairwise:
@@ -144,10 +133,10 @@ class Trainer:
                 if self.val_data and ((t + 1) % cfg.eval_every == 0 or t + 1 == cfg.steps):
                     self.final_score = self.evaluate_score()
                     row["val"] = value_of(self.final_score)
-                    if self._better(row["val"], best_value):
-                        best_value, best_step, stale = row["val"], t + 1, 0
-                    else:
-                        stale += 1
+                    improved = self._better(row["val"], best_value)
+                    if improved or row["val"] == best_value:  # a tie goes to the later, more-tuned step
+                        best_value, best_step = row["val"], t + 1
+                    stale = 0 if improved else stale + 1
                 history.append(row)
                 self._emit(metrics, writer, row)
                 bar.update(1)
@@ -179,7 +168,8 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
-            raise RuntimeError("tensorboard logging needs the 'tensorboard' package: pip install 'blackbox_zo[tensorboard]'") from e
+            raise RuntimeError("tensorboard logging needs the 'tensorboard' package: "
+                               "pip install 'blackbox_zo[tensorboard]'") from e
         return SummaryWriter(str(self.out_dir / "tensorboard"))
 
     @staticmethod

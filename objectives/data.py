@@ -16,7 +16,8 @@ from typing import Any, Iterable
 def load_examples(source: str | Path | Any, *, limit: int | None = None) -> list[dict]:
     """Rows of a .tsv/.csv (header line = keys), .jsonl (one object per line), .json (a list), or a Dataset.
 
-    Values from TSV/CSV stay strings, stripped (GLUE sentences end in a space); label words match labels by str(), so "1" and 1 both work.
+    Values from TSV/CSV stay strings, stripped (GLUE sentences end in a space); label words match labels
+    by str(), so "1" and 1 both work. A bad JSONL/JSON line fails naming the file and its line number.
     """
     if not isinstance(source, (str, Path)):
         rows = list(source.to_list()) if hasattr(source, "to_list") else [dict(r) for r in source]

@@ -183,7 +183,7 @@ class PairwiseObjective:
 
     __call__ = compare_outputs
 
-    def win_rate(self, reference: Generations) -> "WinRate":
+    def win_rate(self, reference: Generations) -> WinRate:
         """A validation objective: how often the judge prefers outputs at the current weights to `reference`."""
         return WinRate(self, reference)
 

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from objectives import TEMPLATES, LabelWordClassifier, MultipleChoice, SquadObjective, get_task, kshot, load_examples, train_val_split
+from objectives import (
+    TEMPLATES,
+    LabelWordClassifier,
+    MultipleChoice,
+    SquadObjective,
+    get_task,
+    kshot,
+    load_examples,
+    train_val_split,
+)
 
 SST2_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 

@@ -2,8 +2,7 @@
 
 import pytest
 
-from objectives import (CallableJudge, InputJudge, Judge, ObjectiveError, PairwiseObjective, Reward,
-                        RewardJudge, preference)
+from objectives import CallableJudge, InputJudge, Judge, ObjectiveError, PairwiseObjective, Reward, RewardJudge, preference
 from objectives.judges import Generations
 
 

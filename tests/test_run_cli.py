@@ -122,6 +122,36 @@ def test_paired_flips_sign_test():
     assert paired_flips(before, before)["sign_test_p"] == 1.0
 
 
+def test_a_run_shorter_than_eval_every_exports_its_tuned_weights(model_dir, tmp_path):
+    """Trap: validation only every eval_every steps made a 2-step run's best = step 0, so export saved the base model."""
+    from transformers import AutoModelForCausalLM
+
+    s = run(config(model_dir, tmp_path / "short", steps=2, export=True, train={"eval_every": 25}), progress=False)
+    assert s["best_step"] == 2 and s["val_best"] == s["val_final"]  # measured after the last step
+    assert main(["export", str(tmp_path / "short"), "--step", "last", "--out", str(tmp_path / "last")]) == 0
+    exported = AutoModelForCausalLM.from_pretrained(s["exported"]).state_dict()
+    last = AutoModelForCausalLM.from_pretrained(tmp_path / "last").state_dict()
+    base = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
+    assert all(torch.equal(exported[k], last[k]) for k in exported)  # the last step's weights
+    assert any(not torch.equal(exported[k], base[k]) for k in exported)  # not the base model
+
+
+def test_factory_module_in_the_working_folder_runs_from_the_console_script(model_dir, tmp_path):
+    """`factory: mytask:build` names ./mytask.py; the installed script must find it as `python -m` would."""
+    (tmp_path / "mytask.py").write_text(
+        "from objectives import get_task\n"
+        "def build(metric):\n"
+        "    rows = [{'sentence': s, 'label': l} for s, l in [('a great film', 1), ('a dull mess', 0)] * 4]\n"
+        "    return {'train': rows, 'val': rows, 'objective': get_task('sst2').objective(metric=metric)}\n")
+    cfg = config(model_dir, tmp_path / "out", steps=1, objective={"factory": "mytask:build", "args": {"metric": "accuracy"}})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    exe = shutil.which("blackbox-zo")
+    cmd = [exe] if exe else [sys.executable, "-m", "blackbox_zo.cli"]
+    done = subprocess.run([*cmd, "run", "run.yaml", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["steps"] == 1
+
+
 def test_yaml_scientific_notation_is_a_number(tmp_path):
     # trap: PyYAML follows YAML 1.1, where `1e-6` (no dot) is a string, not a float
     path = tmp_path / "c.yaml"

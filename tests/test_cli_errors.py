@@ -1,0 +1,161 @@
+"""Every user error of the `blackbox-zo` command prints one line naming the thing, and exits non-zero.
+
+Each case runs the installed console script (or `python -m blackbox_zo.cli`) in a subprocess, as a user
+would, against a tiny random Llama saved to disk and a finished 2-step run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import yaml
+
+from blackbox_zo.run import run
+
+COMMAND = [shutil.which("blackbox-zo")] if shutil.which("blackbox-zo") else [sys.executable, "-m", "blackbox_zo.cli"]
+
+
+def config(model_dir, out, **over) -> dict:
+    """A 2-step run of the built-in sentiment task on the tiny model; `over` replaces whole sections."""
+    cfg = {
+        "model": {"name": str(model_dir), "batch_size": 8},
+        "objective": {"factory": "objectives.recipes:builtin_sentiment", "args": {"metric": "accuracy"}},
+        "optim": {"lr": 1e-3, "eps": 1e-2, "seed": 3},
+        "train": {"steps": 2, "batch_size": 8, "eval_every": 25, "plot": False},
+        "output": str(out),
+    }
+    cfg.update(over)
+    return cfg
+
+
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *names: str) -> str:
+    """The result is a failure whose stderr is exactly one `blackbox-zo: error:` line naming each of `names`."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0, result
+    assert len(lines) == 1 and lines[0].startswith("blackbox-zo: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_llama_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "done"
+    summary = run(config(tiny_llama_dir, out), progress=False)
+    assert summary["steps"] == 2
+    return out
+
+
+def write_config(folder, cfg) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def error_cases(root, model_dir, done) -> dict[str, tuple[list, object, list[str]]]:
+    """name -> (command-line arguments, working folder, what the one error line must name)."""
+    factory_dir = root / "factory"
+    factory_dir.mkdir()
+    (factory_dir / "rows.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b",\n')
+    (factory_dir / "mytask.py").write_text(
+        "from objectives import load_examples, vader_reward\n"
+        "def build(path):\n"
+        "    return {'train': load_examples(path), 'objective': vader_reward()}\n")
+    (root / "model.safetensors").write_text("keep me")
+    (root / "full").mkdir()
+    (root / "full" / "notes.txt").write_text("mine")
+
+    def run_args(name, **over):
+        return ["run", write_config(root / name, config(model_dir, root / name / "out", **over)), "--quiet"]
+
+    steps = {f"step_{label}_{cmd}": ([cmd, done, "--step", step, *(["--out", root / "x"] if cmd == "export" else [])],
+                                     None, names)
+             for label, step, names in (("bset", "bset", ["'bset'", "best", "last", "0-2"]),
+                                        ("99", "99", ["--step 99", "0-2"]), ("minus1", "-1", ["--step -1", "0-2"]))
+             for cmd in ("eval", "export")}
+    return {
+        "missing_data_folder": (run_args("data", objective={"factory": "objectives.recipes:classification",
+                                                            "args": {"data": str(root / "no_such_folder")}}),
+                                None, ["no_such_folder", "train.tsv"]),
+        "corrupt_jsonl_line": (["run", write_config(factory_dir, config(model_dir, root / "f", objective={
+            "factory": "mytask:build", "args": {"path": "rows.jsonl"}})), "--quiet"], factory_dir, ["rows.jsonl, line 2"]),
+        "objective_args_typo": (run_args("typo", objective={"factory": "objectives.recipes:builtin_sentiment",
+                                                           "args": {"metrc": "accuracy"}}),
+                                None, ["objective.args.metrc", "metric"]),
+        "model_flag_missing_dir": ([*run_args("model"), "--model", root / "no_model_here"], None,
+                                   ["no_model_here", "does not exist"]),
+        "unknown_config_key": (run_args("key", train={"stepz": 2}), None, ["train.stepz"]),
+        **steps,
+        "missing_run_dir": (["eval", root / "nope"], None, ["nope", "does not exist"]),
+        "replay_compare_missing": (["replay", done, "--compare", root / "absent"], None, ["absent", "does not exist"]),
+        "export_to_a_file": (["export", done, "--out", root / "model.safetensors"], None,
+                             ["model.safetensors", "is a file"]),
+        "export_non_empty_dir": (["export", done, "--out", root / "full"], None, ["full", "--force"]),
+        "export_force_over_a_run": (["export", done, "--out", done, "--force"], None, ["trajectory.jsonl"]),
+        "missing_argument": (["export"], None, ["--out"]),
+        "unknown_command": (["exprt"], None, ["exprt"]),
+    }
+
+
+CASE_NAMES = ["missing_data_folder", "corrupt_jsonl_line", "objective_args_typo", "model_flag_missing_dir",
+              "unknown_config_key", *(f"step_{s}_{c}" for s in ("bset", "99", "minus1") for c in ("eval", "export")),
+              "missing_run_dir", "replay_compare_missing", "export_to_a_file", "export_non_empty_dir",
+              "export_force_over_a_run", "missing_argument", "unknown_command"]
+
+
+@pytest.fixture(scope="module")
+def error_runs(tiny_llama_dir, finished_run, tmp_path_factory):
+    """All error cases run at once (4 at a time: each process spends seconds importing torch)."""
+    root = tmp_path_factory.mktemp("cli_errors")
+    cases = error_cases(root, tiny_llama_dir, finished_run)
+    assert sorted(cases) == sorted(CASE_NAMES)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {name: pool.submit(cli, *args, cwd=cwd) for name, (args, cwd, _) in cases.items()}
+        results = {name: (f.result(), cases[name][2]) for name, f in futures.items()}
+    return root, results
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_user_error_is_one_line_naming_the_thing(error_runs, case):
+    root, results = error_runs
+    result, names = results[case]
+    one_line_error(result, *names)
+    assert (root / "model.safetensors").read_text() == "keep me"  # nothing written over the file
+    assert sorted(p.name for p in (root / "full").iterdir()) == ["notes.txt"]  # nor into the non-empty folder
+    assert not (root / "x").exists()
+
+
+def test_export_force_replaces_a_non_empty_directory(finished_run, tmp_path):
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    done = cli("export", finished_run, "--out", out, "--force")
+    assert done.returncode == 0, done.stderr
+    assert not (out / "notes.txt").exists() and (out / "config.json").exists()  # replaced, not mixed
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = cli("eval", tmp_path / "nope", "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "does not exist" in result.stderr
+
+
+def test_messages_name_the_step_they_used(finished_run, tmp_path):
+    summary = json.loads((finished_run / "summary.json").read_text())
+    result = cli("export", finished_run, "--out", tmp_path / "best")
+    assert result.returncode == 0, result.stderr
+    assert f"step {summary['best_step']} (best: validation {summary['val_best']})" in result.stdout
+    result = cli("eval", finished_run)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    # the same seed as the trainer's validation: eval at the best step reproduces the logged best value
+    assert report["step"] == summary["best_step"] and report["value"] == summary["val_best"]
