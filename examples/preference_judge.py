@@ -11,9 +11,9 @@ mean words per answer on held-back prompts, and the judge's win-rate of tuned vs
 from __future__ import annotations
 
 import argparse
-import time
 
 from blackbox_zo import MeZO, ParamSpace, derive_seed
+from blackbox_zo.trainer import TrainConfig, Trainer
 from objectives import CallableJudge, Generation, PairwiseObjective
 
 TRAIN_PROMPTS = [
@@ -49,25 +49,24 @@ def words(texts: list[str]) -> float:
 
 def tune(lm, args) -> dict:
     """Base vs tuned answers on held-back prompts: mean length and the judge's win-rate of tuned over base."""
-    pref = PairwiseObjective(CallableJudge(shorter), generation=Generation(
+    judge = CallableJudge(shorter)
+    pref = PairwiseObjective(judge, generation=Generation(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=0.95))
     train = [{"prompt": p} for p in TRAIN_PROMPTS]
     held = [{"prompt": p} for p in HELD_OUT_PROMPTS for _ in range(args.samples)]
-    eval_seed = derive_seed(args.seed, "eval")
-    base = pref.generate(lm, held, seed=eval_seed)
+    base = pref.generate(lm, held, seed=derive_seed(args.seed, "eval"))  # the Trainer validates with this seed
     opt = MeZO(ParamSpace(lm.model, include=args.include or None), lr=args.lr, eps=args.eps, seed=args.seed,
-               maximize=True, estimator="pairwise", compare=pref.compare_outputs)
-    t0 = time.perf_counter()
-    for step in range(args.steps):
-        seed = derive_seed(args.seed, "sample", step)  # both sides of the pair sample alike
-        p = opt.step(lambda: pref.generate(lm, train, seed=seed))
-        print(f"step {step + 1:3d}: preference for +eps side {p:+.2f}", flush=True)
-    seconds = time.perf_counter() - t0
-    tuned = pref.generate(lm, held, seed=eval_seed)
-    verdicts = pref.verdicts(held, tuned, base)  # +1: the judge prefers the tuned answer
-    win_rate = (sum(v > 0 for v in verdicts) + 0.5 * sum(v == 0 for v in verdicts)) / len(verdicts)
-    return {"before": words(base), "after": words(tuned), "win_rate": win_rate, "train_seconds": seconds,
-            "base": list(base), "tuned": list(tuned)}
+               estimator="pairwise", compare=judge)  # a judge is compare(outs_plus, outs_minus) -> [-1, 1]
+    # each step: generate at theta +- eps z with one sampling seed, the judge's mean verdict moves along +-z;
+    # validation = the judge's win-rate of fresh answers against the base answers (0.5 = no change)
+    trainer = Trainer(lm, opt, pref, train, val_objective=pref.win_rate(base), val_data=held, config=TrainConfig(
+        steps=args.steps, batch_size=len(train), eval_every=args.steps, seed=args.seed))
+    result = trainer.fit()
+    for row in result.history:
+        print(f"step {row['step'] + 1:3d}: preference for +eps side {row['objective']:+.2f}", flush=True)
+    tuned = pref.generate(lm, held, seed=derive_seed(args.seed, "eval"))
+    return {"before": words(base), "after": words(tuned), "win_rate": result.final_value,
+            "train_seconds": result.seconds, "base": list(base), "tuned": list(tuned)}
 
 
 def main(argv=None, model=None, tokenizer=None) -> dict:
