@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Callable, Iterator, Sequence
@@ -20,6 +21,7 @@ import torch
 CHUNK = 1 << 20  # elements per independently seeded chunk (4 MiB of float32 scratch at most)
 KINDS = ("gaussian", "rademacher")
 _POOL: ThreadPoolExecutor | None = None
+_SCRATCH = threading.local()
 
 
 def derive_seed(*parts: object) -> int:
@@ -34,10 +36,26 @@ def generator_id(device: torch.device | str) -> str:
     return f"torch-{dev.type}-chunk{CHUNK}-v1"
 
 
-def _draw(n: int, seed: int, kind: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _scratch(n: int) -> torch.Tensor:
+    """This thread's reusable CPU buffer of n float32 elements (one chunk per thread, allocated once)."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.numel() < n:
+        buf = _SCRATCH.buf = torch.empty(max(n, CHUNK), dtype=torch.float32)
+    return buf[:n]
+
+
+def _draw(n: int, seed: int, kind: str, device: torch.device, dtype: torch.dtype, reuse: bool = False) -> torch.Tensor:
+    """n numbers of direction noise from their own generator; reuse: into this thread's scratch (valid until the next draw).
+
+    Trap: a fresh 4 MiB tensor per chunk lets glibc raise its mmap threshold and keep ~90 MB of freed chunks
+    in per-thread arenas (peak RSS of a step 1.08x inference); the scratch removes that. normal_ on a buffer
+    gives the same bits as randn of the same length.
+    """
     gen_device = device if device.type == "cuda" else torch.device("cpu")
     gen = torch.Generator(device=gen_device)
     gen.manual_seed(seed)
+    if kind == "gaussian" and reuse and gen_device.type == "cpu" and dtype == torch.float32 and device.type == "cpu":
+        return _scratch(n).normal_(generator=gen)
     if kind == "gaussian":  # z ~ N(0, I)
         z = torch.randn(n, generator=gen, device=gen_device, dtype=torch.float32)
     elif kind == "rademacher":  # z_i = +-1 with probability 1/2 each
@@ -108,7 +126,7 @@ def noise_jobs(
     def job(c: int, lo: int, hi: int) -> None:
         dst = flat[lo - start : hi - start]
         for seed, scale in pairs:
-            z = _draw(min(CHUNK, total - c * CHUNK), derive_seed(seed, name, c), kind, flat.device, torch.float32)
+            z = _draw(min(CHUNK, total - c * CHUNK), derive_seed(seed, name, c), kind, flat.device, torch.float32, reuse=True)
             z = z[lo - c * CHUNK : hi - c * CHUNK]
             if mask is not None:
                 z.mul_(mask[lo - start : hi - start])
