@@ -54,7 +54,8 @@ def tune(lm, args) -> dict:
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=0.95))
     train = [{"prompt": p} for p in TRAIN_PROMPTS]
     held = [{"prompt": p} for p in HELD_OUT_PROMPTS for _ in range(args.samples)]
-    base = pref.generate(lm, held, seed=derive_seed(args.seed, "eval"))  # the Trainer validates with this seed
+    eval_seed = derive_seed(args.seed, "eval")
+    base = pref.generate(lm, held, seed=eval_seed)  # win_rate(base) samples with this seed too: only weights differ
     opt = MeZO(ParamSpace(lm.model, include=args.include or None), lr=args.lr, eps=args.eps, seed=args.seed,
                estimator="pairwise", compare=judge)  # a judge is compare(outs_plus, outs_minus) -> [-1, 1]
     # each step: generate at theta +- eps z with one sampling seed, the judge's mean verdict moves along +-z;
@@ -64,7 +65,7 @@ def tune(lm, args) -> dict:
     result = trainer.fit()
     for row in result.history:
         print(f"step {row['step'] + 1:3d}: preference for +eps side {row['objective']:+.2f}", flush=True)
-    tuned = pref.generate(lm, held, seed=derive_seed(args.seed, "eval"))
+    tuned = pref.generate(lm, held, seed=eval_seed)
     return {"before": words(base), "after": words(tuned), "win_rate": result.final_value,
             "train_seconds": result.seconds, "base": list(base), "tuned": list(tuned)}
 

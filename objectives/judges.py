@@ -30,12 +30,12 @@ class Judge(Protocol):
 
 
 class Generations(list):
-    """Completions that remember their batch and prompts, so compare(plus, minus) can show a judge the prompts."""
+    """Completions that remember their batch, prompts and sampling seed, so a judge can see the prompts."""
 
-    def __init__(self, texts: list[str], batch: list[dict], prompts: list[str] | None = None) -> None:
+    def __init__(self, texts: list[str], batch: list[dict], prompts: list[str] | None = None,
+                 seed: int | None = None) -> None:
         super().__init__(texts)
-        self.batch = batch
-        self.prompts = prompts
+        self.batch, self.prompts, self.seed = batch, prompts, seed
 
 
 def prompts_of(name: str, outs_plus: Sequence[str], outs_minus: Sequence[str]) -> list[str]:
@@ -166,7 +166,7 @@ class PairwiseObjective:
             raise ObjectiveError(f"{self.name}: empty batch")
         prompts = prompts_for(self.template, batch)
         texts = check_texts(self.name, self.generation.run(lm, prompts, seed), len(batch))
-        return Generations(texts, batch, prompts)
+        return Generations(texts, batch, prompts, seed)
 
     def verdicts(self, batch: list[dict], outs_plus: list[str], outs_minus: list[str]) -> list[int]:
         return judge_verdicts(self.judge, self.name, prompts_for(self.template, batch), outs_plus, outs_minus)
@@ -191,9 +191,9 @@ class PairwiseObjective:
 class WinRate:
     """Win-rate of fresh outputs against fixed reference outputs (e.g. the base model's), ties counting half.
 
-    evaluate(lm, batch, seed) generates for the reference's batch and scores each example 1 (judge prefers
-    the new output), 0.5 (tie) or 0; value = the mean, so 0.5 = no change. Same seed as the reference:
-    at unchanged weights every verdict is a tie.
+    evaluate(lm, batch) generates for the reference's batch with the reference's sampling seed (so only the
+    weights differ) and scores each example 1 (the judge prefers the new output), 0.5 (tie) or 0; value =
+    the mean, so 0.5 = no change: at unchanged weights every verdict is a tie.
     """
 
     maximize = True
@@ -205,9 +205,11 @@ class WinRate:
         self.name = f"win_rate({objective.name})"
 
     def evaluate(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> Score:
+        """`seed` is ignored: fresh outputs are sampled with the reference's seed, like for like."""
         if batch != self.reference.batch:
             raise ObjectiveError(f"{self.name}: evaluate() must get the batch the reference was generated for")
-        verdicts = self.objective.verdicts(batch, self.objective.generate(lm, batch, seed), self.reference)
+        fresh = self.objective.generate(lm, batch, self.reference.seed)
+        verdicts = self.objective.verdicts(batch, fresh, self.reference)
         return mean_score(self.name, [(v + 1) / 2 for v in verdicts])  # +1 -> 1, tie -> 0.5, -1 -> 0
 
 
