@@ -48,7 +48,7 @@ def load_examples(source: str | Path | Any, *, limit: int | None = None) -> list
 def json_line(path: Path, number: int, line: str) -> dict:
     """One JSONL row; a line that is not a JSON object fails naming the file and its 1-based line number."""
     try:
-        row = json.loads(line)
+        row = json.loads(line.strip())  # stripped, so the error's column counts within the line
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}, line {number}: not valid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(row, dict):
