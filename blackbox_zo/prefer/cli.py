@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from ..config import ConfigError
@@ -88,7 +89,11 @@ def serve(args) -> int:
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
-        session.close()
+        session.close(wait=False)
+    if session.busy:  # a step is being generated: leave now rather than tear torch down under the worker
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # votes are committed and the trajectory fsynced; unfinished SQLite writes roll back
     return 0
 
 

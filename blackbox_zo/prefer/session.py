@@ -50,6 +50,7 @@ class PreferSession:
         if cfg.winrate is not None and not self.store.base_outputs():
             # weights are still the base ones here: the trajectory is replayed below
             prompts = self._held_back_prompts()
+            self.log(f"generating the base model's answers to {len(prompts)} held-back prompts (for the win-rate) …")
             self.store.set_base_outputs(list(zip(prompts, self._held_back_outputs(prompts))))
         self.at = AskTell(space, trajectory=self.run_dir / TRAJECTORY, resume=True, estimator="pairwise",
                           compare=votes_only, **cfg.optim)
@@ -74,11 +75,21 @@ class PreferSession:
         if self.error:
             raise RuntimeError(self.error)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Finish the background work first (wait=True), or leave it to die with the process (Ctrl-C): pairs
+        being generated are not stored yet and a restart generates them again, identically."""
+        if not wait and self.busy:
+            self.log("stopped while a step was being prepared; the next start prepares it again")
+            return
         self.wait_ready()
         if hasattr(self.at, "close"):
             self.at.close()
         self.store.close()
+
+    @property
+    def busy(self) -> bool:
+        """True while the background worker tells a step, measures the win-rate or generates pairs."""
+        return self._running
 
     @property
     def done(self) -> bool:
