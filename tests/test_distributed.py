@@ -16,6 +16,7 @@ import pytest
 
 from blackbox_zo.config import ConfigError, load_config
 from blackbox_zo.distributed import DistributedMeZO
+from blackbox_zo.distributed.driver import connect
 from blackbox_zo.distributed.plan import Task, combine, plan_step, shard_of
 from blackbox_zo.distributed.worker import digest
 from blackbox_zo.engine import ObjectiveError
@@ -26,8 +27,8 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One local Ray for the module (4 logical CPUs fit this 2-core machine: workers just share it)."""
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    """One local Ray for the module, started as a run starts it: 4 logical CPUs (workers share the 2 cores)."""
+    connect(None, workers=4, cpus_per_worker=1.0)
     yield
     ray.shutdown()
 
@@ -92,11 +93,10 @@ def test_config_section_is_validated():
 
 
 # --- real Ray workers -----------------------------------------------------------------------------
+# population members over workers: the fault tests below compare 2 and 3 workers with one process
 @pytest.mark.parametrize("optim, workers, split", [
-    ({"estimator": "spsa"}, 2, "points"),
-    ({"estimator": "spsa", "n": 3}, 3, "points"),
-    ({"estimator": "population", "n": 2, "optimizer": "adam"}, 2, "points"),
-    ({"estimator": "spsa", "n": 2}, 2, "batch"),
+    ({"estimator": "spsa", "n": 3, "optimizer": "adam"}, 3, "points"),  # n-SPSA directions; dense state on workers
+    ({"estimator": "spsa"}, 2, "batch"),  # data-parallel SPSA: each worker scores half the batch at every point
 ])
 def test_workers_equal_one_process_bitwise(cluster, tiny_llama_dir, tmp_path, optim, workers, split):
     text, want, ref = one_process(tiny_llama_dir, tmp_path / "one", optim=optim)
@@ -160,6 +160,7 @@ def test_drift_is_repaired_and_a_raising_objective_restores_every_worker(cluster
     with DistributedMeZO(cfg, trajectory=tmp_path / "trajectory.jsonl") as opt:
         opt.step()
         opt.step()
+        assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in opt.workers.values()} == {0}  # not Ray's nice 15
         odd = opt.pool.live()[1]
         ray.get(opt.pool.handles[odd].apply.remote([(12345, 1e-6)]))  # one copy of theta drifts
         assert len(digests(opt)) == 2
@@ -175,3 +176,31 @@ def test_drift_is_repaired_and_a_raising_objective_restores_every_worker(cluster
         opt.step()
         assert digests(opt) == {want}
     assert (tmp_path / "trajectory.jsonl").read_text() == text
+
+
+def test_killed_driver_resumes_from_its_trajectory(cluster, tiny_llama_dir, tmp_path, population_reference):
+    text, want, _ = population_reference
+    out = tmp_path / "out"
+    cfg = config(tiny_llama_dir, out, None, steps=FAULT_STEPS, optim={"estimator": "population", "n": 2},
+                 task={"delay": 0.2}, distributed={"address": ray.get_runtime_context().gcs_address})
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(cfg))
+    import subprocess
+    import sys
+
+    driver = subprocess.Popen([sys.executable, "-m", "blackbox_zo.cli", "run", str(path), "--workers", "2", "--quiet"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / "trajectory.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and driver.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:  # header + 2 steps
+            break
+        time.sleep(0.1)
+    driver.kill()  # SIGKILL: no cleanup in the driver; Ray ends its workers
+    driver.wait()
+    done = len(log.read_text().splitlines()) - 1
+    assert 2 <= done < FAULT_STEPS
+    summary = run({**cfg, "distributed": {**cfg["distributed"], "workers": 2}}, resume=True, progress=False)
+    assert summary["steps"] == FAULT_STEPS and log.read_text() == text
+    _, loaded, _ = rebuild(out, step="last")
+    assert digest(loaded.space) == want
