@@ -1,0 +1,27 @@
+"""Prompts written for the reward and preference benchmarks, in three disjoint splits: train, dev, test.
+
+Settings are chosen on TRAIN (tuning) + DEV (held-back scoring) only; TEST (64 prompts, topics no other
+split uses) is for the reported benchmark tables, so the tables do not score the prompts we chose on.
+"""
+
+from __future__ import annotations
+
+TEMPLATES = ("Describe {}.", "Write one sentence about {}.", "Tell me about {}.", "What do you think of {}?")
+
+TRAIN_TOPICS = ("your morning", "the weather today", "Mondays", "the city", "a train journey", "your job",
+                "the news", "the meeting")
+DEV_TOPICS = ("your neighbour", "school", "traffic", "the last film you saw", "a restaurant", "winter",
+              "the project", "an old house")
+TEST_TOPICS = ("your weekend", "the hospital", "taxes", "the flight", "your office", "homework",
+               "the queue at the bank", "the dentist", "a rainy afternoon", "the supermarket", "your phone",
+               "the library", "a long walk", "the kitchen", "the football match", "the holidays")
+
+
+def prompts(topics) -> list[str]:
+    """Every template applied to every topic, topic-major (so a prefix of the list covers few topics)."""
+    return [t.format(topic) for topic in topics for t in TEMPLATES]
+
+
+TRAIN = prompts(TRAIN_TOPICS)  # 32
+DEV = prompts(DEV_TOPICS)  # 32
+TEST = prompts(TEST_TOPICS)  # 64
