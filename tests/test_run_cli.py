@@ -152,6 +152,25 @@ def test_factory_module_in_the_working_folder_runs_from_the_console_script(model
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["steps"] == 1
 
 
+def test_a_config_runs_the_pairwise_estimator_with_a_judge(model_dir, tmp_path, monkeypatch):
+    """A factory may return a PairwiseObjective: run() passes it as compare and the Trainer steps on preferences."""
+    (tmp_path / "judge_task_factory.py").write_text(
+        "from objectives import CallableJudge, Generation, PairwiseObjective\n"
+        "def build():\n"
+        "    judge = CallableJudge(lambda p, a, b: (len(a) < len(b)) - (len(a) > len(b)))\n"
+        "    rows = [{'prompt': p} for p in ('one two', 'The quick', 'What is', 'This movie')]\n"
+        "    return {'train': rows, 'objective': PairwiseObjective(judge, generation=Generation(\n"
+        "        max_new_tokens=6, temperature=1.0))}\n")
+    monkeypatch.chdir(tmp_path)  # the factory module sits in the working folder
+    cfg = config(model_dir, tmp_path / "pref", steps=3, objective={"factory": "judge_task_factory:build", "args": {}},
+                 optim={"estimator": "pairwise", "lr": 0.5, "eps": 0.5})
+    s = run(cfg, progress=False)
+    log = [json.loads(x) for x in (tmp_path / "pref" / "trajectory.jsonl").read_text().splitlines()]
+    prefs = [v for r in log[1:] for v in r["values"]]
+    assert s["steps"] == 3 and len(prefs) == 3 and all(-1 <= p <= 1 for p in prefs) and any(p != 0 for p in prefs)
+    assert s["final_fingerprint"] != log[0]["base_fingerprint"]  # the preferences moved the weights
+
+
 def test_yaml_scientific_notation_is_a_number(tmp_path):
     # trap: PyYAML follows YAML 1.1, where `1e-6` (no dot) is a string, not a float
     path = tmp_path / "c.yaml"
