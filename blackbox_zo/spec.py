@@ -74,7 +74,7 @@ class Spec:
     # the update
     rule: str = "normalized"  # normalized: coefficients / their RMS (scale-free); raw: MeZO's projected gradient
     optimizer: str = "sgd"
-    lr: float = 5e-4  # normalized rule: step length per element at radius eps (scaled with eps_t / eps)
+    lr: float = 3e-4  # normalized rule: step length per element at radius eps (scaled with eps_t / eps)
     momentum: float = 0.9
     window: int | None = None  # momentum: replay the last `window` seeds instead of a dense buffer
     betas: tuple[float, float] = (0.9, 0.999)
