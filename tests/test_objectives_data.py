@@ -2,7 +2,6 @@
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +15,6 @@ from objectives import (
     load_examples,
     train_val_split,
 )
-
-SST2_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
-
 
 def test_builtin_templates_are_json_data_and_mezo_sst2():
     assert json.loads(json.dumps(TEMPLATES)) == TEMPLATES
@@ -100,10 +96,8 @@ def test_train_val_split():
         train_val_split(examples, 11, seed=0)
 
 
-@pytest.mark.skipif(not (SST2_DIR / "train.tsv").exists(),
-                    reason="SST-2 TSVs live in ../shared/data/sst2 on developer machines only")
-def test_sst2_kshot_from_shared_data():
-    train = load_examples(SST2_DIR / "train.tsv")
+def test_sst2_kshot_from_real_data(sst2_data):
+    train = load_examples(sst2_data / "train.tsv")
     assert set(train[0]) == {"sentence", "label"} and len(train) > 1000
     picked = kshot(train, 16, seed=42)
     assert Counter(ex["label"] for ex in picked) == {"0": 16, "1": 16}
