@@ -16,6 +16,7 @@ from objectives import (
     train_val_split,
 )
 
+
 def test_builtin_templates_are_json_data_and_mezo_sst2():
     assert json.loads(json.dumps(TEMPLATES)) == TEMPLATES
     t = get_task("sst2")
