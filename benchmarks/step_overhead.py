@@ -98,7 +98,7 @@ def main(argv=None) -> int:
 
     # standalone objective evaluation
     evals = common.time_median(loss_fn, repeats=args.repeats, warmup=1)
-    print(f"forward loss: median {evals['median_s']:.2f} s  {['%.2f' % s for s in evals['samples_s']]}", flush=True)
+    print(f"forward loss: median {evals['median_s']:.2f} s  {[f'{s:.2f}' for s in evals['samples_s']]}", flush=True)
 
     # one noise pass each: ours = seeded chunked draw + in-place add; reference = PerturbParameters
     space = ParamSpace(model)
@@ -121,7 +121,6 @@ def main(argv=None) -> int:
         ours_pass()
     scratch = torch.zeros(numel)
     floor = common.time_median(lambda: scratch.add_(1.0), repeats=args.repeats, warmup=1)
-    del scratch
     noise_ref = common.time_median(ref_pass, repeats=args.repeats + (args.repeats % 2 == 0), warmup=1)
     if sign[0] < 0:
         ref_pass()
@@ -149,7 +148,8 @@ def main(argv=None) -> int:
             rec = {"step_s": wall, "evals_s": sum(inner), "ratio": wall / sum(inner)}
             if i:
                 runs[name].append(rec)
-            print(f"{'warm-up' if not i else f'step {i}':>8} {name:9} {wall:6.2f} s, evals {sum(inner):6.2f} s, ratio {rec['ratio']:.3f}", flush=True)
+            label = "warm-up" if not i else f"step {i}"
+            print(f"{label:>8} {name:9} {wall:6.2f} s, evals {sum(inner):6.2f} s, ratio {rec['ratio']:.3f}", flush=True)
 
         inner_ref: list[float] = []
         params = [p for p in model.parameters() if p.requires_grad]
@@ -157,7 +157,8 @@ def main(argv=None) -> int:
         rec = {"step_s": wall, "evals_s": sum(inner_ref), "ratio": wall / sum(inner_ref)}
         if i:
             ref.append(rec)
-        print(f"{'warm-up' if not i else f'step {i}':>8} reference {wall:6.2f} s, evals {sum(inner_ref):6.2f} s, ratio {rec['ratio']:.3f}", flush=True)
+        label = "warm-up" if not i else f"step {i}"
+        print(f"{label:>8} reference {wall:6.2f} s, evals {sum(inner_ref):6.2f} s, ratio {rec['ratio']:.3f}", flush=True)
 
     def summary(recs):
         return {"ratio_median": common.median([r["ratio"] for r in recs]),
@@ -168,13 +169,17 @@ def main(argv=None) -> int:
 
     res_ours, res_low, res_ref = summary(runs["ours"]), summary(runs["lowrank"]), summary(ref)
     info_end = common.machine_info()["loadavg_1_5_15"]
-    print("\n                          ours  lowrank  reference")
-    print(f"step / its 2 evals       {res_ours['ratio_median']:6.3f}  {res_low['ratio_median']:6.3f}  {res_ref['ratio_median']:6.3f}   (target <= 1.10)")
-    print(f"step / 2 standalone evals {res_ours['ratio_vs_standalone_evals']:6.3f}  {res_low['ratio_vs_standalone_evals']:6.3f}  {res_ref['ratio_vs_standalone_evals']:6.3f}   (target <= 1.15)")
-    print(f"step wall (s)            {res_ours['step_median_s']:6.2f}  {res_low['step_median_s']:6.2f}  {res_ref['step_median_s']:6.2f}")
-    print(f"noise pass (s)           {noise_ours['median_s']:6.2f}  {noise_lowrank['median_s']:6.2f}  {noise_ref['median_s']:6.2f}")
-    print(f"noise pass / floor       {noise_ours['median_s'] / floor['median_s']:6.1f}  {noise_lowrank['median_s'] / floor['median_s']:6.1f}  "
-          f"{noise_ref['median_s'] / floor['median_s']:6.1f}   (floor: one add over all weights, {floor['median_s']:.3f} s)")
+    results = (res_ours, res_low, res_ref)
+    passes = (noise_ours, noise_lowrank, noise_ref)
+    table = [("step / its 2 evals (target 1.10)", [r["ratio_median"] for r in results]),
+             ("step / 2 standalone evals (target 1.15)", [r["ratio_vs_standalone_evals"] for r in results]),
+             ("step wall (s)", [r["step_median_s"] for r in results]),
+             ("noise pass (s)", [n["median_s"] for n in passes]),
+             ("noise pass / floor", [n["median_s"] / floor["median_s"] for n in passes])]
+    print(f"\n{'':42}{'ours':>9}{'lowrank':>9}{'reference':>11}")
+    for label, values in table:
+        print(f"{label:42}" + "".join(f"{v:9.3f}" for v in values[:2]) + f"{values[2]:11.3f}")
+    print(f"floor: one add over all weights, {floor['median_s']:.3f} s")
     print(f"forward loss (s)         {evals['median_s']:6.2f}   (standalone median)")
     print(f"load average at end: {info_end}")
     payload = {"benchmark": "step_overhead", "machine": info, "loadavg_end": info_end, "git": common.git_commit(),

@@ -8,16 +8,14 @@ ask/tell loop equals `MeZO.step` bitwise, writes the same trajectory and resumes
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
 from .engine import StepResult, Walker
 from .estimators import ObjectiveError, as_scalar
-from .mezo import build_engine, check_base, load_replay
-from .spec import Spec
+from .mezo import EngineFace
 
 
 @dataclass(frozen=True)
@@ -35,28 +33,18 @@ class Candidate:
         return self.offset[0][1] if self.offset else 0.0
 
 
-class AskTell:
+class AskTell(EngineFace):
     """Ask for candidates, tell their results; the same Spec keywords, estimators and optimizers as MeZO.
 
     `params` may be None: then nothing is applied (a log-only driver whose replicas apply the updates).
     """
 
-    def __init__(self, params=None, *, spec: Spec | None = None, compare: Callable[[Any, Any], float] | None = None,
-                 trajectory: str | os.PathLike | None = None, resume: bool = False, max_nonfinite: int = 5, **kwargs):
-        self.engine = build_engine(params, spec, compare, max_nonfinite, trajectory, resume, kwargs)
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
         if self.engine.keep_best is not None:
             raise ValueError("the conservative optimizer re-evaluates the objective after the update: use MeZO.step")
-        self.backend = self.engine.backend
         self._pending: list[Candidate] | None = None
         self._walk: Walker | None = None  # where the weights are within the current step
-
-    @property
-    def spec(self) -> Spec:
-        return self.engine.spec
-
-    @property
-    def step_count(self) -> int:
-        return self.engine.step_count
 
     def ask(self) -> list[Candidate]:
         """The candidates of the current step (asking again before tell returns the same ones)."""
@@ -125,18 +113,3 @@ class AskTell:
         with torch.no_grad():
             self.engine.replay(records)
         self._pending, self._walk = None, None
-
-    def close(self) -> None:
-        if self.engine.trajectory is not None:
-            self.engine.trajectory.close()
-
-    @classmethod
-    def from_trajectory(cls, params, path: str | os.PathLike, **space_kwargs) -> "AskTell":
-        """A replica at the end of a recorded trajectory: base `params` + the log's steps, ready for the next step."""
-        spec, log, recorded = load_replay(params, path)
-        compare = (lambda a, b: 0.0) if spec.estimator == "pairwise" else None
-        self = cls(params, spec=spec, compare=compare, **{**recorded, **space_kwargs})
-        if params is not None:
-            check_base(self.engine, log, path)
-        self.replay(log.records)
-        return self

@@ -141,7 +141,8 @@ class Engine:
     def attach(self, trajectory: Trajectory, resume: bool) -> None:
         """Start logging; with resume, first replay the steps already in the log (weights must be the base)."""
         if trajectory.records and not resume:
-            raise TrajectoryError(f"{trajectory.path} already holds {len(trajectory.records)} steps: pass resume=True or a new path")
+            raise TrajectoryError(
+                f"{trajectory.path} already holds {len(trajectory.records)} steps: pass resume=True or a new path")
         fingerprint = self.backend.fingerprint() if self.backend else None
         if trajectory.header is not None and trajectory.header["base_fingerprint"] != fingerprint:
             raise TrajectoryError(
@@ -216,7 +217,8 @@ class Engine:
             self.backend.apply(restore)
         self.nonfinite_steps += 1
         self._nonfinite_run += 1
-        warnings.warn(f"step {t}: non-finite objective values {values}; update skipped ({self.nonfinite_steps} so far)")
+        warnings.warn(f"step {t}: non-finite objective values {values}; update skipped ({self.nonfinite_steps} so far)",
+                      stacklevel=3)
         result = StepResult(t, values, [], lr, eps, skipped=True)
         self._log(result, step_seed)
         if self._nonfinite_run >= self.max_nonfinite:

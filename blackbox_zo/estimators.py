@@ -87,7 +87,8 @@ class SPSA:
 
     def gradient(self, step_seed: int, values: Sequence[float], eps: float) -> Pairs:
         # projected gradient of direction i: (f_+ - f_-) / (2 eps), averaged over the n directions
-        return [(s, (values[2 * i] - values[2 * i + 1]) / (2 * eps * self.n)) for i, s in enumerate(direction_seeds(step_seed, self.n))]
+        seeds = direction_seeds(step_seed, self.n)
+        return [(s, (values[2 * i] - values[2 * i + 1]) / (2 * eps * self.n)) for i, s in enumerate(seeds)]
 
     def value_estimate(self, values: Sequence[float]) -> float | None:
         return sum(values) / len(values)  # mean of f(theta +- eps z) = f(theta) + O(eps^2)
@@ -179,7 +180,8 @@ class Pairwise:
             except Exception as e:
                 raise ObjectiveError(f"compare raised {type(e).__name__}: {e} (step {step}, direction {i})") from e
             if not -1.0 <= p <= 1.0:
-                raise ObjectiveError(f"pairwise compare must return a preference in [-1, 1], got {p} (step {step}, direction {i})")
+                raise ObjectiveError(
+                    f"pairwise compare must return a preference in [-1, 1], got {p} (step {step}, direction {i})")
             prefs.append(p)
         return prefs
 

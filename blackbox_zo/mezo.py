@@ -70,14 +70,13 @@ def check_base(engine: Engine, log: Trajectory, path) -> None:
         raise TrajectoryError(f"{path}: the given weights are not the base weights this log was recorded from")
 
 
-class MeZO:
-    """Zeroth-order optimizer over a model's weights (MeZO, ZO-Bench, ES variants) with a torch.optim-style step."""
+class EngineFace:
+    """What MeZO and AskTell share: an Engine built from Spec keywords (the rest go to ParamSpace), and its log."""
 
     def __init__(self, params, *, spec: Spec | None = None, compare: Callable[[Any, Any], float] | None = None,
                  trajectory: str | os.PathLike | None = None, resume: bool = False, max_nonfinite: int = 5, **kwargs):
         self.engine = build_engine(params, spec, compare, max_nonfinite, trajectory, resume, kwargs)
         self.backend = self.engine.backend
-        self.last: StepResult | None = None
 
     @property
     def spec(self) -> Spec:
@@ -91,23 +90,35 @@ class MeZO:
     def nonfinite_steps(self) -> int:
         return self.engine.nonfinite_steps
 
+    def close(self) -> None:
+        if self.engine.trajectory is not None:
+            self.engine.trajectory.close()
+
+    @classmethod
+    def from_trajectory(cls, params, path: str | os.PathLike, steps: int | None = None, **space_kwargs):
+        """Base `params` + a trajectory file's steps (or its first `steps`): the tuned weights, ready to go on."""
+        spec, log, recorded = load_replay(params, path)
+        compare = (lambda a, b: 0.0) if spec.estimator == "pairwise" else None  # never called: preferences are logged
+        self = cls(params, spec=spec, compare=compare, **{**recorded, **space_kwargs})
+        if params is not None:
+            check_base(self.engine, log, path)
+        with torch.no_grad():
+            self.engine.replay(log.records if steps is None else log.records[:steps])
+        return self
+
+
+class MeZO(EngineFace):
+    """Zeroth-order optimizer over a model's weights (MeZO, ZO-Bench, ES variants) with a torch.optim-style step."""
+
+    last: StepResult | None = None
+
     def step(self, closure: Callable[[], Any]) -> float:
         """One ZO step; returns the mean of the objective values measured (pairwise: mean preference)."""
         with torch.no_grad():
             self.last = self.engine.step(closure)
         return self.last.value
 
-    def close(self) -> None:
-        if self.engine.trajectory is not None:
-            self.engine.trajectory.close()
-
     @classmethod
-    def replay(cls, params, path: str | os.PathLike, steps: int | None = None, **space_kwargs) -> "MeZO":
+    def replay(cls, params, path: str | os.PathLike, steps: int | None = None, **space_kwargs) -> MeZO:
         """Rebuild tuned weights from base `params` and a trajectory file (optionally its first `steps` steps)."""
-        spec, log, recorded = load_replay(params, path)
-        compare = (lambda a, b: 0.0) if spec.estimator == "pairwise" else None  # never called: preferences are logged
-        self = cls(params, spec=spec, compare=compare, **{**recorded, **space_kwargs})
-        check_base(self.engine, log, path)
-        with torch.no_grad():
-            self.engine.replay(log.records if steps is None else log.records[:steps])
-        return self
+        return cls.from_trajectory(params, path, steps, **space_kwargs)

@@ -41,7 +41,8 @@ class Schedule:
                  f"schedule.warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
         if self.name != "constant":
             _require(isinstance(self.total_steps, int) and self.total_steps > self.warmup_steps,
-                     f"schedule {self.name!r} needs total_steps (int) > warmup_steps ({self.warmup_steps}), got {self.total_steps!r}")
+                     f"schedule {self.name!r} needs total_steps (int) > warmup_steps ({self.warmup_steps}), "
+                     f"got {self.total_steps!r}")
 
     def lr(self, base: float, step: int) -> float:
         """The learning rate of `step` for a base rate `base`."""
@@ -108,7 +109,8 @@ class Spec:
                  f"window must be a positive integer or None, got {self.window!r}")
         _require(len(self.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in self.betas),
                  f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        _require(_finite(self.weight_decay) and 0 <= self.weight_decay < 1, f"weight_decay must be in [0, 1), got {self.weight_decay!r}")
+        _require(_finite(self.weight_decay) and 0 <= self.weight_decay < 1,
+                 f"weight_decay must be in [0, 1), got {self.weight_decay!r}")
         _require(self.clip_value is None or (_finite(self.clip_value) and self.clip_value > 0),
                  f"clip_value must be a number > 0 or None, got {self.clip_value!r}")
         _require(not (self.optimizer == "conservative" and self.estimator not in ("spsa", "one_sided")),
@@ -119,13 +121,13 @@ class Spec:
         return {f.name for f in fields(cls)}
 
     @classmethod
-    def split(cls, kwargs: dict) -> tuple["Spec", dict]:
+    def split(cls, kwargs: dict) -> tuple[Spec, dict]:
         """Build a Spec from the keys of `kwargs` it knows; return it with the other keys (e.g. ParamSpace's)."""
         known = cls.keys()
         return cls(**{k: v for k, v in kwargs.items() if k in known}), {k: v for k, v in kwargs.items() if k not in known}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Spec":
+    def from_dict(cls, data: dict) -> Spec:
         """The inverse of to_dict; unknown keys are named."""
         unknown = sorted(set(data) - cls.keys())
         _require(not unknown, f"unknown spec key {unknown[0] if unknown else ''!r}; expected some of {sorted(cls.keys())}")

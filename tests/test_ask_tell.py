@@ -30,6 +30,16 @@ CASES = [
 ]
 
 
+def drive(at, model, X, y, until):
+    """Ask/tell by hand until step `until`: visit every candidate in order, tell what it scored."""
+    while at.step_count < until:
+        results = []
+        for cand in at.ask():
+            with at.visit(cand):
+                results.append(zero_one_error(model, X, y))
+        at.tell(results)
+
+
 def run_mezo(kw, steps, trajectory=None):
     model, X, y = make_problem()
     compare = prefer_lower if kw.get("estimator") == "pairwise" else None
@@ -46,12 +56,7 @@ def test_ask_tell_by_hand_equals_mezo_step_bitwise(tmp_path, kw):
     model_b, X, y = make_problem()
     compare = prefer_lower if kw.get("estimator") == "pairwise" else None
     at = bz.AskTell(model_b, eps=0.05, seed=5, compare=compare, trajectory=tmp_path / "b.jsonl", **kw)
-    for _ in range(12):
-        results = []
-        for cand in at.ask():
-            with at.visit(cand):
-                results.append(zero_one_error(model_b, X, y))
-        at.tell(results)
+    drive(at, model_b, X, y, until=12)
     at.close()
     a, b = snapshot(model_a), snapshot(model_b)
     assert any(not torch.equal(a[k], make_problem()[0].state_dict()[k]) for k in a), "the run did not move"
@@ -84,22 +89,12 @@ def test_ask_tell_resumes_from_its_trajectory(tmp_path):
     model_a, _ = run_mezo({}, 10)
     model_b, X, y = make_problem()
     at = bz.AskTell(model_b, eps=0.05, seed=5, trajectory=log)
-    for _ in range(4):
-        results = []
-        for cand in at.ask():
-            with at.visit(cand):
-                results.append(zero_one_error(model_b, X, y))
-        at.tell(results)
+    drive(at, model_b, X, y, until=4)
     at.close()
     model_c, X, y = make_problem()
     at = bz.AskTell(model_c, eps=0.05, seed=5, trajectory=log, resume=True)
     assert at.step_count == 4
-    while at.step_count < 10:
-        results = []
-        for cand in at.ask():
-            with at.visit(cand):
-                results.append(zero_one_error(model_c, X, y))
-        at.tell(results)
+    drive(at, model_c, X, y, until=10)
     a, c = snapshot(model_a), snapshot(model_c)
     assert all(torch.equal(a[k], c[k]) for k in a)
 
@@ -128,3 +123,4 @@ def test_tell_checks_counts_and_conservative_is_refused():
         at.tell([1.0])
     with pytest.raises(ValueError, match="conservative"):
         bz.AskTell(torch.nn.Linear(3, 1), optimizer="conservative")
+
