@@ -92,31 +92,41 @@ def test_config_section_is_validated():
         load_config({**base, "distributed": {"worker": 2}})
 
 
+@pytest.mark.parametrize("optim", [{"estimator": "pairwise"}, {"optimizer": "conservative"}])
+def test_unsupported_settings_fail_before_ray_starts(tmp_path, optim):
+    with pytest.raises(ConfigError, match="distributed runs do not support .* run them in one process"):
+        DistributedMeZO(config(tmp_path, tmp_path / "out", 2, optim=optim))
+
+
 # --- real Ray workers -----------------------------------------------------------------------------
-# population members over workers: the fault tests below compare 2 and 3 workers with one process
-@pytest.mark.parametrize("optim, workers, split", [
-    ({"estimator": "spsa", "n": 3, "optimizer": "adam"}, 3, "points"),  # n-SPSA directions; dense state on workers
-    ({"estimator": "spsa"}, 2, "batch"),  # data-parallel SPSA: each worker scores half the batch at every point
-])
-def test_workers_equal_one_process_bitwise(cluster, tiny_llama_dir, tmp_path, optim, workers, split):
-    text, want, ref = one_process(tiny_llama_dir, tmp_path / "one", optim=optim)
+# n-SPSA over 3 workers and population over 2 are compared with one process in the fault tests below
+def test_data_parallel_spsa_equals_one_process_bitwise(cluster, tiny_llama_dir, tmp_path):
+    """Each of 2 workers scores half the batch at every point; per-example values are summed with fsum."""
+    text, want, ref = one_process(tiny_llama_dir, tmp_path / "one")
     out = tmp_path / "ray"
-    summary = run(config(tiny_llama_dir, out, workers, optim=optim, distributed={"split": split}), progress=False)
+    summary = run(config(tiny_llama_dir, out, 2, distributed={"split": "batch"}), progress=False)
     assert (out / "trajectory.jsonl").read_text() == text  # header, seeds, values, gradients: every byte
-    assert summary["final_fingerprint"] == ref["final_fingerprint"] and summary["workers"] == workers
+    assert summary["final_fingerprint"] == ref["final_fingerprint"] and summary["workers"] == 2
     assert summary["val_final"] == ref["val_final"] and summary["worker_rebuilds"] == []
     _, loaded, _ = rebuild(out, step="last")
     assert digest(loaded.space) == want
 
 
 FAULT_STEPS = 5
+POPULATION = {"estimator": "population", "n": 2}  # 4 points: 2 per worker on 2 workers
+NSPSA_ADAM = {"estimator": "spsa", "n": 3, "optimizer": "adam"}  # 6 points: 2 per worker on 3; Adam state on each
 
 
 @pytest.fixture(scope="module")
 def population_reference(tiny_llama_dir, tmp_path_factory):
     """The one-process run the fault scenarios must reproduce: ES population of 2 pairs, 5 steps."""
-    return one_process(tiny_llama_dir, tmp_path_factory.mktemp("ref") / "run", steps=FAULT_STEPS,
-                       optim={"estimator": "population", "n": 2})
+    return one_process(tiny_llama_dir, tmp_path_factory.mktemp("ref") / "run", steps=FAULT_STEPS, optim=POPULATION)
+
+
+@pytest.fixture(scope="module")
+def nspsa_reference(tiny_llama_dir, tmp_path_factory):
+    """One process, n-SPSA with 3 directions and Adam, 5 steps."""
+    return one_process(tiny_llama_dir, tmp_path_factory.mktemp("ref") / "run", steps=FAULT_STEPS, optim=NSPSA_ADAM)
 
 
 def kill_soon(opt: DistributedMeZO, wid: int, after_s: float) -> threading.Timer:
@@ -129,7 +139,7 @@ def kill_soon(opt: DistributedMeZO, wid: int, after_s: float) -> threading.Timer
 def test_killed_and_hung_workers_are_rerun_and_rebuilt_bitwise(cluster, tiny_llama_dir, tmp_path, population_reference):
     text, want, _ = population_reference
     hang = tmp_path / "hang.marker"
-    cfg = config(tiny_llama_dir, tmp_path / "out", 2, steps=FAULT_STEPS, optim={"estimator": "population", "n": 2},
+    cfg = config(tiny_llama_dir, tmp_path / "out", 2, steps=FAULT_STEPS, optim=POPULATION,
                  task={"delay": 0.3, "hang_marker": str(hang)}, distributed={"point_timeout_s": 4.0})
     with DistributedMeZO(cfg, trajectory=tmp_path / "trajectory.jsonl") as opt:
         opt.step()
@@ -152,10 +162,10 @@ def test_killed_and_hung_workers_are_rerun_and_rebuilt_bitwise(cluster, tiny_lla
 
 
 def test_drift_is_repaired_and_a_raising_objective_restores_every_worker(cluster, tiny_llama_dir, tmp_path,
-                                                                          population_reference):
-    text, want, _ = population_reference
+                                                                          nspsa_reference):
+    text, want, _ = nspsa_reference
     fail = tmp_path / "fail.marker"
-    cfg = config(tiny_llama_dir, tmp_path / "out", 3, steps=FAULT_STEPS, optim={"estimator": "population", "n": 2},
+    cfg = config(tiny_llama_dir, tmp_path / "out", 3, steps=FAULT_STEPS, optim=NSPSA_ADAM,
                  task={"fail_marker": str(fail)}, distributed={"check_every": 1})
     with DistributedMeZO(cfg, trajectory=tmp_path / "trajectory.jsonl") as opt:
         opt.step()
@@ -167,7 +177,7 @@ def test_drift_is_repaired_and_a_raising_objective_restores_every_worker(cluster
         opt.step()  # the check before step 2 finds the odd one out and rebuilds it from base + trajectory
         assert [(r["worker"], r["why"]) for r in opt.pool.rebuilds] == [(odd, "weights differed at step 2")]
         fail.write_text("")
-        with pytest.raises(ObjectiveError, match=r"scorer crashed .* on worker \d+ \(pid \d+\), step 3, point [0-3] "
+        with pytest.raises(ObjectiveError, match=r"scorer crashed .* on worker \d+ \(pid \d+\), step 3, point [0-5] "
                                                  r".*every worker was rebuilt to the weights before step 3"):
             opt.step()
         assert sorted(r["worker"] for r in opt.pool.rebuilds[1:]) == opt.pool.live()  # all three, in place
@@ -181,7 +191,7 @@ def test_drift_is_repaired_and_a_raising_objective_restores_every_worker(cluster
 def test_killed_driver_resumes_from_its_trajectory(cluster, tiny_llama_dir, tmp_path, population_reference):
     text, want, _ = population_reference
     out = tmp_path / "out"
-    cfg = config(tiny_llama_dir, out, None, steps=FAULT_STEPS, optim={"estimator": "population", "n": 2},
+    cfg = config(tiny_llama_dir, out, None, steps=FAULT_STEPS, optim=POPULATION,
                  task={"delay": 0.2}, distributed={"address": ray.get_runtime_context().gcs_address})
     path = tmp_path / "run.json"
     path.write_text(json.dumps(cfg))

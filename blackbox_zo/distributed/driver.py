@@ -47,6 +47,10 @@ class DistributedMeZO:
     def __init__(self, config: RunConfig | dict | str | Path, workers: int | None = None, address: str | None = None,
                  trajectory: str | os.PathLike | None = None, resume: bool = False):
         cfg = config if isinstance(config, RunConfig) else load_config(config)
+        if cfg.optim.estimator == "pairwise" or cfg.optim.optimizer == "conservative":
+            raise ConfigError(f"distributed runs do not support {cfg.optim.estimator!r} estimator with "
+                              f"{cfg.optim.optimizer!r} optimizer: pairwise compares outputs and conservative "
+                              "re-evaluates after the update; run them in one process (distributed.workers: null)")
         d = cfg.distributed
         size = workers or d.workers or 1
         self.cfg, self.split, self.timeout_s, self.check_every = cfg, d.split, d.point_timeout_s, d.check_every

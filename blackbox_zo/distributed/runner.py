@@ -72,6 +72,7 @@ def run_distributed(cfg: RunConfig, resume: bool = False, progress: bool = True)
         summary["final_fingerprint"] = opt.fingerprint()
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if cfg.export:  # base + trajectory replayed in this process to the best step
-        summary["exported"] = str(export(out, out / "model", step="best"))
+        exported, _ = export(out, out / "model", step="best", force=True)
+        summary["exported"] = str(exported)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -65,8 +65,6 @@ class Worker:
         self.train, self.objective = list(task["train"]), task["objective"]
         self.val, self.val_objective = task.get("val"), task.get("val_objective") or task["objective"]
         self.loaded = load_tuned(self.cfg)
-        if self.cfg.optim.estimator == "pairwise":
-            raise ValueError("distributed runs do not support estimator 'pairwise' yet: run it in one process")
         # every worker holds its own replica of the optimizer over its own weights (dense state included)
         self.at = AskTell(self.loaded.space, spec=worker_spec(self.cfg, self.objective))
         self.log = self.at.engine.trajectory = StepRecords()  # the driver writes the records to the file
@@ -151,3 +149,4 @@ def actor_class(cpus: float, gpus: float):
     import ray
 
     return ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)(Worker)
+
