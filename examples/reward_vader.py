@@ -42,8 +42,9 @@ def tune(lm, args) -> dict:
     reward = vader_reward(generation=generation)  # prompts come from each example's "prompt" column
     train = [{"prompt": p} for p in TRAIN_PROMPTS]
     held = [{"prompt": p} for p in HELD_OUT_PROMPTS for _ in range(args.samples)]
+    # the recipe examples/README.md measured: MeZO's raw rule at a fixed radius on the final norm
     opt = MeZO(ParamSpace(lm.model, include=args.include or None), lr=args.lr, eps=args.eps,
-               seed=args.seed, maximize=True)
+               seed=args.seed, maximize=True, rule="raw", radius_grow=1.0)
     trainer = Trainer(lm, opt, reward, train, config=TrainConfig(
         steps=args.steps, batch_size=len(train), eval_every=args.steps, seed=args.seed, plot=False))
     before = trainer.evaluate(held)
