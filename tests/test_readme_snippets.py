@@ -28,6 +28,7 @@ def shortened(code: str, model_dir: Path) -> str:
     """The snippet on the tiny model, with loops and step counts cut to 2."""
     code = re.sub(r"load_model\((\"[^\"]*\")?\)", f"load_model({str(model_dir)!r})", code)
     code = re.sub(r"range\(\d+\)", "range(2)", code)
+    code = code.replace('"name": "embedded"', f'"name": {str(model_dir)!r}')  # run configs given as data
     return re.sub(r"\bsteps=\d+", "steps=2", code)
 
 

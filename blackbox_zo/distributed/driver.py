@@ -33,8 +33,8 @@ def connect(address: str | None, workers: int, cpus_per_worker: float) -> None:
         return
     # Ray runs workers at nice 15; here they are the job, not background work: on a busy machine nice 15 starves them
     os.environ.setdefault("RAY_worker_niceness", "0")
-    # logical CPUs: 2 workers fit a 2-core machine, they just share it
-    ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(workers * cpus_per_worker)), include_dashboard=False)
+    # a new local instance ("local": never another run's cluster); logical CPUs: 2 workers share a 2-core machine
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(workers * cpus_per_worker)), include_dashboard=False)
 
 
 class DistributedMeZO:
