@@ -51,14 +51,13 @@ class TrainResult:
 
 
 def value_of(score: Any) -> float:
+    """The number an objective's result stands for: `Score.value`, or the result itself."""
     return float(getattr(score, "value", score))
 
 
 def compares_outputs(objective: Any) -> bool:
     """A pairwise objective: it generates outputs (`generate`) for the optimizer's compare instead of scoring."""
     return hasattr(objective, "generate") and not hasattr(objective, "evaluate")
-
-
 
 
 def batch_for_step(data: Sequence[dict], size: int, seed: int, step: int) -> list[dict]:
@@ -111,6 +110,7 @@ class Trainer:
         return lambda: value_of(self.objective.evaluate(self.lm, batch, seed=seed))
 
     def fit(self) -> TrainResult:
+        """Step until train.steps (or patience runs out); validation at the start, every eval_every steps, and last."""
         cfg = self.config
         metrics = self._open_metrics()
         writer = self._tensorboard()
