@@ -58,7 +58,9 @@ def cmd_demo(args) -> int:
         data["model"]["name"] = args.model
     cfg = load_config(data)
     print("blackbox-zo demo: tune the embedded SmolLM2-135M-Instruct for label-word accuracy on a built-in")
-    print("sentiment task with zeroth-order steps (forward passes only). Settings:", json.dumps(data["optim"]))
+    o = cfg.optim
+    print("sentiment task with zeroth-order steps (forward passes only). Settings:",
+          f"estimator={o.estimator} rule={o.rule} optimizer={o.optimizer} lr={o.lr:g} eps={o.eps:g} seed={o.seed}")
     t0 = time.time()
     s = run(cfg, resume=args.resume, progress=not args.quiet)
     print(f"\nvalidation accuracy (held-back phrases): before {s['val_start']:.3f} -> after {s['val_final']:.3f} "
