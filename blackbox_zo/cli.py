@@ -75,13 +75,18 @@ def cmd_demo(args) -> int:
 
 def cmd_eval(args) -> int:
     from .noise import derive_seed
-    from .run import build_task, rebuild
+    from .run import build_task, read_run, rebuild, resolve_step
     from .trainer import value_of
 
-    cfg, loaded, steps = rebuild(args.run, args.step)
+    cfg, summary = read_run(args.run)
+    resolve_step(args.run, args.step, summary)  # a bad --step fails before the task and the model are built
     task = build_task(cfg)
     objective = task.get("val_objective") or task["objective"]
+    if not hasattr(objective, "evaluate"):
+        raise ConfigError(f"eval needs an objective that scores: {cfg.objective.factory} returns "
+                          f"{getattr(objective, 'name', type(objective).__name__)} (pairwise) and no val_objective")
     data = task.get("val") or task["train"]
+    cfg, loaded, steps = rebuild(args.run, args.step)
     seed = derive_seed(cfg.train.seed, "eval")  # the seed the trainer validated with: same value as the run's log
     value = value_of(objective.evaluate(loaded.lm, data, seed=seed))
     print(json.dumps({"run": str(args.run), "step": steps, "step_requested": str(args.step),

@@ -152,7 +152,7 @@ def test_factory_module_in_the_working_folder_runs_from_the_console_script(model
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["steps"] == 1
 
 
-def test_a_config_runs_the_pairwise_estimator_with_a_judge(model_dir, tmp_path, monkeypatch):
+def test_a_config_runs_the_pairwise_estimator_with_a_judge(model_dir, tmp_path, monkeypatch, capsys):
     """A factory may return a PairwiseObjective: run() passes it as compare and the Trainer steps on preferences."""
     (tmp_path / "judge_task_factory.py").write_text(
         "from objectives import CallableJudge, Generation, PairwiseObjective\n"
@@ -169,6 +169,8 @@ def test_a_config_runs_the_pairwise_estimator_with_a_judge(model_dir, tmp_path, 
     prefs = [v for r in log[1:] for v in r["values"]]
     assert s["steps"] == 3 and len(prefs) == 3 and all(-1 <= p <= 1 for p in prefs) and any(p != 0 for p in prefs)
     assert s["final_fingerprint"] != log[0]["base_fingerprint"]  # the preferences moved the weights
+    assert main(["eval", str(tmp_path / "pref")]) == 2  # nothing that scores: one line, not an AttributeError
+    assert "eval needs an objective that scores" in capsys.readouterr().err
 
 
 def test_yaml_scientific_notation_is_a_number(tmp_path):
