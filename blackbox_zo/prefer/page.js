@@ -68,6 +68,9 @@ function drawTrend(p) {
     const c = document.createElementNS(SVG, "circle");
     c.setAttribute("cx", x(q[0]).toFixed(1)); c.setAttribute("cy", y(q[1]).toFixed(1)); c.setAttribute("r", 3);
     svg.appendChild(c);
+    const t = document.createElementNS(SVG, "text");  // the step number under each point
+    t.setAttribute("x", x(q[0]) - 3); t.setAttribute("y", H - 6); t.textContent = String(q[0]);
+    svg.appendChild(t);
   }
 }
 
