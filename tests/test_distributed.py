@@ -28,6 +28,8 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def cluster():
     """One local Ray for the module, started as a run starts it: 4 logical CPUs (workers share the 2 cores)."""
+    if ray.is_initialized():
+        ray.shutdown()  # another module's Ray may be smaller than the 3 workers here need
     connect(None, workers=4, cpus_per_worker=1.0)
     yield
     ray.shutdown()
@@ -99,6 +101,15 @@ def test_unsupported_settings_fail_before_ray_starts(tmp_path, optim):
 
 
 # --- real Ray workers -----------------------------------------------------------------------------
+@pytest.mark.parametrize("workers, section, message", [
+    (5, {}, r"5 workers x 1 CPU need 5 CPUs, the Ray cluster has 4"),
+    (2, {"gpus_per_worker": 1.0}, r"2 workers x 1 GPU need 2 GPUs, the Ray cluster has 0"),
+])
+def test_more_than_the_cluster_holds_fails_at_once(cluster, tmp_path, workers, section, message):
+    with pytest.raises(ConfigError, match=message):
+        DistributedMeZO(config(tmp_path, tmp_path / "out", workers, distributed=section))
+
+
 # n-SPSA over 3 workers and population over 2 are compared with one process in the fault tests below
 def test_data_parallel_spsa_equals_one_process_bitwise(cluster, tiny_llama_dir, tmp_path):
     """Each of 2 workers scores half the batch at every point; per-example values are summed with fsum."""

@@ -37,6 +37,18 @@ def connect(address: str | None, workers: int, cpus_per_worker: float) -> None:
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(workers * cpus_per_worker)), include_dashboard=False)
 
 
+def check_resources(workers: int, cpus: float, gpus: float) -> None:
+    """Fail now, naming the shortfall, rather than wait forever for workers the cluster cannot place."""
+    import ray
+
+    have = ray.cluster_resources()
+    for name, per in (("CPU", cpus), ("GPU", gpus)):
+        if per and have.get(name, 0.0) < workers * per:
+            raise ConfigError(f"distributed: {workers} workers x {per:g} {name} need {workers * per:g} {name}s, "
+                              f"the Ray cluster has {have.get(name, 0.0):g} (lower distributed.workers or "
+                              f"distributed.{name.lower()}s_per_worker, or add nodes)")
+
+
 class DistributedMeZO:
     """A MeZO over N Ray workers built from a run config (plain data); `step()` runs one zeroth-order step.
 
@@ -55,6 +67,7 @@ class DistributedMeZO:
         size = workers or d.workers or 1
         self.cfg, self.split, self.timeout_s, self.check_every = cfg, d.split, d.point_timeout_s, d.check_every
         connect(address or d.address, size, d.cpus_per_worker)
+        check_resources(size, d.cpus_per_worker, d.gpus_per_worker)
         self.pool = Pool(cfg.to_dict(), size, d.cpus_per_worker, d.gpus_per_worker, STARTUP_TIMEOUT_S)
         self.pool.start()
         import ray
