@@ -24,9 +24,10 @@ def check_verdict(name: str, verdict: Any, index: int) -> int:
 
 @runtime_checkable
 class Judge(Protocol):
+    """What PairwiseObjective needs; judges built on BaseJudge are also callable as the engine's compare."""
+
     def compare(self, prompt: str, output_a: str, output_b: str) -> int: ...
     def compare_batch(self, prompts: Sequence[str], outs_a: Sequence[str], outs_b: Sequence[str]) -> list[int]: ...
-    def __call__(self, outs_plus: Sequence[str], outs_minus: Sequence[str]) -> float: ...
 
 
 class Generations(list):
