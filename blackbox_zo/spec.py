@@ -71,7 +71,7 @@ class Spec:
     # radius control: eps_t grows after a step where every direction tied (a plateau), shrinks otherwise
     radius_grow: float = 2.0
     radius_shrink: float = 0.9
-    radius_max: float = 64.0  # eps_t stays within [eps, radius_max * eps]
+    radius_max: float = 16.0  # eps_t stays within [eps, radius_max * eps]; 64 x 1e-3 turns a 135M LM to gibberish
     # the update
     rule: str = "normalized"  # normalized: coefficients / their RMS (scale-free); raw: MeZO's projected gradient
     optimizer: str = "sgd"

@@ -20,7 +20,7 @@ def test_a_plateau_objective_moves_with_the_adaptive_radius_and_not_without():
     results = {}
     for grow in (1.0, 2.0):
         model, X, y = make_problem()
-        opt = bz.MeZO(model, eps=1e-3, lr=1e-3, seed=0, radius_grow=grow)
+        opt = bz.MeZO(model, eps=1e-3, lr=1e-3, seed=0, radius_grow=grow, radius_max=64.0)
         moves = 0
         for _ in range(60):
             opt.step(lambda: staircase(model, X, y))
@@ -35,7 +35,7 @@ def test_adapted_radii_are_logged_and_replay_bitwise(tmp_path):
     log = tmp_path / "run.jsonl"
     model, X, y = make_problem()
     base = snapshot(model)
-    opt = bz.MeZO(model, eps=1e-3, lr=1e-3, seed=3, trajectory=log)
+    opt = bz.MeZO(model, eps=1e-3, lr=1e-3, seed=3, radius_max=64.0, trajectory=log)
     for _ in range(30):
         opt.step(lambda: staircase(model, X, y))
     opt.close()
@@ -49,7 +49,7 @@ def test_adapted_radii_are_logged_and_replay_bitwise(tmp_path):
     assert all(torch.equal(v, snapshot(model)[k]) for k, v in snapshot(fresh).items())
     records[-1]["eps"] *= 2  # a log whose radii disagree with its values is refused
     fresh.load_state_dict(base)
-    engine = bz.MeZO(fresh, eps=1e-3, lr=1e-3, seed=3).engine
+    engine = bz.MeZO(fresh, eps=1e-3, lr=1e-3, seed=3, radius_max=64.0).engine
     with pytest.raises(bz.TrajectoryError, match="radius"):
         engine.replay(records)
 
