@@ -56,3 +56,18 @@ def sentiment_nll(n_train: int = 24, n_val: int = 8, delay: float = 0.0, fail_ma
     faulty = delay or fail_marker or hang_marker
     objective = Faulty(delay, fail_marker, hang_marker) if faulty else label_nll()
     return {"train": train, "val": val, "objective": objective, "val_objective": label_nll()}
+
+
+def later_in_alphabet(prompt: str, a: str, b: str) -> int:
+    """A rule judge that rarely ties: +1 if answer a sorts after answer b."""
+    return (a > b) - (a < b)
+
+
+def sentiment_pairwise(n_train: int = 24, n_val: int = 8) -> dict:
+    """Pairwise preference on generated continuations; validation by the label NLL (a number)."""
+    from objectives import CallableJudge, Generation, PairwiseObjective
+
+    pref = PairwiseObjective(CallableJudge(later_in_alphabet), template="{sentence}",
+                             generation=Generation(max_new_tokens=6, temperature=0.7))
+    train, val = sentiment_examples("train", 0)[:n_train], sentiment_examples("validation", 0)[:n_val]
+    return {"train": train, "val": val, "objective": pref, "val_objective": label_nll()}

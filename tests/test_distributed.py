@@ -66,6 +66,8 @@ def test_plan_spreads_contiguous_blocks_and_batch_shards():
                                                  9: [Task(4, 0, 1), Task(5, 0, 1)]}
     assert plan_step(2, [0, 1, 2], "points") == {0: [Task(0, 0, 1)], 1: [Task(1, 0, 1)]}  # a worker may idle
     assert plan_step(2, [0, 1], "batch") == {0: [Task(0, 0, 2), Task(1, 0, 2)], 1: [Task(0, 1, 2), Task(1, 1, 2)]}
+    pairs = plan_step(6, [0, 1], "points", pairs=True)  # pairwise: a worker holds both sides of a direction
+    assert [[t.point for t in pairs[w]] for w in (0, 1)] == [[0, 1, 2, 3], [4, 5]]
     assert [shard_of(list(range(7)), Task(0, s, 3)) for s in range(3)] == [[0, 1], [2, 3], [4, 5, 6]]
     with pytest.raises(ValueError, match="distributed.split"):
         plan_step(2, [0], "rows")
@@ -94,10 +96,13 @@ def test_config_section_is_validated():
         load_config({**base, "distributed": {"worker": 2}})
 
 
-@pytest.mark.parametrize("optim", [{"estimator": "pairwise"}, {"optimizer": "conservative"}])
-def test_unsupported_settings_fail_before_ray_starts(tmp_path, optim):
-    with pytest.raises(ConfigError, match="distributed runs do not support .* run them in one process"):
-        DistributedMeZO(config(tmp_path, tmp_path / "out", 2, optim=optim))
+@pytest.mark.parametrize("optim, split, message", [
+    ({"optimizer": "conservative"}, "points", "do not support optimizer 'conservative'"),
+    ({"estimator": "pairwise"}, "batch", "split 'batch' does not apply to estimator 'pairwise'"),
+])
+def test_unsupported_settings_fail_before_ray_starts(tmp_path, optim, split, message):
+    with pytest.raises(ConfigError, match=message):
+        DistributedMeZO(config(tmp_path, tmp_path / "out", 2, optim=optim, distributed={"split": split}))
 
 
 # --- real Ray workers -----------------------------------------------------------------------------
@@ -121,6 +126,16 @@ def test_data_parallel_spsa_equals_one_process_bitwise(cluster, tiny_llama_dir, 
     assert summary["val_final"] == ref["val_final"] and summary["worker_rebuilds"] == []
     _, loaded, _ = rebuild(out, step="last")
     assert digest(loaded.space) == want
+
+
+def test_pairwise_on_workers_equals_one_process_bitwise(cluster, tiny_llama_dir, tmp_path):
+    """Each worker generates both sides of its directions and judges them: a preference travels, not text."""
+    optim, task = {"estimator": "pairwise", "n": 2, "eps": 0.05}, "tests.distributed_task:sentiment_pairwise"
+    text, want, ref = one_process(tiny_llama_dir, tmp_path / "one", optim=optim, objective={"factory": task})
+    assert any(v != 0.0 for line in text.splitlines()[1:] for v in json.loads(line)["values"])  # not all ties
+    out = tmp_path / "ray"
+    summary = run(config(tiny_llama_dir, out, 2, optim=optim, objective={"factory": task}), progress=False)
+    assert (out / "trajectory.jsonl").read_text() == text and summary["final_fingerprint"] == ref["final_fingerprint"]
 
 
 FAULT_STEPS = 5

@@ -59,11 +59,14 @@ class DistributedMeZO:
     def __init__(self, config: RunConfig | dict | str | Path, workers: int | None = None, address: str | None = None,
                  trajectory: str | os.PathLike | None = None, resume: bool = False):
         cfg = config if isinstance(config, RunConfig) else load_config(config)
-        if cfg.optim.estimator == "pairwise" or cfg.optim.optimizer == "conservative":
-            raise ConfigError(f"distributed runs do not support {cfg.optim.estimator!r} estimator with "
-                              f"{cfg.optim.optimizer!r} optimizer: pairwise compares outputs and conservative "
-                              "re-evaluates after the update; run them in one process (distributed.workers: null)")
         d = cfg.distributed
+        self.pairwise = cfg.optim.estimator == "pairwise"
+        if cfg.optim.optimizer == "conservative":
+            raise ConfigError("distributed runs do not support optimizer 'conservative' (it evaluates again after "
+                              "the update): run it in one process (distributed.workers: null)")
+        if self.pairwise and d.split == "batch":
+            raise ConfigError("distributed.split 'batch' does not apply to estimator 'pairwise' (a preference is "
+                              "judged over the whole batch): use split 'points'")
         size = workers or d.workers or 1
         self.cfg, self.split, self.timeout_s, self.check_every = cfg, d.split, d.point_timeout_s, d.check_every
         connect(address or d.address, size, d.cpus_per_worker)
@@ -107,6 +110,8 @@ class DistributedMeZO:
             self.check()  # before the step's values are measured, so a drifted copy never scores a point
         scored = self._evaluate(t)
         values = combine(self.n_points, scored)
+        if self.pairwise:
+            values = values[0::2]  # one preference per direction, judged on the worker that holds the pair
         calls = {w: (self.pool.call(w, "tell", t, values), self.timeout_s) for w in self.pool.live()}
         told, dead = self.pool.gather(calls)
         if not told:
@@ -125,7 +130,7 @@ class DistributedMeZO:
 
     def _evaluate(self, t: int) -> dict[Task, dict]:
         """Scores of every task of step t; tasks of a worker that dies or hangs are re-run on another one."""
-        plan = plan_step(self.n_points, self.pool.live(), self.split)
+        plan = plan_step(self.n_points, self.pool.live(), self.split, pairs=self.pairwise)
         reach = {w: -1 for w in self.pool.live()}  # the furthest point each worker will have visited
         for w, tasks in plan.items():
             reach[w] = max(task.point for task in tasks)

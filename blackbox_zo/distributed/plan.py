@@ -20,9 +20,10 @@ class Task(NamedTuple):
 SPLITS = ("points", "batch")
 
 
-def plan_step(n_points: int, workers: Sequence[int], split: str) -> dict[int, list[Task]]:
+def plan_step(n_points: int, workers: Sequence[int], split: str, pairs: bool = False) -> dict[int, list[Task]]:
     """Tasks per worker id. Points go out in contiguous blocks, so a worker that finishes its block early
-    is still before every later block and can take over a dead worker's later points (see faults.py)."""
+    is still before every later block and can take over a dead worker's later points (see driver.py).
+    With `pairs` (the pairwise estimator) blocks hold whole (theta + eps z, theta - eps z) pairs."""
     if split not in SPLITS:
         raise ValueError(f"distributed.split must be one of {SPLITS}, got {split!r}")
     if not workers:
@@ -30,7 +31,8 @@ def plan_step(n_points: int, workers: Sequence[int], split: str) -> dict[int, li
     if split == "batch":
         k = len(workers)
         return {w: [Task(p, s, k) for p in range(n_points)] for s, w in enumerate(workers)}
-    per = math.ceil(n_points / len(workers))
+    unit = 2 if pairs else 1
+    per = unit * math.ceil(n_points / unit / len(workers))
     plan = {w: [Task(p, 0, 1) for p in range(i * per, min(n_points, (i + 1) * per))] for i, w in enumerate(workers)}
     return {w: tasks for w, tasks in plan.items() if tasks}
 

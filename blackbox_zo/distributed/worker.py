@@ -17,7 +17,7 @@ from ..ask_tell import AskTell
 from ..config import load_config
 from ..noise import derive_seed
 from ..run import build_task, load_tuned
-from ..trainer import batch_for_step, value_of
+from ..trainer import batch_for_step, compares_outputs, value_of
 from .plan import Task, shard_of
 
 
@@ -66,7 +66,9 @@ class Worker:
         self.val, self.val_objective = task.get("val"), task.get("val_objective") or task["objective"]
         self.loaded = load_tuned(self.cfg)
         # every worker holds its own replica of the optimizer over its own weights (dense state included)
-        self.at = AskTell(self.loaded.space, spec=worker_spec(self.cfg, self.objective))
+        self.pairwise = compares_outputs(self.objective)  # it generates outputs; it is its own compare
+        self.at = AskTell(self.loaded.space, spec=worker_spec(self.cfg, self.objective),
+                          compare=self.objective if self.pairwise else None)
         self.log = self.at.engine.trajectory = StepRecords()  # the driver writes the records to the file
 
     # --- identity and state ---------------------------------------------------------------------
@@ -107,23 +109,39 @@ class Worker:
         tasks = sorted(Task(*t) for t in tasks)
         batch = batch_for_step(self.train, self.cfg.train.batch_size, self.cfg.train.seed, step)
         sample_seed = derive_seed(self.cfg.train.seed, "sample", step)  # both sides of a pair sample alike
-        out = []
+        out, outputs = [], {}
         for point in sorted({t.point for t in tasks}):
             with self.at.visit(cands[point]):
                 for task in (t for t in tasks if t.point == point):
-                    out.append(self._score(task, shard_of(batch, task), sample_seed, step))
-        return out
+                    if self.pairwise:
+                        outputs[point] = self._call(self.objective.generate, task, shard_of(batch, task), sample_seed, step)
+                    else:
+                        out.append(self._score(task, shard_of(batch, task), sample_seed, step))
+        return out + self._prefer(outputs, step) if self.pairwise else out
+
+    def _prefer(self, outputs: dict[int, object], step: int) -> list[dict]:
+        """Pairwise: the worker judges its own pairs, so a preference (a number) travels, not the outputs."""
+        one_pair = dataclasses.replace(self.at.engine.estimator, n=1)  # same compare, checks and messages
+        rows = []
+        for plus in sorted(p for p in outputs if p % 2 == 0):
+            pref = one_pair.reduce([outputs[plus], outputs[plus + 1]], step=step)[0]
+            rows += [{"task": (p, 0, 1), "value": pref, "n": 0, "per_example": None} for p in (plus, plus + 1)]
+        return rows
 
     def _check_step(self, step: int) -> None:
         if self.at.step_count != step:
             raise RuntimeError(f"worker {self.wid} is at step {self.at.step_count}, asked about step {step}")
 
-    def _score(self, task: Task, shard: list, sample_seed: int, step: int) -> dict:
+    def _call(self, fn, task: Task, shard: list, sample_seed: int, step: int):
+        """The objective's evaluate or generate at the current point; an error names worker, step and point."""
         try:
-            score = self.objective.evaluate(self.loaded.lm, shard, seed=sample_seed)
+            return fn(self.loaded.lm, shard, seed=sample_seed)
         except Exception as e:
             raise WorkerError(f"objective raised {type(e).__name__}: {e} on worker {self.wid} (pid {os.getpid()}), "
                               f"step {step}, point {task.point} (shard {task.shard} of {task.shards})") from e
+
+    def _score(self, task: Task, shard: list, sample_seed: int, step: int) -> dict:
+        score = self._call(self.objective.evaluate, task, shard, sample_seed, step)
         per = getattr(score, "per_example", None)
         return {"task": tuple(task), "value": value_of(score), "n": len(shard),
                 "per_example": [None if v is None else float(v) for v in per] if per is not None else None}
