@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -21,6 +22,9 @@ from .spec import Spec
 from .trajectory import Trajectory, TrajectoryError
 
 __all__ = ["Engine", "NonFiniteObjective", "ObjectiveError", "StepResult", "Walker", "walk"]
+
+
+RECENT = 10  # steps whose median value tells a plateau from a ceiling
 
 
 class NonFiniteObjective(ObjectiveError):
@@ -116,6 +120,7 @@ class Engine:
         self.state = self.transform.init()
         self.keep_best = conservative_wrapper(spec)  # None, or keep_best for the conservative optimizer
         self.radius = 1.0  # eps_t / eps: grows on plateaus, shrinks back when the sides differ
+        self.recent: deque[float] = deque(maxlen=RECENT)  # mean values of the last steps, for the ceiling test
         self.step_count = 0
         self.nonfinite_steps = 0
         self._nonfinite_run = 0
@@ -207,10 +212,24 @@ class Engine:
         return result
 
     def _adapt_radius(self, values: Sequence[float]) -> None:
-        """eps_{t+1} = eps_t * grow if at least half the directions tied, else eps_t * shrink; within [1, max] * eps."""
+        """eps_{t+1} = eps_t * grow after a tie on a plateau, eps_t * shrink after a step whose sides differed.
+
+        A step ties when at least half its directions scored alike. A tie better than the median of the last
+        RECENT steps is a ceiling (e.g. every example of the batch right), not a plateau to escape: the radius
+        then stays, because probing wider there only finds worse points and the steps follow the radius.
+        """
         s = self.spec
-        factor = s.radius_grow if self.estimator.tied(values) >= 0.5 else s.radius_shrink
+        level = sum(values) / len(values)
+        recent = sorted(self.recent)
+        median = recent[len(recent) // 2] if recent else level
+        ascend = s.maximize or getattr(self.estimator, "ascends", False)
+        at_ceiling = level > median if ascend else level < median
+        if self.estimator.tied(values) < 0.5:
+            factor = s.radius_shrink
+        else:
+            factor = 1.0 if at_ceiling else s.radius_grow
         self.radius = min(s.radius_max, max(1.0, self.radius * factor))
+        self.recent.append(level)
 
     def _skip(self, t, step_seed, values, restore, lr, eps) -> StepResult:
         if self.backend is not None:

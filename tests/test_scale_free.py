@@ -98,3 +98,19 @@ def test_default_rule_improves_a_non_differentiable_objective_and_pairwise_ascen
     for _ in range(150):
         opt.step(lambda: zero_one_error(model, X, y))
     assert zero_one_error(model, X, y) < 0.3
+
+
+def test_a_tie_above_the_recent_median_is_a_ceiling_and_keeps_the_radius():
+    at = bz.AskTell(None, eps=1e-3, maximize=True)  # log-only: values are told, nothing is evaluated
+    for _ in range(5):
+        at.tell_values([0.6, 0.4])  # the sides differ: the radius would shrink, but stays at its floor
+    assert at.engine.eps == 1e-3
+    at.tell_values([1.0, 1.0])  # every example right on both sides: a ceiling, not a plateau
+    assert at.engine.eps == 1e-3
+    at.tell_values([0.5, 0.5])  # a tie at the usual level: a plateau, so probe wider
+    assert at.engine.eps == 2e-3
+    lower = bz.AskTell(None, eps=1e-3, maximize=False)  # minimising: the ceiling is below the median
+    for _ in range(5):
+        lower.tell_values([0.6, 0.4])
+    lower.tell_values([0.0, 0.0])
+    assert lower.engine.eps == 1e-3
