@@ -137,7 +137,9 @@ def main() -> None:
     args = p.parse_args()
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    from blackbox_zo.distributed.driver import connect
+
+    connect(None, workers=max(args.workers), cpus_per_worker=1.0)  # as a run starts its local Ray
     tmp = Path(tempfile.mkdtemp(prefix="bz_dist_"))
     try:
         result = {"machine": common.machine_info(), "commit": common.git_commit(), "args": vars(args)}

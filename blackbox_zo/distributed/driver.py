@@ -72,17 +72,25 @@ class DistributedMeZO:
         connect(address or d.address, size, d.cpus_per_worker)
         check_resources(size, d.cpus_per_worker, d.gpus_per_worker)
         self.pool = Pool(cfg.to_dict(), size, d.cpus_per_worker, d.gpus_per_worker, STARTUP_TIMEOUT_S)
-        self.pool.start()
-        import ray
-
-        header, base, self.n_points = ray.get(self.pool.call(self.pool.live()[0], "header"))
-        self.log = Trajectory(trajectory) if trajectory is not None else None
+        self.log: Trajectory | None = None
         self.records: list[dict] = []
-        if self.log is not None:
-            self._attach(header, base, resume)
-        self.pool.replay(self.pool.live(), self.records)
         self.last: dict | None = None
         self.reruns: list[dict] = []  # tasks of lost workers and where they ran again
+        try:
+            self._start(trajectory, resume)
+        except BaseException:
+            self.close()  # no orphaned workers when the start fails (bad trajectory, failing factory, ...)
+            raise
+
+    def _start(self, trajectory, resume: bool) -> None:
+        import ray
+
+        self.pool.start()
+        header, base, self.n_points = ray.get(self.pool.call(self.pool.live()[0], "header"))
+        if trajectory is not None:
+            self.log = Trajectory(trajectory)
+            self._attach(header, base, resume)
+        self.pool.replay(self.pool.live(), self.records)
 
     def _attach(self, header: dict, base: str, resume: bool) -> None:
         log = self.log
@@ -113,7 +121,11 @@ class DistributedMeZO:
         if self.pairwise:
             values = values[0::2]  # one preference per direction, judged on the worker that holds the pair
         calls = {w: (self.pool.call(w, "tell", t, values), self.timeout_s) for w in self.pool.live()}
-        told, dead = self.pool.gather(calls)
+        try:
+            told, dead = self.pool.gather(calls)
+        except Exception as e:  # e.g. NonFiniteObjective after too many NaN steps: same state everywhere, then raise
+            self.pool.reset(self.pool.live(), self.records, why=f"update of step {t} failed")
+            raise (getattr(e, "cause", None) or e) from None
         if not told:
             raise RuntimeError(f"every worker died while applying step {t}")
         record = told[min(told)]
@@ -212,7 +224,7 @@ class DistributedMeZO:
             self.log.close()
         self.pool.close()
 
-    def __enter__(self) -> "DistributedMeZO":
+    def __enter__(self) -> DistributedMeZO:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -63,7 +63,8 @@ def run_distributed(cfg: RunConfig, resume: bool = False, progress: bool = True)
             "objective": start_score["name"] if start_score else "objective", "maximize": maximize,
             "val_start": start, "val_final": final_score["value"] if final_score else None, "val_best": best_value,
             "best_step": best_step, "steps": opt.step_count, "seconds": round(time.time() - t0, 1),
-            "nonfinite_steps": sum(1 for r in opt.records if r["skipped"]), "tuned_elements": opt.states()[opt.pool.live()[0]]["numel"],
+            "nonfinite_steps": sum(1 for r in opt.records if r["skipped"]),
+            "tuned_elements": next(iter(opt.states().values()))["numel"],
             "workers": opt.size(), "worker_rebuilds": opt.pool.rebuilds, "reruns": opt.reruns,
         }
         flips = paired_flips(start_score and start_score["per_example"], final_score and final_score["per_example"])

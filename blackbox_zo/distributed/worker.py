@@ -159,7 +159,8 @@ class Worker:
         score = self.val_objective.evaluate(self.loaded.lm, list(self.val), seed=derive_seed(self.cfg.train.seed, "eval"))
         per = getattr(score, "per_example", None)
         return {"value": value_of(score), "per_example": list(per) if per is not None else None,
-                "name": getattr(self.val_objective, "name", "objective"), "maximize": bool(getattr(self.val_objective, "maximize", True))}
+                "name": getattr(self.val_objective, "name", "objective"),
+                "maximize": bool(getattr(self.val_objective, "maximize", True))}
 
 
 def actor_class(cpus: float, gpus: float):
