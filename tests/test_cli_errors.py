@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -63,9 +65,15 @@ def write_config(folder, cfg) -> str:
     return str(path)
 
 
-def error_cases(root, model_dir, done) -> dict[str, tuple[list, object, list[str]]]:
-    """name -> (command-line arguments, working folder, what the one error line must name)."""
-    factory_dir = root / "factory"
+class Case(NamedTuple):
+    args: list  # the command line after `blackbox-zo`
+    names: list[str]  # what the one error line must contain
+    cwd: Path | None = None  # the working folder (None: the test's)
+
+
+def error_cases(root: Path, model_dir: Path, done: Path) -> dict[str, Case]:
+    """Every user error the CLI must report in one line, set up under `root` against the finished run `done`."""
+    factory_dir = root / "factory"  # a task module in the working folder, reading a JSONL file with a bad line 2
     factory_dir.mkdir()
     (factory_dir / "rows.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b",\n')
     (factory_dir / "mytask.py").write_text(
@@ -76,42 +84,43 @@ def error_cases(root, model_dir, done) -> dict[str, tuple[list, object, list[str
     (root / "full").mkdir()
     (root / "full" / "notes.txt").write_text("mine")
 
-    def run_args(name, **over):
+    def run(name: str, **over) -> list:
         return ["run", write_config(root / name, config(model_dir, root / name / "out", **over)), "--quiet"]
 
-    steps = {f"step_{label}_{cmd}": ([cmd, done, "--step", step, *(["--out", root / "x"] if cmd == "export" else [])],
-                                     None, names)
-             for label, step, names in (("bset", "bset", ["'bset'", "best", "last", "0-2"]),
-                                        ("99", "99", ["--step 99", "0-2"]), ("minus1", "-1", ["--step -1", "0-2"]))
-             for cmd in ("eval", "export")}
-    return {
-        "missing_data_folder": (run_args("data", objective={"factory": "objectives.recipes:classification",
-                                                            "args": {"data": str(root / "no_such_folder")}}),
-                                None, ["no_such_folder", "train.tsv"]),
-        "corrupt_jsonl_line": (["run", write_config(factory_dir, config(model_dir, root / "f", objective={
-            "factory": "mytask:build", "args": {"path": "rows.jsonl"}})), "--quiet"], factory_dir, ["rows.jsonl, line 2"]),
-        "objective_args_typo": (run_args("typo", objective={"factory": "objectives.recipes:builtin_sentiment",
-                                                           "args": {"metrc": "accuracy"}}),
-                                None, ["objective.args.metrc", "metric"]),
-        "model_flag_missing_dir": ([*run_args("model"), "--model", root / "no_model_here"], None,
-                                   ["no_model_here", "does not exist"]),
-        "unknown_config_key": (run_args("key", train={"stepz": 2}), None, ["train.stepz"]),
-        **steps,
-        "missing_run_dir": (["eval", root / "nope"], None, ["nope", "does not exist"]),
-        "replay_compare_missing": (["replay", done, "--compare", root / "absent"], None, ["absent", "does not exist"]),
-        "export_to_a_file": (["export", done, "--out", root / "model.safetensors"], None,
-                             ["model.safetensors", "is a file"]),
-        "export_non_empty_dir": (["export", done, "--out", root / "full"], None, ["full", "--force"]),
-        "export_force_over_a_run": (["export", done, "--out", done, "--force"], None, ["trajectory.jsonl"]),
-        "missing_argument": (["export"], None, ["--out"]),
-        "unknown_command": (["exprt"], None, ["exprt"]),
+    def factory(spec: str, **args) -> dict:
+        return {"factory": spec, "args": args}
+
+    cases = {
+        "missing_data_folder": Case(run("data", objective=factory("objectives.recipes:classification",
+                                                                    data=str(root / "no_such_folder"))),
+                                    ["no_such_folder", "train.tsv"]),
+        "corrupt_jsonl_line": Case(["run", write_config(factory_dir, config(
+            model_dir, root / "f", objective=factory("mytask:build", path="rows.jsonl")))],
+            ["rows.jsonl, line 2"], factory_dir),
+        "objective_args_typo": Case(run("typo", objective=factory("objectives.recipes:builtin_sentiment", metrc="accuracy")),
+                                    ["objective.args.metrc", "metric"]),
+        "unknown_config_key": Case(run("key", train={"stepz": 2}), ["train.stepz"]),
+        "model_flag_missing_dir": Case([*run("model"), "--model", root / "no_model_here"], ["no_model_here", "does not exist"]),
+        "model_flag_hub_id": Case([*run("hub"), "--model", "HuggingFaceTB/SmolLM2-135M"], ["HuggingFaceTB/SmolLM2-135M", "hub"]),
+        "missing_run_dir": Case(["eval", root / "nope"], ["nope", "does not exist"]),
+        "replay_compare_missing": Case(["replay", done, "--compare", root / "absent"], ["absent", "does not exist"]),
+        "export_to_a_file": Case(["export", done, "--out", root / "model.safetensors"], ["model.safetensors", "is a file"]),
+        "export_non_empty_dir": Case(["export", done, "--out", root / "full"], ["full", "--force"]),
+        "export_force_over_a_run": Case(["export", done, "--out", done, "--force"], ["trajectory.jsonl"]),
+        "missing_argument": Case(["export"], ["--out"]),
+        "unknown_command": Case(["exprt"], ["exprt"]),
     }
+    for label, step, names in (("bset", "bset", ["'bset'", "best", "last", "0-2"]),
+                               ("99", "99", ["--step 99", "0-2"]), ("minus1", "-1", ["--step -1", "0-2"])):
+        cases[f"step_{label}_eval"] = Case(["eval", done, "--step", step], names)
+        cases[f"step_{label}_export"] = Case(["export", done, "--step", step, "--out", root / "x"], names)
+    return cases
 
 
-CASE_NAMES = ["missing_data_folder", "corrupt_jsonl_line", "objective_args_typo", "model_flag_missing_dir",
-              "unknown_config_key", *(f"step_{s}_{c}" for s in ("bset", "99", "minus1") for c in ("eval", "export")),
-              "missing_run_dir", "replay_compare_missing", "export_to_a_file", "export_non_empty_dir",
-              "export_force_over_a_run", "missing_argument", "unknown_command"]
+CASE_NAMES = ["missing_data_folder", "corrupt_jsonl_line", "objective_args_typo", "unknown_config_key",
+              "model_flag_missing_dir", "model_flag_hub_id", "missing_run_dir", "replay_compare_missing",
+              "export_to_a_file", "export_non_empty_dir", "export_force_over_a_run", "missing_argument", "unknown_command",
+              *(f"step_{s}_{c}" for s in ("bset", "99", "minus1") for c in ("eval", "export"))]
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +130,8 @@ def error_runs(tiny_llama_dir, finished_run, tmp_path_factory):
     cases = error_cases(root, tiny_llama_dir, finished_run)
     assert sorted(cases) == sorted(CASE_NAMES)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {name: pool.submit(cli, *args, cwd=cwd) for name, (args, cwd, _) in cases.items()}
-        results = {name: (f.result(), cases[name][2]) for name, f in futures.items()}
+        futures = {name: pool.submit(cli, *case.args, cwd=case.cwd) for name, case in cases.items()}
+        results = {name: (f.result(), cases[name].names) for name, f in futures.items()}
     return root, results
 
 
