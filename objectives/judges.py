@@ -8,11 +8,14 @@ Every judge is also the engine's `compare(out_plus, out_minus) -> preference in 
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 from .base import ObjectiveError, Score, check_texts, check_values, mean_score, prompts_for
 from .generation import Generation
 from .rewards import call_reward
+
+if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
+    from blackbox_zo.lm import LM
 
 
 def check_verdict(name: str, verdict: Any, index: int) -> int:
@@ -162,7 +165,7 @@ class PairwiseObjective:
         self.judge, self.template, self.generation = judge, template, generation or Generation()
         self.name = name or f"preference({getattr(judge, 'name', type(judge).__name__)})"
 
-    def generate(self, lm: Any, batch: list[dict], seed: int | None = None) -> Generations:
+    def generate(self, lm: LM, batch: list[dict], seed: int | None = None) -> Generations:
         if not batch:
             raise ObjectiveError(f"{self.name}: empty batch")
         prompts = prompts_for(self.template, batch)
@@ -205,7 +208,7 @@ class WinRate:
         self.objective, self.reference = objective, reference
         self.name = f"win_rate({objective.name})"
 
-    def evaluate(self, lm: Any, batch: list[dict], *, seed: int | None = None) -> Score:
+    def evaluate(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> Score:
         """`seed` is ignored: fresh outputs are sampled with the reference's seed, like for like."""
         if batch != self.reference.batch:
             raise ObjectiveError(f"{self.name}: evaluate() must get the batch the reference was generated for")
@@ -218,7 +221,7 @@ class PreferenceRound:
     """One comparison with the engine in charge of the weights: call plus() at theta+eps*z, minus() at
     theta-eps*z (any order), then compare() -> mean preference in [-1, 1]."""
 
-    def __init__(self, objective: PairwiseObjective, lm: Any, batch: list[dict], seed_plus: int | None,
+    def __init__(self, objective: PairwiseObjective, lm: LM, batch: list[dict], seed_plus: int | None,
                  seed_minus: int | None = None) -> None:
         self.objective, self.lm, self.batch = objective, lm, batch
         self.seed_plus = seed_plus
@@ -240,7 +243,7 @@ class PreferenceRound:
         return self.objective.compare(self.batch, self.outs_plus, self.outs_minus)
 
 
-def preference(lm: Any, judge: Judge, batch: list[dict], seed_plus: int | None, seed_minus: int | None = None,
+def preference(lm: LM, judge: Judge, batch: list[dict], seed_plus: int | None, seed_minus: int | None = None,
                **settings: Any) -> PreferenceRound:
     """Shorthand: a PreferenceRound over PairwiseObjective(judge, **settings) (template=, generation=)."""
     return PreferenceRound(PairwiseObjective(judge, **settings), lm, batch, seed_plus, seed_minus)

@@ -45,10 +45,12 @@ def test_objectives_do_not_import_the_engine():
 
 
 def test_objectives_annotate_lm_with_the_protocol():
-    from objectives import base, classification, generation, likelihood
+    from objectives import base, classification, generation, judges, likelihood
 
     for cls in (base.Objective, classification.LabelWordClassifier, classification.MultipleChoice,
                 likelihood.NegativeLogLikelihood, generation.CompletionObjective):
         annotation = inspect.signature(cls.outputs).parameters["lm"].annotation
         assert annotation == "LM", f"{cls.__name__}.outputs(lm: {annotation})"
     assert inspect.signature(generation.Generation.run).parameters["lm"].annotation == "LM"
+    for function in (judges.PairwiseObjective.generate, judges.preference):
+        assert inspect.signature(function).parameters["lm"].annotation == "LM", function.__qualname__
