@@ -110,7 +110,6 @@ def worker(args) -> dict:
 def grpo_worker(args) -> dict:
     import tempfile
 
-    import torch
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -224,9 +223,9 @@ def main(argv=None) -> int:
     table = {}
     for row in rows:
         table.setdefault(row["size"], {})[row["method"]] = row
-    for size, by in table.items():
+    for by in table.values():
         inf = by.get("inference", {}).get("peak_bytes")
-        for m, row in by.items():
+        for row in by.values():
             if inf and row.get("peak_bytes"):
                 row["ratio_vs_inference"] = row["peak_bytes"] / inf
 

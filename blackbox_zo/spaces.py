@@ -125,7 +125,8 @@ class PrefixLM(nn.Module):
         ref = input_ids if input_ids is not None else inputs_embeds
         batch, length = ref.shape[0], ref.shape[1]
         if past_key_values is not None:  # continuation: the cache already starts with the prefix
-            if attention_mask is not None and attention_mask.shape[1] + self.num_tokens == past_key_values.get_seq_length() + length:
+            cached = past_key_values.get_seq_length()
+            if attention_mask is not None and attention_mask.shape[1] + self.num_tokens == cached + length:
                 attention_mask = self._extend_mask(attention_mask, batch, length, ref.device)
             return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                               past_key_values=past_key_values, inputs_embeds=inputs_embeds, **kwargs)

@@ -4,7 +4,8 @@ No gradients anywhere: each step perturbs the weights by +-eps*z, measures train
 points, and moves along z.
 eps must be large enough (0.1) that +-eps*z flips some predictions of the batch, else both accuracies tie
 and the step is zero; n=8 directions per step and Adam (ZO-Adam, 8 bytes of state per weight) make the
-steps reliable. Seeds 0 and 1 both reach about 93-94 % held-out accuracy from about 4 %. Offline (the digits ship with scikit-learn); under a minute on a CPU.
+steps reliable. Seeds 0 and 1 both reach about 93-94 % held-out accuracy from about 4 %. Offline (the digits
+ship with scikit-learn); under a minute on a CPU.
 
     python examples/digits_mlp.py [--steps N] [--optimizer adam|sgd|momentum] [--seed S]
 """
