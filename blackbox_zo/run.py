@@ -238,7 +238,8 @@ def resolve_step(run_dir: str | Path, step: str | int, summary: dict) -> int:
 def describe_step(step: str | int, steps: int, summary: dict) -> str:
     """'step 2 (best: validation 0.74)', so every message says which weights it used."""
     if step == "best":
-        return f"step {steps} (best: validation {summary.get('val_best')})"
+        best = summary.get("val_best")
+        return f"step {steps} (best: validation {best:.4g})" if best is not None else f"step {steps} (best)"
     return f"step {steps}" + (" (last)" if step == "last" else "")
 
 

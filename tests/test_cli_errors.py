@@ -163,7 +163,7 @@ def test_messages_name_the_step_they_used(finished_run, tmp_path):
     summary = json.loads((finished_run / "summary.json").read_text())
     result = cli("export", finished_run, "--out", tmp_path / "best")
     assert result.returncode == 0, result.stderr
-    assert f"step {summary['best_step']} (best: validation {summary['val_best']})" in result.stdout
+    assert f"at step {summary['best_step']} (best: validation {summary['val_best']:.4g})" in result.stdout
     result = cli("eval", finished_run)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     # the same seed as the trainer's validation: eval at the best step reproduces the logged best value
