@@ -173,6 +173,21 @@ def test_a_config_runs_the_pairwise_estimator_with_a_judge(model_dir, tmp_path, 
     assert "eval needs an objective that scores" in capsys.readouterr().err
 
 
+def test_eval_reproduces_the_logged_value_of_a_sampled_objective(model_dir, tmp_path, capsys):
+    """Trap: eval sampled with seed 0, the trainer with its own validation seed: a sampled reward disagreed."""
+    cfg = config(model_dir, tmp_path / "vader", steps=1, objective={
+        "factory": "objectives.recipes:vader_prompts", "args": {"max_new_tokens": 6, "temperature": 1.0}})
+    s = run(cfg, progress=False)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "vader"), "--step", "last"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["value"] == s["val_final"]
+    from blackbox_zo.run import build_task, rebuild
+
+    rebuilt, loaded, _ = rebuild(tmp_path / "vader", "last")
+    task = build_task(rebuilt)
+    assert task["objective"].evaluate(loaded.lm, task["val"], seed=0).value != s["val_final"]  # the seed matters
+
+
 def test_yaml_scientific_notation_is_a_number(tmp_path):
     # trap: PyYAML follows YAML 1.1, where `1e-6` (no dot) is a string, not a float
     path = tmp_path / "c.yaml"
