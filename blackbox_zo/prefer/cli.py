@@ -10,13 +10,14 @@ import os
 import sys
 from pathlib import Path
 
+from ..cli import Parser  # argparse with the CLI's one-line error format
 from ..config import ConfigError
 
 TOKEN_ENV = "BLACKBOX_ZO_PREFER_TOKEN"
 
 
 def serve_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="blackbox-zo prefer", description="Serve a local web page where people pick the "
+    p = Parser(prog="blackbox-zo prefer", description="Serve a local web page where people pick the "
                                 "better of two completions; their votes take pairwise zeroth-order steps. "
                                 "`blackbox-zo prefer export RUN --out votes.jsonl` writes the votes as a DPO dataset.")
     p.add_argument("config", help="preference config (.yaml/.json), e.g. examples/prefer.yaml")
@@ -29,7 +30,7 @@ def serve_parser() -> argparse.ArgumentParser:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="blackbox-zo prefer export",
+    p = Parser(prog="blackbox-zo prefer export",
                                 description="Write a preference run's votes as JSONL with prompt/chosen/rejected "
                                             "(TRL DPO format); ties and both-bad votes are skipped.")
     p.add_argument("run", help="run directory of `blackbox-zo prefer` (holds votes.sqlite)")
