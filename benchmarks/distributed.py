@@ -10,9 +10,13 @@
    gradient (DDP), for 135M, 7B and 70B parameters and the same number of workers.
 3. Bring-up: a fresh worker process (imports, model load) plus the replay of a trajectory of L steps
    (seeds and values only), for several L.
+4. Latency (`--parts latency`): seconds per step when every evaluation also waits `--delay` seconds, as for
+   an external judge or API, batch 1: here workers overlap waiting, not computing.
 
     python benchmarks/distributed.py                    # ~15 min on a loaded 2-core CPU
     python benchmarks/distributed.py --model PATH --steps 2 --lengths 0 4
+    python benchmarks/distributed.py --parts latency --out benchmarks/results/distributed_latency.json
+    python benchmarks/distributed.py --parts latency --include '^model\\.norm\\.' --out benchmarks/results/distributed_latency_norm.json
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def run_config(args, out: Path, workers: int | None) -> dict:
         "objective": {"factory": "objectives.recipes:builtin_sentiment", "args": {"metric": "accuracy"}},
         "optim": {"estimator": "population", "n": args.n, "eps": 1e-3, "seed": 0},
         "train": {"steps": args.steps, "batch_size": args.batch, "eval_every": args.steps, "plot": False},
+        "space": {"include": args.include},
         "distributed": {"workers": workers, "check_every": 1000},
         "output": str(out),
     }
@@ -125,6 +130,26 @@ def bring_up(args) -> list[dict]:
     return rows
 
 
+def latency(args) -> dict:
+    """Seconds per step when each evaluation waits `--delay` s (an external judge or API): 1 vs 2 workers."""
+    from blackbox_zo.distributed import DistributedMeZO
+
+    rows = {}
+    for workers in args.workers:
+        cfg = run_config(args, Path(tempfile.mkdtemp()), workers)
+        cfg["objective"] = {"factory": "tests.distributed_task:sentiment_nll", "args": {"delay": args.delay}}
+        cfg["train"]["batch_size"] = 1  # the wait dominates, not the forward pass
+        with DistributedMeZO(cfg) as opt:
+            opt.step()  # warm-up
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                opt.step()
+            rows[f"{workers} workers"] = {"s_per_step": (time.perf_counter() - t0) / args.steps,
+                                          "final_fingerprint": opt.fingerprint()}
+        print(rows, flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="embedded", help="model.name: 'embedded' or a local HF directory")
@@ -133,6 +158,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=4, help="population pairs (2n points per step)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--lengths", type=int, nargs="+", default=[0, 8, 32], help="trajectory lengths to replay")
+    p.add_argument("--parts", nargs="+", default=["throughput", "bring_up"], choices=["throughput", "bring_up", "latency"])
+    p.add_argument("--include", nargs="*", default=[], help="space.include regexes (default: all weights)")
+    p.add_argument("--delay", type=float, default=1.0, help="latency part: seconds each evaluation waits")
     p.add_argument("--out", default=None, help="results JSON (default benchmarks/results/distributed.json)")
     args = p.parse_args()
     import ray
@@ -143,11 +171,15 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bz_dist_"))
     try:
         result = {"machine": common.machine_info(), "commit": common.git_commit(), "args": vars(args)}
-        result["throughput"] = throughput(args, tmp)
-        record = json.loads((tmp / f"w{args.workers[-1]}" / "trajectory.jsonl").read_text().splitlines()[1])
-        result["bytes_per_step"] = {n: message_bytes(record, args.batch, n) for n in (2, 8)}
-        result["on_paper"] = {n: on_paper(result["bytes_per_step"][n]) for n in (2, 8)}
-        result["bring_up"] = bring_up(args)
+        if "throughput" in args.parts:
+            result["throughput"] = throughput(args, tmp)
+            record = json.loads((tmp / f"w{args.workers[-1]}" / "trajectory.jsonl").read_text().splitlines()[1])
+            result["bytes_per_step"] = {n: message_bytes(record, args.batch, n) for n in (2, 8)}
+            result["on_paper"] = {n: on_paper(result["bytes_per_step"][n]) for n in (2, 8)}
+        if "bring_up" in args.parts:
+            result["bring_up"] = bring_up(args)
+        if "latency" in args.parts:
+            result["latency"] = latency(args)
         print(json.dumps(result, indent=2))
         print(common.write_results("distributed", result, args.out))
     finally:
