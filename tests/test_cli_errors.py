@@ -109,6 +109,7 @@ def error_cases(root: Path, model_dir: Path, done: Path) -> dict[str, Case]:
         "export_force_over_a_run": Case(["export", done, "--out", done, "--force"], ["trajectory.jsonl"]),
         "missing_argument": Case(["export"], ["--out"]),
         "unknown_command": Case(["exprt"], ["exprt"]),
+        "prefer_without_config": Case(["prefer"], ["config", "blackbox-zo prefer --help"]),
     }
     for label, step, names in (("bset", "bset", ["'bset'", "best", "last", "0-2"]),
                                ("99", "99", ["--step 99", "0-2"]), ("minus1", "-1", ["--step -1", "0-2"])):
@@ -120,6 +121,7 @@ def error_cases(root: Path, model_dir: Path, done: Path) -> dict[str, Case]:
 CASE_NAMES = ["missing_data_folder", "corrupt_jsonl_line", "objective_args_typo", "unknown_config_key",
               "model_flag_missing_dir", "model_flag_hub_id", "missing_run_dir", "replay_compare_missing",
               "export_to_a_file", "export_non_empty_dir", "export_force_over_a_run", "missing_argument", "unknown_command",
+              "prefer_without_config",
               *(f"step_{s}_{c}" for s in ("bset", "99", "minus1") for c in ("eval", "export"))]
 
 
