@@ -3,25 +3,31 @@
 Setting (MeZO, Malladi et al. 2023): SST-2, k training examples per class (k=16 default; k=512 is the
 paper's other setting, `--k 512`), prompt "<sentence> It was [great|terrible]", the label word with the
 higher next-token log-probability is the prediction. Accuracy is reported on a FIXED, class-balanced subset
-of validation.tsv (`--val-size`, same examples for every row and seed); rows with seeds report mean +- std
-over seeds, each seed drawing its own k-shot training sample (as the paper does) and its own noise seed.
+of validation.tsv (same examples for every row and seed): `--eval-set dev` = the 200 sentences drawn with
+seed 0 that optimiser settings were chosen on; `--eval-set test` (default) = `--val-size` sentences drawn
+with seed 1 from the REST of validation.tsv, never used to choose anything. Rows with seeds report mean +-
+std over seeds, each seed drawing its own k-shot training sample (as the paper does) and its own noise seed.
+`--budget S` trains every ZO and FT row for S seconds of wall time (equal-time rows) instead of `--steps`.
 
 Rows (`--rows`, in this order; seeds are interleaved so a partial run has one seed of every row first):
   zero_shot          no tuning
   calibrated_cf      zero-shot, content-free calibration (objectives: calibrate="content_free")
   calibrated_batch   zero-shot, batch calibration over the validation subset (calibrate="batch")
-  zo_acc             MeZO full-parameter, objective = minibatch accuracy (non-differentiable)
-  zo_ce              MeZO full-parameter, objective = cross-entropy of the label word (train_objective="nll")
+  zo_default         `bz.MeZO(model, maximize=True)`, library defaults (or --spec), objective = minibatch accuracy
+  zo_default_ce      `bz.MeZO(model)`, library defaults (or --spec), objective = cross-entropy of the label word
+  zo_acc             MeZO's raw rule, paper lr/eps (rule=raw, fixed radius), minibatch accuracy (non-differentiable)
+  zo_ce              MeZO's raw rule, paper lr/eps, cross-entropy of the label word (train_objective="nll")
   ft_adam            backprop fine-tuning, AdamW + cross-entropy of the label word, same k-shot data (paper's FT)
-  zo_lora            MeZO over LoRA (r=8, q/v) only, objective `--space-objective` (default cross-entropy)
-  zo_prefix          MeZO over 5 prefix tokens only, objective `--space-objective`
+  zo_lora            MeZO's raw rule over LoRA (r=8, q/v) only, objective `--space-objective` (default cross-entropy)
+  zo_prefix          MeZO's raw rule over 5 prefix tokens only, objective `--space-objective`
 
 MeZO's paper runs 100k steps (batch 16) per ZO row and 1000 steps of FT. The defaults here are a tiny CPU
 budget (a few tens of steps) chosen so the whole run fits in ~30-40 min on a loaded 2-core CPU; scale up
 with --steps / --seeds / --val-size on a GPU (`--device cuda`).
 
-    python benchmarks/quality_sst2.py --data ../shared/data/sst2
-    python benchmarks/quality_sst2.py --steps 1000 --seeds 5 --val-size 872 --device cuda   # GPU
+    python benchmarks/quality_sst2.py --data DATA
+    python benchmarks/quality_sst2.py --data DATA --rows zo_default,ft_adam --budget 600   # equal wall time
+    python benchmarks/quality_sst2.py --data DATA --steps 1000 --seeds 5 --device cuda      # GPU
     python benchmarks/quality_sst2.py --rows zero_shot,calibrated_cf,calibrated_batch         # 1 eval
 
 Results are written after every run to benchmarks/results/quality_sst2.json (+ quality_sst2.png).
@@ -40,13 +46,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
+from spec_args import add_spec_arg, spec_overrides  # noqa: E402
 
-ROWS = ("zero_shot", "calibrated_cf", "calibrated_batch", "zo_acc", "zo_ce", "ft_adam", "zo_lora", "zo_prefix")
-SEEDED = {"zo_acc", "zo_ce", "ft_adam"}  # --seeds seeds; the space rows use --space-seeds
+ROWS = ("zero_shot", "calibrated_cf", "calibrated_batch", "zo_default", "zo_default_ce", "zo_acc", "zo_ce",
+        "ft_adam", "zo_lora", "zo_prefix")
+SEEDED = {"zo_default", "zo_default_ce", "zo_acc", "zo_ce", "ft_adam"}  # --seeds; space rows use --space-seeds
 LABELS = {
     "zero_shot": "zero-shot", "calibrated_cf": "zero-shot + content-free calib.",
-    "calibrated_batch": "zero-shot + batch calib.", "zo_acc": "MeZO full (accuracy)",
-    "zo_ce": "MeZO full (cross-entropy)", "ft_adam": "FT AdamW (cross-entropy, backprop)",
+    "calibrated_batch": "zero-shot + batch calib.", "zo_default": "ZO defaults (accuracy)",
+    "zo_default_ce": "ZO defaults (cross-entropy)", "zo_acc": "MeZO raw full (accuracy)",
+    "zo_ce": "MeZO raw full (cross-entropy)", "ft_adam": "FT AdamW (cross-entropy, backprop)",
     "zo_lora": "MeZO LoRA", "zo_prefix": "MeZO prefix",
 }
 
@@ -54,16 +63,19 @@ LABELS = {
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="../shared/data/sst2", help="folder with train.tsv and validation.tsv")
+    p.add_argument("--data", required=True, help="folder with train.tsv and validation.tsv")
     p.add_argument("--model", default="embedded", help="'embedded' or a local Hugging Face model folder")
     p.add_argument("--device", default="cpu")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma list from {list(ROWS)}")
     p.add_argument("--k", type=int, default=16, help="training examples per class (MeZO: 16 or 512)")
-    p.add_argument("--val-size", type=int, default=200, help="fixed balanced validation subset (0 = all 872)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds for zo_acc, zo_ce, ft_adam")
+    p.add_argument("--eval-set", default="test", choices=["test", "dev"],
+                   help="test: --val-size sentences disjoint from dev; dev: the 200 settings were chosen on")
+    p.add_argument("--val-size", type=int, default=872, help="size of the balanced test subset")
+    p.add_argument("--seeds", type=int, default=3, help="seeds for zo_default(_ce), zo_acc, zo_ce, ft_adam")
     p.add_argument("--space-seeds", type=int, default=1, help="seeds for zo_lora, zo_prefix")
-    p.add_argument("--steps", type=int, default=20, help="MeZO steps per ZO run (paper: 100k)")
-    p.add_argument("--batch", type=int, default=16, help="examples per ZO step / forward batch (paper: 16)")
+    p.add_argument("--steps", type=int, default=20, help="MeZO steps per ZO run (paper: 100k); ignored with --budget")
+    p.add_argument("--budget", type=float, default=None, help="training seconds per ZO/FT run (equal wall time)")
+    p.add_argument("--batch", type=int, default=32, help="examples per ZO step / forward batch (paper: 16)")
     p.add_argument("--lr", type=float, default=1e-6, help="MeZO lr, full parameters (paper grid 1e-6, 1e-7)")
     p.add_argument("--eps", type=float, default=1e-3, help="MeZO eps, full parameters (paper: 1e-3)")
     p.add_argument("--lora-lr", type=float, default=5e-5, help="paper grid 1e-4, 5e-5")
@@ -72,7 +84,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prefix-eps", type=float, default=1e-1)
     p.add_argument("--space-objective", default="nll", choices=["nll", "accuracy"],
                    help="objective of zo_lora / zo_prefix (default cross-entropy)")
-    p.add_argument("--ft-epochs", type=int, default=5, help="AdamW epochs over the 2k examples")
+    add_spec_arg(p)
+    p.add_argument("--ft-epochs", type=int, default=5, help="AdamW epochs over the 2k examples (--budget: until time)")
     p.add_argument("--ft-lr", type=float, default=1e-5, help="AdamW learning rate (paper grid 1e-5, 5e-5)")
     p.add_argument("--ft-batch", type=int, default=8)
     p.add_argument("--out", default=str(common.RESULTS_DIR / "quality_sst2.json"))
@@ -80,13 +93,30 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # --- data and model --------------------------------------------------------------------------------
+DEV_SIZE = 200  # the balanced validation sentences (seed 0) optimiser settings were chosen on
+
+
+def eval_examples(args) -> list[dict]:
+    """The fixed evaluation subset: dev (200, seed 0) or test (--val-size, seed 1, disjoint from dev)."""
+    from pathlib import Path as P
+
+    from objectives import kshot, load_examples
+
+    val = load_examples(P(args.data) / "validation.tsv")
+    dev = kshot(val, DEV_SIZE // 2, 0)
+    if args.eval_set == "dev":
+        return dev
+    seen = {(ex["sentence"], ex["label"]) for ex in dev}
+    rest = [ex for ex in val if (ex["sentence"], ex["label"]) not in seen]
+    return kshot(rest, args.val_size // 2, 1)
+
+
 def task_for(args, seed: int, train_objective: str | None) -> dict:
     from objectives.recipes import classification
 
-    task = classification(task="sst2", data=args.data, k=args.k, val_size=args.val_size, seed=seed,
+    task = classification(task="sst2", data=args.data, k=args.k, val_size=DEV_SIZE, seed=seed,
                           train_objective=train_objective)
-    # the validation subset is drawn with seed 0 for every row and seed: one fixed set of examples
-    task["val"] = classification(task="sst2", data=args.data, k=1, val_size=args.val_size, seed=0)["val"]
+    task["val"] = eval_examples(args)  # the same examples for every row and seed
     return task
 
 
@@ -130,11 +160,12 @@ def zero_shot_rows(args) -> list[dict]:
 
 
 def zo_row(args, row: str, seed: int) -> dict:
-    from blackbox_zo import MeZO, ParamSpace
-    from blackbox_zo.trainer import TrainConfig, Trainer
+    from blackbox_zo import MeZO, ParamSpace, derive_seed
+    from blackbox_zo.trainer import batch_for_step
 
-    kind = {"zo_acc": "full", "zo_ce": "full", "zo_lora": "lora", "zo_prefix": "prefix"}[row]
-    objective = "accuracy" if row == "zo_acc" else "nll" if row == "zo_ce" else args.space_objective
+    kind = {"zo_lora": "lora", "zo_prefix": "prefix"}.get(row, "full")
+    objective = {"zo_acc": "accuracy", "zo_default": "accuracy", "zo_ce": "nll", "zo_default_ce": "nll"}.get(
+        row, args.space_objective)
     task = task_for(args, seed, "nll" if objective == "nll" else None)
     model, tok = load(args)
     if kind == "lora":
@@ -152,17 +183,24 @@ def zo_row(args, row: str, seed: int) -> dict:
         lr, eps = args.lr, args.eps
     lm = lm_for(model, tok, args)
     maximize = bool(getattr(task["objective"], "maximize", True))
-    opt = MeZO(space, lr=lr, eps=eps, seed=seed, maximize=maximize)
-    trainer = Trainer(lm, opt, task["objective"], task["train"],
-                      config=TrainConfig(steps=args.steps, batch_size=args.batch, eval_every=args.steps,
-                                         seed=seed, plot=False, progress=False))
-    fit = trainer.fit()
+    if row.startswith("zo_default"):  # what a user who sets nothing gets, plus any --spec override
+        opt = MeZO(space, seed=seed, maximize=maximize, **spec_overrides(args.spec))
+    else:  # MeZO's paper rule: raw projected gradient, fixed radius
+        opt = MeZO(space, seed=seed, maximize=maximize, rule="raw", radius_grow=1.0, lr=lr, eps=eps)
+    values, radii = [], []
+    t0 = time.perf_counter()
+    while (time.perf_counter() - t0 < args.budget) if args.budget else (opt.step_count < args.steps):
+        t = opt.step_count
+        batch = batch_for_step(task["train"], args.batch, derive_seed(seed, "data"), t)
+        values.append(opt.step(lambda: task["objective"].evaluate(lm, batch).value))
+        radii.append(opt.last.eps)
+    train_s = time.perf_counter() - t0
     acc, eval_s = evaluate(lm, task)
-    train_values = [h["objective"] for h in fit.history]
-    return {"row": row, "seed": seed, "accuracy": acc, "steps": fit.steps_done, "train_s": round(fit.seconds, 1),
-            "eval_s": round(eval_s, 1), "objective": objective, "space": kind, "lr": lr, "eps": eps,
-            "tuned_elements": space.numel(), "train_objective_first5": mean(train_values[:5]),
-            "train_objective_last5": mean(train_values[-5:]), "nonfinite_steps": opt.nonfinite_steps}
+    return {"row": row, "seed": seed, "accuracy": acc, "steps": opt.step_count, "train_s": round(train_s, 1),
+            "eval_s": round(eval_s, 1), "objective": objective, "space": kind, "spec": opt.spec.to_dict(),
+            "tuned_elements": space.numel(), "train_objective_first5": mean(values[:5]),
+            "train_objective_last5": mean(values[-5:]), "radius_last": radii[-1] if radii else None,
+            "nonfinite_steps": opt.nonfinite_steps}
 
 
 def ft_row(args, seed: int) -> dict:
@@ -183,13 +221,16 @@ def ft_row(args, seed: int) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.ft_lr, weight_decay=0.0)
     rng = random.Random(seed)
-    losses, steps = [], 0
+    losses, steps, epochs = [], 0, 0
     model.train()
     t0 = time.perf_counter()
-    for _ in range(args.ft_epochs):
+    while (time.perf_counter() - t0 < args.budget) if args.budget else (epochs < args.ft_epochs):
+        epochs += 1
         order = list(range(len(pairs)))
         rng.shuffle(order)
         for start in range(0, len(order), args.ft_batch):
+            if args.budget and time.perf_counter() - t0 >= args.budget:
+                break
             batch = [pairs[i] for i in order[start:start + args.ft_batch]]
             ids, mask, pos = lm._left_pad([c + tg for c, tg in batch])
             labels = torch.full_like(ids, -100)
@@ -207,7 +248,7 @@ def ft_row(args, seed: int) -> dict:
     acc, eval_s = evaluate(lm, task)
     return {"row": "ft_adam", "seed": seed, "accuracy": acc, "steps": steps, "train_s": round(train_s, 1),
             "eval_s": round(eval_s, 1), "objective": "cross-entropy (backprop)", "lr": args.ft_lr,
-            "epochs": args.ft_epochs, "batch": args.ft_batch, "tuned_elements": sum(p.numel() for p in params),
+            "epochs": epochs, "batch": args.ft_batch, "tuned_elements": sum(p.numel() for p in params),
             "train_loss_first": mean(losses[:2]), "train_loss_last": mean(losses[-2:])}
 
 
@@ -264,7 +305,7 @@ def plot(payload: dict, path: Path) -> None:
     ax.axhline(50, color="k", lw=0.5, ls="--")
     ax.set_xticks(range(len(rows)), [summary[r]["label"] for r in rows], rotation=25, ha="right", fontsize=8)
     s = payload["settings"]
-    ax.set_ylabel(f"accuracy (%) on {s['val_size'] or 872} SST-2 val examples")
+    ax.set_ylabel(f"accuracy (%), {s.get('eval_set', 'dev')} subset of SST-2 validation.tsv")
     ax.set_title(f"SST-2 k={s['k']}, SmolLM2-135M, CPU budget ({s['steps']} ZO steps; paper: 100k)", fontsize=9)
     ax.set_ylim(0, 100)
     fig.tight_layout()
@@ -304,7 +345,7 @@ def main(argv=None) -> dict:
         write(args, runs, [f"{r}:{s}" for r, s in plan], t_start)
     summary = summarize(runs)
     print(f"\n{'row':<36} {'acc (%)':>14} {'n':>3} {'steps':>6} {'train s':>8} {'eval s':>7}")
-    for r, s in summary.items():
+    for s in summary.values():
         print(f"{s['label']:<36} {100 * s['mean']:6.1f} +- {100 * s['std']:4.1f} {s['n']:>3} {s['steps']:>6} "
               f"{s['train_s_mean']:>8.0f} {s['eval_s_mean']:>7.0f}")
     print(f"results: {args.out}")

@@ -1,14 +1,17 @@
 """Reward tuning, zeroth-order (blackbox_zo MeZO) vs TRL GRPO: held-back reward vs time, completions, memory.
 
-Both methods tune the embedded SmolLM2-135M-Instruct (float32, all weights) on the same small set of
-generic prompts (chat template applied by both), for the same reward: VADER positivity (compound score
-in [-1, 1]) of the completion (`objectives.VaderPositivity`), with short completions (`--max-new-tokens`).
-Every `--eval-interval` seconds of TRAINING time (evaluation time is excluded from the clock) each method
-is scored on HELD-BACK prompts with the same function: greedy generation through
-`blackbox_zo.lm.TransformersLM`, mean VADER reward.
+Both methods tune the embedded SmolLM2-135M-Instruct (float32, all weights) on the same 32 generic training
+prompts (benchmarks.prompts.TRAIN; chat template applied by both), for the same reward (`--reward`):
+vader = VADER positivity (compound score in [-1, 1], `objectives.VaderPositivity`), or personal = the
+keyword rule benchmarks.rules.personal_reward (share of first/second-person pronouns, in [0, 1]), with short
+completions (`--max-new-tokens`). Every `--eval-interval` seconds of TRAINING time (evaluation time is
+excluded from the clock) each method is scored on HELD-BACK prompts with the same function: greedy
+generation through `blackbox_zo.lm.TransformersLM`, mean reward (`--prompts test`: the 64 TEST prompts;
+`dev`: the 32 DEV prompts that settings were chosen on).
 
-  zo    MeZO two-sided SPSA over all weights; per step `--zo-batch` prompts, each generated twice (+eps, -eps
-        sides, one shared sampling seed, temperature 1.0): 2 * zo-batch completions per step.
+  zo    `bz.MeZO(model, maximize=True)` with the library's defaults (override with `--spec key=value`); per
+        step `--zo-batch` prompts, each generated at theta +- eps z (one shared sampling seed, temperature
+        `--zo-temperature`): 2 * zo-batch completions per step.
   grpo  trl.GRPOTrainer, `--grpo-batch` completions per step in groups of `--grpo-generations` per prompt,
         temperature 1.0, beta `--grpo-beta` (0 = TRL's default, no reference model), AdamW.
 
@@ -16,8 +19,9 @@ Each method runs in its own fresh Python process; peak memory is the kernel's Vm
 /proc/self/status at the end: "training peak" after resetting the mark once the model is loaded, and
 "process peak" (ru_maxrss, since start, model loading included).
 
-    python benchmarks/reward_vs_grpo.py                      # both, 240 s of training each
-    python benchmarks/reward_vs_grpo.py --methods zo --budget 600
+    python benchmarks/reward_vs_grpo.py                      # both, 240 s of training each, VADER
+    python benchmarks/reward_vs_grpo.py --methods zo --budget 600 --reward personal
+    python benchmarks/reward_vs_grpo.py --methods zo --spec rule=raw radius_grow=1 lr=1e-6   # MeZO's raw rule
 
 Results: benchmarks/results/grpo_reward.json and grpo_reward.png.
 """
@@ -35,33 +39,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
+import prompts as prompt_sets  # noqa: E402
+import rules  # noqa: E402
+from spec_args import add_spec_arg, spec_overrides  # noqa: E402
 
-TRAIN_PROMPTS = [
-    "Tell me about your morning.", "Describe the weather today.", "Write one sentence about Mondays.",
-    "What do you think of the city?", "Describe a train journey.", "Tell me about your job.",
-    "Write a sentence about the news.", "How was the meeting?", "Describe your neighbour.",
-    "What happened at school today?", "Write a line about traffic.", "Describe the last film you saw.",
-    "Tell me about a restaurant.", "Write a sentence about winter.", "How is the project going?",
-    "Describe an old house.",
-]
-HELD_PROMPTS = [
-    "Tell me about your weekend.", "Describe the hospital.", "Write one sentence about taxes.",
-    "How was the flight?", "Describe your office.", "What do you think of the weather?",
-    "Write a line about homework.", "Tell me about the queue at the bank.",
-]
+TRAIN_PROMPTS = prompt_sets.TRAIN
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default="zo,grpo", help="comma list from zo, grpo")
+    p.add_argument("--reward", default="vader", choices=["vader", "personal"])
+    p.add_argument("--prompts", default="test", choices=["test", "dev"], help="held-back prompts to score on")
     p.add_argument("--budget", type=float, default=240.0, help="training seconds per method (eval excluded)")
+    p.add_argument("--max-steps", type=int, default=None, help="also stop after this many steps")
     p.add_argument("--eval-interval", type=float, default=60.0, help="training seconds between held-back evals")
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--zo-batch", type=int, default=8, help="prompts per ZO step (2x completions)")
-    p.add_argument("--zo-lr", type=float, default=1e-6)
-    p.add_argument("--zo-eps", type=float, default=1e-3)
+    p.add_argument("--zo-temperature", type=float, default=0.7, help="ZO sampling temperature (shared seed per pair)")
+    add_spec_arg(p)
     p.add_argument("--grpo-batch", type=int, default=8, help="completions per GRPO step")
     p.add_argument("--grpo-generations", type=int, default=4, help="completions per prompt (GRPO group)")
     p.add_argument("--grpo-lr", type=float, default=1e-5)
@@ -75,14 +73,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # --- shared pieces ---------------------------------------------------------------------------------
-class CountingVader:
-    """VaderPositivity that counts the completions it scores (= completions generated for training)."""
-
-    def __init__(self):
+def reward_fn(name: str):
+    """The reward function (TRL signature) named by --reward."""
+    if name == "vader":
         from objectives import VaderPositivity
 
-        self.fn = VaderPositivity()
-        self.__name__ = "vader_positivity"
+        return VaderPositivity()
+    return rules.personal_reward
+
+
+def held_prompts(args) -> list[str]:
+    return prompt_sets.TEST if args.prompts == "test" else prompt_sets.DEV
+
+
+class CountingReward:
+    """The reward of --reward, counting the completions it scores (= completions generated for training)."""
+
+    def __init__(self, name: str):
+        self.fn = reward_fn(name)
+        self.__name__ = name
         self.count = 0
 
     def __call__(self, prompts, completions, **kwargs):
@@ -91,19 +100,19 @@ class CountingVader:
         return self.fn(prompts, texts)
 
 
-def heldout(model, tok, max_new_tokens: int) -> dict:
+def heldout(model, tok, args) -> dict:
     import torch
 
     from blackbox_zo.lm import TransformersLM
-    from objectives import VaderPositivity
 
+    held = held_prompts(args)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        texts = TransformersLM(model, tok, batch_size=len(HELD_PROMPTS)).generate(
-            HELD_PROMPTS, max_new_tokens=max_new_tokens, temperature=0.0)
+        texts = TransformersLM(model, tok, batch_size=16).generate(held, max_new_tokens=args.max_new_tokens,
+                                                                   temperature=0.0)
     model.train(was_training)
-    rewards = VaderPositivity()(HELD_PROMPTS, texts)
+    rewards = reward_fn(args.reward)(held, texts)
     return {"reward": sum(rewards) / len(rewards), "samples": texts[:3]}
 
 
@@ -124,7 +133,7 @@ class Clock:
     def evaluate(self) -> None:
         t = time.perf_counter()
         train_s = self.train_s()
-        h = heldout(self.model, self.tok, self.args.max_new_tokens)
+        h = heldout(self.model, self.tok, self.args)
         self.curve.append({"train_s": round(train_s, 1), "step": self.steps, "completions": self.counter.count,
                            "heldout_reward": h["reward"], "samples": h["samples"]})
         print(json.dumps({"progress": self.curve[-1]}), file=sys.stderr, flush=True)
@@ -133,7 +142,7 @@ class Clock:
     def after_step(self) -> bool:
         """Count a step, evaluate when due; True when the budget is spent."""
         self.steps += 1
-        done = self.train_s() >= self.args.budget
+        done = self.train_s() >= self.args.budget or (self.args.max_steps is not None and self.steps >= self.args.max_steps)
         if done or self.train_s() >= self.next_eval:
             self.evaluate()
             while self.next_eval <= self.train_s():
@@ -148,7 +157,7 @@ def memory() -> dict:
 
 # --- workers -----------------------------------------------------------------------------------------
 def zo_worker(args) -> dict:
-    from blackbox_zo import MeZO, ParamSpace
+    from blackbox_zo import MeZO
     from blackbox_zo.lm import TransformersLM, load_model
     from blackbox_zo.noise import derive_seed
     from blackbox_zo.trainer import batch_for_step, value_of
@@ -158,11 +167,11 @@ def zo_worker(args) -> dict:
     t0 = time.perf_counter()
     model, tok = load_model()
     lm = TransformersLM(model, tok, batch_size=2 * args.zo_batch)
-    counter = CountingVader()
-    objective = Reward(counter, generation=Generation(max_new_tokens=args.max_new_tokens, temperature=1.0),
-                       name="vader_positivity")
+    counter = CountingReward(args.reward)
+    objective = Reward(counter, generation=Generation(max_new_tokens=args.max_new_tokens,
+                                                      temperature=args.zo_temperature), name=args.reward)
     data = [{"prompt": p} for p in TRAIN_PROMPTS]
-    opt = MeZO(ParamSpace(model), lr=args.zo_lr, eps=args.zo_eps, seed=args.seed, maximize=True)
+    opt = MeZO(model, maximize=True, seed=args.seed, **spec_overrides(args.spec))
     setup_s = time.perf_counter() - t0
     scope = "training (VmHWM reset after model load)" if common.reset_peak() else "process"
     clock = Clock(args, model, tok, counter)
@@ -181,23 +190,24 @@ def zo_worker(args) -> dict:
             "train_reward_first5": sum(train_rewards[:5]) / len(train_rewards[:5]),
             "train_reward_last5": sum(train_rewards[-5:]) / len(train_rewards[-5:]),
             "settings": {"prompts_per_step": args.zo_batch, "completions_per_step": 2 * args.zo_batch,
-                         "lr": args.zo_lr, "eps": args.zo_eps, "temperature": 1.0, "tuned": "all weights"},
+                         "spec": opt.spec.to_dict(), "temperature": args.zo_temperature, "tuned": "all weights",
+                         "radius_last": opt.last.eps if opt.last else None},
             "peak_scope": scope, **memory()}
 
 
 def grpo_worker(args) -> dict:
     import tempfile
 
+    import trl
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    import trl
     from blackbox_zo.lm import load_model
 
     t0 = time.perf_counter()
     model, tok = load_model()
-    counter = CountingVader()
+    counter = CountingReward(args.reward)
     data = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in TRAIN_PROMPTS]})
     cfg = GRPOConfig(
         output_dir=tempfile.mkdtemp(prefix="bbzo-grpo-"), max_steps=100000, per_device_train_batch_size=args.grpo_batch,
@@ -250,9 +260,9 @@ def plot(results: dict, path: Path) -> None:
     axes[0].set_xlabel("training wall time (s, eval excluded)")
     axes[1].set_xlabel("completions generated for training")
     for ax in axes:
-        ax.set_ylabel("held-back mean VADER reward (greedy)")
+        ax.set_ylabel("held-back mean reward (greedy)")
         ax.legend(fontsize=8)
-    fig.suptitle("SmolLM2-135M, VADER positivity, MeZO (zo) vs TRL GRPO, loaded 2-core CPU", fontsize=9)
+    fig.suptitle("SmolLM2-135M, reward tuning, zeroth-order (zo) vs TRL GRPO, 2-core CPU", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -268,12 +278,12 @@ def main(argv=None) -> dict:
     results = {}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         print(f"running {method} ...", flush=True)
-        res = common.run_fresh(Path(__file__), [*passthrough, "--worker", method], timeout=args.budget * 4 + 900)
+        res = common.run_fresh(Path(__file__), [*passthrough, "--worker", method], timeout=args.budget * 6 + 1800)
         results[method] = res
         print(json.dumps({k: v for k, v in res.items() if k != "curve"}), flush=True)
         payload = {"benchmark": "reward_vs_grpo", "git": common.git_commit(), "machine": common.machine_info(),
                    "settings": {k: v for k, v in vars(args).items() if k != "worker"},
-                   "train_prompts": TRAIN_PROMPTS, "held_prompts": HELD_PROMPTS, "results": results}
+                   "train_prompts": TRAIN_PROMPTS, "held_prompts": held_prompts(args), "results": results}
         common.write_results("grpo_reward", payload, args.out)
         plot(results, Path(args.out).with_suffix(".png"))
     return results

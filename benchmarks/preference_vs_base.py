@@ -1,0 +1,116 @@
+"""Preference tuning with a rule judge: win-rate of the tuned model against the base model, with a sign test.
+
+Why: issue 13's preference target (tuned-vs-base win-rate >= 0.65 on held-back prompts, p < 0.01) for the
+library's defaults. The judge (benchmarks.rules.plain_words_judge) prefers the completion with the shorter
+mean word length and ties only when both are equal, so nearly every comparison is informative.
+
+Each step: 8 training prompts (benchmarks.prompts.TRAIN), completions sampled at theta +- eps z with one
+shared seed (temperature 0.7, --max-new-tokens), the judge's mean verdict is the preference the pairwise
+estimator follows (`bz.MeZO(model, maximize=True, estimator="pairwise", compare=judge)`, every other setting
+the default unless --spec). Scoring: greedy completions of the held-back prompts (--prompts test: the 64
+TEST prompts; dev: the 32 DEV prompts used to choose settings) by the tuned and the base model, judged
+tuned vs base; wins / losses / ties, win-rate = wins / (wins + losses), two-sided binomial test (scipy).
+
+    OMP_NUM_THREADS=1 python benchmarks/preference_vs_base.py --budget 600
+    OMP_NUM_THREADS=1 python benchmarks/preference_vs_base.py --prompts dev --steps 30 --spec lr=3e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import common  # noqa: E402
+import prompts as prompt_sets  # noqa: E402
+import rules  # noqa: E402
+from spec_args import add_spec_arg, spec_overrides  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prompts", default="test", choices=["test", "dev"], help="held-back prompts to score on")
+    p.add_argument("--budget", type=float, default=600.0, help="training seconds (wall clock, scoring excluded)")
+    p.add_argument("--steps", type=int, default=None, help="stop after this many steps (default: budget only)")
+    p.add_argument("--batch", type=int, default=8, help="training prompts per step")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    add_spec_arg(p)
+    p.add_argument("--out", default=str(common.RESULTS_DIR / "preference_vs_base.json"))
+    return p.parse_args(argv)
+
+
+def judged(tuned: list[str], base: list[str]) -> dict:
+    """Judge tuned vs base per prompt; win-rate over decided pairs and the two-sided sign test."""
+    from scipy.stats import binomtest
+
+    verdicts = [rules.plain_words_judge("", t, b) for t, b in zip(tuned, base)]
+    wins, losses, ties = verdicts.count(1), verdicts.count(-1), verdicts.count(0)
+    decided = wins + losses
+    return {"wins": wins, "losses": losses, "ties": ties,
+            "win_rate": wins / decided if decided else 0.5,  # ties left out, as in a sign test
+            "win_rate_ties_half": (wins + 0.5 * ties) / len(verdicts),
+            "p_value": binomtest(wins, decided, 0.5).pvalue if decided else 1.0}
+
+
+def main(argv=None) -> dict:
+    from blackbox_zo import MeZO, derive_seed
+    from blackbox_zo.lm import TransformersLM, load_model
+    from blackbox_zo.trainer import batch_for_step
+    from objectives import CallableJudge, Generation, PairwiseObjective
+
+    args = parse_args(argv)
+    overrides = spec_overrides(args.spec)
+    model, tok = load_model()
+    lm = TransformersLM(model, tok, batch_size=16)
+    held = prompt_sets.TEST if args.prompts == "test" else prompt_sets.DEV
+    greedy = Generation(max_new_tokens=args.max_new_tokens, temperature=0.0)
+    t0 = time.perf_counter()
+    base = greedy.run(lm, held)
+    score_s = time.perf_counter() - t0
+    judge = CallableJudge(rules.plain_words_judge)
+    pref = PairwiseObjective(judge, generation=Generation(max_new_tokens=args.max_new_tokens,
+                                                          temperature=args.temperature))
+    train = [{"prompt": p} for p in prompt_sets.TRAIN]
+    common.reset_peak()
+    opt = MeZO(model, maximize=True, estimator="pairwise", compare=judge, seed=args.seed, **overrides)
+    prefs, radii = [], []
+    t_start = time.perf_counter()
+    while time.perf_counter() - t_start < args.budget and (args.steps is None or opt.step_count < args.steps):
+        t = opt.step_count
+        batch = batch_for_step(train, args.batch, args.seed, t)
+        seed = derive_seed(args.seed, "sample", t)  # one sampling seed for both sides of the pair
+        prefs.append(opt.step(lambda: pref.generate(lm, batch, seed)))
+        radii.append(opt.last.eps)
+        print(f"step {t}: preference {prefs[-1]:+.3f} eps {radii[-1]:.3g} ({time.perf_counter() - t_start:.0f} s)",
+              file=sys.stderr, flush=True)
+    train_s = time.perf_counter() - t_start
+    peak = common.peak_bytes()
+    tuned = greedy.run(lm, held)
+    result = judged(tuned, base)
+    payload = {"benchmark": "preference_vs_base", "git": common.git_commit(), "machine": common.machine_info(),
+               "settings": {k: v for k, v in vars(args).items()}, "spec": opt.spec.to_dict(),
+               "steps": opt.step_count, "train_s": round(train_s, 1), "score_s": round(score_s, 1),
+               "training_peak_bytes": peak, "held_prompts": len(held), **result,
+               "mean_word_length": {"base": mean_len(base), "tuned": mean_len(tuned)},
+               "train_preferences": prefs, "radii": radii,
+               "samples": [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(held[:6], base, tuned)]}
+    common.write_results("preference_vs_base", payload, args.out)
+    print(f"{opt.step_count} steps, {train_s:.0f} s: win-rate {result['win_rate']:.3f} (W/L/T {result['wins']}/"
+          f"{result['losses']}/{result['ties']}, p = {result['p_value']:.2g}); mean word length "
+          f"{payload['mean_word_length']['base']:.2f} -> {payload['mean_word_length']['tuned']:.2f}; {args.out}")
+    return payload
+
+
+def mean_len(texts: list[str]) -> float:
+    return sum(min(rules.mean_word_length(t), 20.0) for t in texts) / len(texts)  # no-word answers count as 20
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""`--spec key=value ...` for the benchmarks: overrides of blackbox_zo's Spec defaults, parsed as JSON values.
+
+With no --spec a benchmark runs `bz.MeZO(model, maximize=...)` exactly as a user who sets nothing would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_spec_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="Spec overrides for the ZO rows, e.g. rule=raw lr=1e-6 radius_grow=1 (default: none)")
+
+
+def spec_overrides(items: list[str]) -> dict:
+    """{'lr': 1e-06, 'rule': 'raw'} from ['lr=1e-6', 'rule=raw']; unknown keys are named."""
+    from blackbox_zo import Spec
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in Spec.keys():
+            raise SystemExit(f"--spec {item!r}: expected KEY=VALUE with KEY one of {sorted(Spec.keys())}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw  # a bare word such as raw or normalized
+    return out
