@@ -115,6 +115,12 @@ def test_more_than_the_cluster_holds_fails_at_once(cluster, tmp_path, workers, s
         DistributedMeZO(config(tmp_path, tmp_path / "out", workers, distributed=section))
 
 
+def test_a_worker_that_cannot_start_is_named_in_one_line(cluster, tiny_llama_dir, tmp_path):
+    cfg = config(tiny_llama_dir, tmp_path / "out", 1, task={"n_train": 0})  # the factory returns no train data
+    with pytest.raises(RuntimeError, match=r"^a worker failed to start: .*ConfigError: .* returned an empty 'train' list$"):
+        DistributedMeZO(cfg)
+
+
 # n-SPSA over 3 workers and population over 2 are compared with one process in the fault tests below
 def test_data_parallel_spsa_equals_one_process_bitwise(cluster, tiny_llama_dir, tmp_path):
     """Each of 2 workers scores half the batch at every point; per-example values are summed with fsum."""

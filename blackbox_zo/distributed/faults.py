@@ -47,7 +47,11 @@ class Pool:
             wid, self.next_id = self.next_id, self.next_id + 1
             self.handles[wid] = self.cls.remote(self.config, wid)
             new.append(wid)
-        pids = ray.get([self.handles[w].pid.remote() for w in new], timeout=self.startup_timeout_s)
+        try:
+            pids = ray.get([self.handles[w].pid.remote() for w in new], timeout=self.startup_timeout_s)
+        except ray.exceptions.ActorDiedError as e:  # the constructor raised: name its error in one line
+            last = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
+            raise RuntimeError(f"a worker failed to start: {last}") from None
         self.pids.update(zip(new, pids))
         return new
 

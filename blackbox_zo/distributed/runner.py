@@ -20,12 +20,14 @@ def run_distributed(cfg: RunConfig, resume: bool = False, progress: bool = True)
     """Train on Ray workers as the config says; returns (and writes) the summary, like `run`."""
     from tqdm import tqdm
 
-    from ..run import TRAJECTORY, export, paired_flips
+    from ..run import TRAJECTORY, build_task, check_model, export, paired_flips
 
     out = Path(cfg.output)
     log = out / TRAJECTORY
     if log.exists() and log.stat().st_size and not resume:
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another output")
+    check_model(cfg)  # as in one process: model, data and objectives are checked here before any worker starts
+    build_task(cfg)
     out.mkdir(parents=True, exist_ok=True)
     t = cfg.train
     with DistributedMeZO(cfg, trajectory=log, resume=resume) as opt:
