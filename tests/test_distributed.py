@@ -135,13 +135,15 @@ def test_data_parallel_spsa_equals_one_process_bitwise(cluster, tiny_llama_dir, 
 
 
 def test_pairwise_on_workers_equals_one_process_bitwise(cluster, tiny_llama_dir, tmp_path):
-    """Each worker generates both sides of its directions and judges them: a preference travels, not text."""
+    """Each worker generates both sides of its direction and judges them: a preference travels, not text.
+    2 directions on 3 workers: the third scores nothing yet passes through every point and applies the update."""
     optim, task = {"estimator": "pairwise", "n": 2, "eps": 0.05}, "tests.distributed_task:sentiment_pairwise"
     text, want, ref = one_process(tiny_llama_dir, tmp_path / "one", optim=optim, objective={"factory": task})
     assert any(v != 0.0 for line in text.splitlines()[1:] for v in json.loads(line)["values"])  # not all ties
     out = tmp_path / "ray"
-    summary = run(config(tiny_llama_dir, out, 2, optim=optim, objective={"factory": task}), progress=False)
+    summary = run(config(tiny_llama_dir, out, 3, optim=optim, objective={"factory": task}), progress=False)
     assert (out / "trajectory.jsonl").read_text() == text and summary["final_fingerprint"] == ref["final_fingerprint"]
+    assert summary["workers"] == 3 and summary["worker_rebuilds"] == []  # final digests all equal (else fingerprint() rebuilds)
 
 
 FAULT_STEPS = 5
