@@ -56,11 +56,13 @@ OPEN_PROMPTS = [
 ]
 
 
-def vader_prompts(max_new_tokens: int = 16, temperature: float = 0.7, held_out: int = 4) -> dict:
+def vader_prompts(max_new_tokens: int = 16, temperature: float = 0.0, held_out: int = 4) -> dict:
     """Reward tuning from generated text: VADER positivity of completions to open prompts.
 
-    Sampling is seeded per step, so both sides of a pair see the same sampling randomness; the last
-    `held_out` prompts are validation only.
+    Greedy by default: with sampling, one flipped token changes the rest of a completion, so f(theta+eps z)
+    - f(theta-eps z) is mostly sampling noise; greedily, small radii tie and the radius grows until the
+    direction itself changes answers (measured in benchmarks/QUALITY.md). A temperature > 0 is seeded per
+    step, so both sides of a pair share the sampling randomness. The last `held_out` prompts are validation only.
     """
     from .generation import Generation
     from .rewards import vader_reward
