@@ -95,7 +95,7 @@ def test_readme_pairwise_api_tunes_a_real_model(tiny_llama):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = bz.MeZO(model, lr=0.5, eps=0.5, seed=0, estimator="pairwise", compare=judge)
     prefs = [opt.step(lambda: pref.generate(lm, batch, seed=step)) for step in range(3)]
-    assert all(-1.0 <= p <= 1.0 for p in prefs) and any(p != 0.0 for p in prefs)
+    assert all((4 * p).is_integer() for p in prefs) and any(p != 0.0 for p in prefs)  # the mean of 4 verdicts
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 

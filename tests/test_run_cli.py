@@ -167,7 +167,7 @@ def test_a_config_runs_the_pairwise_estimator_with_a_judge(model_dir, tmp_path, 
     s = run(cfg, progress=False)
     log = [json.loads(x) for x in (tmp_path / "pref" / "trajectory.jsonl").read_text().splitlines()]
     prefs = [v for r in log[1:] for v in r["values"]]
-    assert s["steps"] == 3 and len(prefs) == 3 and all(-1 <= p <= 1 for p in prefs) and any(p != 0 for p in prefs)
+    assert s["steps"] == 3 and len(prefs) == 3 and any(p != 0 for p in prefs)
     assert s["final_fingerprint"] != log[0]["base_fingerprint"]  # the preferences moved the weights
     assert main(["eval", str(tmp_path / "pref")]) == 2  # nothing that scores: one line, not an AttributeError
     assert "eval needs an objective that scores" in capsys.readouterr().err
