@@ -209,6 +209,7 @@ def ft_row(args, seed: int) -> dict:
 
     import torch
 
+    from blackbox_zo.lm.tokens import split_context_target
     from objectives import get_task
 
     torch.manual_seed(seed)
@@ -217,7 +218,8 @@ def ft_row(args, seed: int) -> dict:
     lm = lm_for(model, tok, args)
     t = get_task("sst2")
     words = t.label_words
-    pairs = [lm._split_context_target(t.prompt(ex), " " + words[str(ex["label"])]) for ex in task["train"]]
+    pairs = [split_context_target(tok, t.prompt(ex), " " + words[str(ex["label"])], lm.max_length)
+             for ex in task["train"]]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.ft_lr, weight_decay=0.0)
     rng = random.Random(seed)
