@@ -42,14 +42,26 @@ class SpaceConfig:
 
 
 @dataclass
-class TrainSection:
+class TrainConfig:
+    """The training loop's settings: the config's `train:` section and the Trainer's argument (one class)."""
+
     steps: int = 100
     batch_size: int = 16
-    eval_every: int = 25
-    patience: int | None = None
+    eval_every: int = 25  # validation every N steps, and always after the last step
+    patience: int | None = None  # evaluations without improvement before stopping early
     seed: int = 0
     tensorboard: bool = False
     plot: bool = True
+    progress: bool = True  # a progress bar (the CLI's --quiet turns it off)
+
+    def __post_init__(self):
+        for key in ("steps", "batch_size", "eval_every"):
+            if not (isinstance(getattr(self, key), int) and getattr(self, key) >= 1):
+                raise ValueError(f"train.{key} must be a positive integer, got {getattr(self, key)!r}")
+
+    def validates_after(self, step: int) -> bool:
+        """Whether validation runs once step `step` (0-based) is done: every eval_every steps and after the last."""
+        return (step + 1) % self.eval_every == 0 or step + 1 == self.steps
 
 
 @dataclass
@@ -75,7 +87,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     optim: Spec = field(default_factory=Spec)  # the same keywords as bz.MeZO; omitted keys take the defaults
-    train: TrainSection = field(default_factory=TrainSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     output: str = "runs/run"
     export: bool = False  # save the best weights as a Hugging Face checkpoint at the end

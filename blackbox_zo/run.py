@@ -19,7 +19,7 @@ from typing import Any
 
 from .config import ConfigError, RunConfig, load_config
 from .mezo import MeZO
-from .trainer import TrainConfig, Trainer, compares_outputs
+from .trainer import Trainer, compares_outputs
 from .trajectory import Trajectory
 
 TRAJECTORY = "trajectory.jsonl"
@@ -159,7 +159,7 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     t = cfg.train
     trainer = Trainer(loaded.lm, opt, objective, task["train"], val_objective=task.get("val_objective"),
-                      val_data=task.get("val"), out_dir=out, config=TrainConfig(**dataclasses.asdict(t), progress=progress))
+                      val_data=task.get("val"), out_dir=out, config=dataclasses.replace(t, progress=progress and t.progress))
     result = trainer.fit()  # validates after the last step, so best_step is chosen among measured values
     final_score = trainer.final_score
     opt.close()

@@ -18,25 +18,26 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
+from .config import TrainConfig
 from .mezo import MeZO
 from .noise import derive_seed
 
 
 @dataclass
-class TrainConfig:
-    steps: int = 100
-    batch_size: int = 16
-    eval_every: int = 25  # validation every N steps, and always after the last step
-    patience: int | None = None  # evaluations without improvement before stopping early
-    seed: int = 0
-    tensorboard: bool = False
-    plot: bool = True
-    progress: bool = True
+class Best:
+    """The best validation value measured and its step (a tie goes to the later, more-tuned step), and how many
+    validations in a row did not improve on it (for patience)."""
 
-    def __post_init__(self):
-        for key in ("steps", "batch_size", "eval_every"):
-            if not (isinstance(getattr(self, key), int) and getattr(self, key) >= 1):
-                raise ValueError(f"train.{key} must be a positive integer, got {getattr(self, key)!r}")
+    maximize: bool
+    value: float | None
+    step: int
+    stale: int = 0
+
+    def update(self, value: float, step: int) -> None:
+        improved = self.value is None or (value > self.value if self.maximize else value < self.value)
+        if improved or value == self.value:
+            self.value, self.step = value, step
+        self.stale = 0 if improved else self.stale + 1
 
 
 @dataclass
@@ -100,9 +101,6 @@ class Trainer:
         data = list(data if data is not None else self.val_data or [])
         return self.val_objective.evaluate(self.lm, data, seed=derive_seed(self.config.seed, "eval"))
 
-    def _better(self, a: float, b: float | None) -> bool:
-        return b is None or (a > b if self.maximize else a < b)
-
     def closure(self, batch: list[dict], seed: int):
         """What the optimizer calls at each perturbed point: a number, or outputs for the pairwise compare."""
         if self.pairwise:
@@ -117,7 +115,7 @@ class Trainer:
         self.start_score = self.evaluate_score() if self.val_data else None
         self.final_score = self.start_score  # the latest validation score, at the current weights
         start = value_of(self.start_score) if self.val_data else None
-        best_value, best_step, stale = start, self.opt.step_count, 0
+        best = Best(self.maximize, start, self.opt.step_count)
         history: list[dict] = []
         t0 = time.time()
         bar = tqdm(total=cfg.steps, initial=self.opt.step_count, disable=not cfg.progress, unit="step")
@@ -130,19 +128,16 @@ class Trainer:
                 row = {"step": t, "objective": value, "projected_grad": self.opt.last.projected_grad,
                        "lr": self.opt.last.lr, "skipped": self.opt.last.skipped, "time": time.time() - t0}
                 # validate every eval_every steps and after the last one, so "best" is always a measured step
-                if self.val_data and ((t + 1) % cfg.eval_every == 0 or t + 1 == cfg.steps):
+                if self.val_data and cfg.validates_after(t):  # so "best" is always a measured step
                     self.final_score = self.evaluate_score()
                     row["val"] = value_of(self.final_score)
-                    improved = self._better(row["val"], best_value)
-                    if improved or row["val"] == best_value:  # a tie goes to the later, more-tuned step
-                        best_value, best_step = row["val"], t + 1
-                    stale = 0 if improved else stale + 1
+                    best.update(row["val"], t + 1)
                 history.append(row)
                 self._emit(metrics, writer, row)
                 bar.update(1)
                 bar.set_postfix(obj=f"{value:.4g}", g=f"{row['projected_grad']:.3g}",
                                 **({"val": f"{row['val']:.4g}"} if "val" in row else {}))
-                if cfg.patience is not None and stale >= cfg.patience:
+                if cfg.patience is not None and best.stale >= cfg.patience:
                     break
         finally:
             bar.close()
@@ -151,7 +146,7 @@ class Trainer:
             if writer:
                 writer.close()
         final = value_of(self.final_score) if self.final_score is not None else None
-        result = TrainResult(start, best_value, best_step, self.opt.step_count, history, time.time() - t0, final)
+        result = TrainResult(start, best.value, best.step, self.opt.step_count, history, time.time() - t0, final)
         if self.out_dir and cfg.plot:
             plot_history(history, self.out_dir / "objective.png", getattr(self.objective, "name", "objective"), start)
         return result

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..config import ConfigError, RunConfig
-from ..trainer import batch_for_step, plot_history  # noqa: F401  (batches are drawn the same way on workers)
+from ..trainer import Best, plot_history
 from .driver import DistributedMeZO
 
 
@@ -36,7 +36,7 @@ def run_distributed(cfg: RunConfig, resume: bool = False, progress: bool = True)
         final_score = start_score
         maximize = start_score["maximize"] if start_score else True
         start = start_score["value"] if start_score else None
-        best_value, best_step, stale, history = start, opt.step_count, 0, []
+        best, history = Best(maximize, start, opt.step_count), []
         t0 = time.time()
         with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics, \
                 tqdm(total=t.steps, initial=opt.step_count, disable=not progress, unit="step") as bar:
@@ -46,25 +46,22 @@ def run_distributed(cfg: RunConfig, resume: bool = False, progress: bool = True)
                 rec = opt.last
                 row = {"step": step, "objective": value, "projected_grad": math.sqrt(sum(c * c for _, c in rec["grad"])),
                        "lr": rec["lr"], "skipped": rec["skipped"], "time": time.time() - t0, "workers": opt.size()}
-                if start_score and ((step + 1) % t.eval_every == 0 or step + 1 == t.steps):
+                if start_score and t.validates_after(step):
                     final_score = opt.validate()
                     row["val"] = final_score["value"]
-                    if best_value is None or (row["val"] > best_value if maximize else row["val"] < best_value):
-                        best_value, best_step, stale = row["val"], step + 1, 0
-                    else:
-                        stale += 1
+                    best.update(row["val"], step + 1)
                 history.append(row)
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
                 bar.update(1)
-                if t.patience is not None and stale >= t.patience:
+                if t.patience is not None and best.stale >= t.patience:
                     break
         if t.plot and history:
             plot_history(history, out / "objective.png", start_score["name"] if start_score else "objective", start)
         summary = {
             "objective": start_score["name"] if start_score else "objective", "maximize": maximize,
-            "val_start": start, "val_final": final_score["value"] if final_score else None, "val_best": best_value,
-            "best_step": best_step, "steps": opt.step_count, "seconds": round(time.time() - t0, 1),
+            "val_start": start, "val_final": final_score["value"] if final_score else None, "val_best": best.value,
+            "best_step": best.step, "steps": opt.step_count, "seconds": round(time.time() - t0, 1),
             "nonfinite_steps": sum(1 for r in opt.records if r["skipped"]),
             "tuned_elements": next(iter(opt.states().values()))["numel"],
             "workers": opt.size(), "worker_rebuilds": opt.pool.rebuilds, "reruns": opt.reruns,
