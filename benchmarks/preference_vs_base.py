@@ -4,8 +4,8 @@ Why: issue 13's preference target (tuned-vs-base win-rate >= 0.65 on held-back p
 library's defaults. The judge (benchmarks.rules.plain_words_judge) prefers the completion with the shorter
 mean word length and ties only when both are equal, so nearly every comparison is informative.
 
-Each step: 8 training prompts (benchmarks.prompts.TRAIN), completions sampled at theta +- eps z with one
-shared seed (temperature 0.7, --max-new-tokens), the judge's mean verdict is the preference the pairwise
+Each step: 8 training prompts (benchmarks.prompts.TRAIN), completions at theta +- eps z with one
+shared seed (greedy by default, --temperature, --max-new-tokens), the judge's mean verdict is the preference the pairwise
 estimator follows (`bz.MeZO(model, maximize=True, estimator="pairwise", compare=judge)`, every other setting
 the default unless --spec). Scoring: greedy completions of the held-back prompts (--prompts test: the 64
 TEST prompts; dev: the 32 DEV prompts used to choose settings) by the tuned and the base model, judged
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
 import prompts as prompt_sets  # noqa: E402
 import rules  # noqa: E402
-from spec_args import add_spec_arg, spec_overrides  # noqa: E402
+from spec_args import add_space_arg, add_spec_arg, space_overrides, spec_overrides  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,9 +39,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="stop after this many steps (default: budget only)")
     p.add_argument("--batch", type=int, default=8, help="training prompts per step")
     p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="decoding temperature while tuning (0 = greedy, the library's recipe)")
     p.add_argument("--seed", type=int, default=0)
     add_spec_arg(p)
+    add_space_arg(p)
     p.add_argument("--out", default=str(common.RESULTS_DIR / "preference_vs_base.json"))
     return p.parse_args(argv)
 
@@ -79,7 +81,8 @@ def main(argv=None) -> dict:
                                                           temperature=args.temperature))
     train = [{"prompt": p} for p in prompt_sets.TRAIN]
     common.reset_peak()
-    opt = MeZO(model, maximize=True, estimator="pairwise", compare=judge, seed=args.seed, **overrides)
+    opt = MeZO(model, maximize=True, estimator="pairwise", compare=judge, seed=args.seed, **overrides,
+               **space_overrides(args.space))
     prefs, radii = [], []
     t_start = time.perf_counter()
     while time.perf_counter() - t_start < args.budget and (args.steps is None or opt.step_count < args.steps):

@@ -14,6 +14,7 @@ Rows (`--rows`, in this order; seeds are interleaved so a partial run has one se
   calibrated_cf      zero-shot, content-free calibration (objectives: calibrate="content_free")
   calibrated_batch   zero-shot, batch calibration over the validation subset (calibrate="batch")
   zo_default         `bz.MeZO(model, maximize=True)`, library defaults (or --spec), objective = minibatch accuracy
+  zo_default_tb      as zo_default, objective = minibatch accuracy, ties decided by the gold word's probability
   zo_default_ce      `bz.MeZO(model)`, library defaults (or --spec), objective = cross-entropy of the label word
   zo_acc             MeZO's raw rule, paper lr/eps (rule=raw, fixed radius), minibatch accuracy (non-differentiable)
   zo_ce              MeZO's raw rule, paper lr/eps, cross-entropy of the label word (train_objective="nll")
@@ -46,14 +47,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
-from spec_args import add_spec_arg, spec_overrides  # noqa: E402
+from spec_args import add_space_arg, add_spec_arg, space_overrides, spec_overrides  # noqa: E402
 
-ROWS = ("zero_shot", "calibrated_cf", "calibrated_batch", "zo_default", "zo_default_ce", "zo_acc", "zo_ce",
+ROWS = ("zero_shot", "calibrated_cf", "calibrated_batch", "zo_default", "zo_default_tb", "zo_default_ce", "zo_acc", "zo_ce",
         "ft_adam", "zo_lora", "zo_prefix")
-SEEDED = {"zo_default", "zo_default_ce", "zo_acc", "zo_ce", "ft_adam"}  # --seeds; space rows use --space-seeds
+SEEDED = {"zo_default", "zo_default_tb", "zo_default_ce", "zo_acc", "zo_ce", "ft_adam"}  # --seeds; space rows use --space-seeds
 LABELS = {
     "zero_shot": "zero-shot", "calibrated_cf": "zero-shot + content-free calib.",
     "calibrated_batch": "zero-shot + batch calib.", "zo_default": "ZO defaults (accuracy)",
+    "zo_default_tb": "ZO defaults (accuracy, ties by p(gold))",
     "zo_default_ce": "ZO defaults (cross-entropy)", "zo_acc": "MeZO raw full (accuracy)",
     "zo_ce": "MeZO raw full (cross-entropy)", "ft_adam": "FT AdamW (cross-entropy, backprop)",
     "zo_lora": "MeZO LoRA", "zo_prefix": "MeZO prefix",
@@ -85,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--space-objective", default="nll", choices=["nll", "accuracy"],
                    help="objective of zo_lora / zo_prefix (default cross-entropy)")
     add_spec_arg(p)
+    add_space_arg(p)
+    p.add_argument("--calibrate", default=None, choices=["content_free", "batch"],
+                   help="calibrated label-word scores for the tuned rows (training objective and evaluation)")
     p.add_argument("--ft-epochs", type=int, default=5, help="AdamW epochs over the 2k examples (--budget: until time)")
     p.add_argument("--ft-lr", type=float, default=1e-5, help="AdamW learning rate (paper grid 1e-5, 5e-5)")
     p.add_argument("--ft-batch", type=int, default=8)
@@ -115,7 +120,7 @@ def task_for(args, seed: int, train_objective: str | None) -> dict:
     from objectives.recipes import classification
 
     task = classification(task="sst2", data=args.data, k=args.k, val_size=DEV_SIZE, seed=seed,
-                          train_objective=train_objective)
+                          train_objective=train_objective, calibrate=args.calibrate)
     task["val"] = eval_examples(args)  # the same examples for every row and seed
     return task
 
@@ -132,10 +137,19 @@ def lm_for(model, tok, args):
     return TransformersLM(model, tok, batch_size=args.batch)
 
 
-def evaluate(lm, task) -> tuple[float, float]:
+def evaluate(lm, task) -> tuple[float, float, dict]:
+    """Accuracy on the fixed subset with the task's objective, plus the other calibration from the same outputs."""
+    from objectives import get_task
+
     t0 = time.perf_counter()
-    acc = task["val_objective"].evaluate(lm, task["val"]).value
-    return float(acc), time.perf_counter() - t0
+    objective = task["val_objective"]
+    if objective.calibrate != "content_free":  # one more content-free prompt gives the calibrated score too
+        objective = get_task("sst2").objective(calibrate="content_free")
+    outputs = objective.outputs(lm, task["val"])
+    both = {calibrate or "none": get_task("sst2").objective(calibrate=calibrate).score(task["val"], outputs).value
+            for calibrate in (None, "content_free")}
+    acc = task["val_objective"].score(task["val"], outputs).value
+    return float(acc), time.perf_counter() - t0, both
 
 
 # --- rows ------------------------------------------------------------------------------------------
@@ -164,9 +178,9 @@ def zo_row(args, row: str, seed: int) -> dict:
     from blackbox_zo.trainer import batch_for_step
 
     kind = {"zo_lora": "lora", "zo_prefix": "prefix"}.get(row, "full")
-    objective = {"zo_acc": "accuracy", "zo_default": "accuracy", "zo_ce": "nll", "zo_default_ce": "nll"}.get(
-        row, args.space_objective)
-    task = task_for(args, seed, "nll" if objective == "nll" else None)
+    objective = {"zo_acc": "accuracy", "zo_default": "accuracy", "zo_default_tb": "tiebreak", "zo_ce": "nll",
+                 "zo_default_ce": "nll"}.get(row, args.space_objective)
+    task = task_for(args, seed, None if objective == "accuracy" else objective)
     model, tok = load(args)
     if kind == "lora":
         from blackbox_zo.spaces import lora_space
@@ -179,7 +193,7 @@ def zo_row(args, row: str, seed: int) -> dict:
         model, space = prefix_space(model, tok, num_tokens=5)
         lr, eps = args.prefix_lr, args.prefix_eps
     else:
-        space = ParamSpace(model)
+        space = ParamSpace(model, **space_overrides(args.space))
         lr, eps = args.lr, args.eps
     lm = lm_for(model, tok, args)
     maximize = bool(getattr(task["objective"], "maximize", True))
@@ -195,8 +209,8 @@ def zo_row(args, row: str, seed: int) -> dict:
         values.append(opt.step(lambda: task["objective"].evaluate(lm, batch).value))
         radii.append(opt.last.eps)
     train_s = time.perf_counter() - t0
-    acc, eval_s = evaluate(lm, task)
-    return {"row": row, "seed": seed, "accuracy": acc, "steps": opt.step_count, "train_s": round(train_s, 1),
+    acc, eval_s, both = evaluate(lm, task)
+    return {"row": row, "seed": seed, "accuracy": acc, "accuracy_by_calibration": both, "steps": opt.step_count, "train_s": round(train_s, 1),
             "eval_s": round(eval_s, 1), "objective": objective, "space": kind, "spec": opt.spec.to_dict(),
             "tuned_elements": space.numel(), "train_objective_first5": mean(values[:5]),
             "train_objective_last5": mean(values[-5:]), "radius_last": radii[-1] if radii else None,
@@ -247,8 +261,8 @@ def ft_row(args, seed: int) -> dict:
             steps += 1
     train_s = time.perf_counter() - t0
     model.eval()
-    acc, eval_s = evaluate(lm, task)
-    return {"row": "ft_adam", "seed": seed, "accuracy": acc, "steps": steps, "train_s": round(train_s, 1),
+    acc, eval_s, both = evaluate(lm, task)
+    return {"row": "ft_adam", "seed": seed, "accuracy": acc, "accuracy_by_calibration": both, "steps": steps, "train_s": round(train_s, 1),
             "eval_s": round(eval_s, 1), "objective": "cross-entropy (backprop)", "lr": args.ft_lr,
             "epochs": epochs, "batch": args.ft_batch, "tuned_elements": sum(p.numel() for p in params),
             "train_loss_first": mean(losses[:2]), "train_loss_last": mean(losses[-2:])}

@@ -10,8 +10,8 @@ generation through `blackbox_zo.lm.TransformersLM`, mean reward (`--prompts test
 `dev`: the 32 DEV prompts that settings were chosen on).
 
   zo    `bz.MeZO(model, maximize=True)` with the library's defaults (override with `--spec key=value`); per
-        step `--zo-batch` prompts, each generated at theta +- eps z (one shared sampling seed, temperature
-        `--zo-temperature`): 2 * zo-batch completions per step.
+        step `--zo-batch` prompts, each generated at theta +- eps z (greedy by default; with a temperature
+        `--zo-temperature` > 0 both sides share one sampling seed): 2 * zo-batch completions per step.
   grpo  trl.GRPOTrainer, `--grpo-batch` completions per step in groups of `--grpo-generations` per prompt,
         temperature 1.0, beta `--grpo-beta` (0 = TRL's default, no reference model), AdamW.
 
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
 import prompts as prompt_sets  # noqa: E402
 import rules  # noqa: E402
-from spec_args import add_spec_arg, spec_overrides  # noqa: E402
+from spec_args import add_space_arg, add_spec_arg, space_overrides, spec_overrides  # noqa: E402
 
 TRAIN_PROMPTS = prompt_sets.TRAIN
 
@@ -58,8 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--zo-batch", type=int, default=8, help="prompts per ZO step (2x completions)")
-    p.add_argument("--zo-temperature", type=float, default=0.7, help="ZO sampling temperature (shared seed per pair)")
+    p.add_argument("--zo-temperature", type=float, default=0.0,
+                   help="ZO decoding temperature while tuning (0 = greedy, the library's recipe; >0 shares a seed per pair)")
     add_spec_arg(p)
+    add_space_arg(p)
     p.add_argument("--grpo-batch", type=int, default=8, help="completions per GRPO step")
     p.add_argument("--grpo-generations", type=int, default=4, help="completions per prompt (GRPO group)")
     p.add_argument("--grpo-lr", type=float, default=1e-5)
@@ -171,7 +173,7 @@ def zo_worker(args) -> dict:
     objective = Reward(counter, generation=Generation(max_new_tokens=args.max_new_tokens,
                                                       temperature=args.zo_temperature), name=args.reward)
     data = [{"prompt": p} for p in TRAIN_PROMPTS]
-    opt = MeZO(model, maximize=True, seed=args.seed, **spec_overrides(args.spec))
+    opt = MeZO(model, maximize=True, seed=args.seed, **spec_overrides(args.spec), **space_overrides(args.space))
     setup_s = time.perf_counter() - t0
     scope = "training (VmHWM reset after model load)" if common.reset_peak() else "process"
     clock = Clock(args, model, tok, counter)
@@ -190,7 +192,7 @@ def zo_worker(args) -> dict:
             "train_reward_first5": sum(train_rewards[:5]) / len(train_rewards[:5]),
             "train_reward_last5": sum(train_rewards[-5:]) / len(train_rewards[-5:]),
             "settings": {"prompts_per_step": args.zo_batch, "completions_per_step": 2 * args.zo_batch,
-                         "spec": opt.spec.to_dict(), "temperature": args.zo_temperature, "tuned": "all weights",
+                         "spec": opt.spec.to_dict(), "temperature": args.zo_temperature, "tuned": space_overrides(args.space) or "all weights",
                          "radius_last": opt.last.eps if opt.last else None},
             "peak_scope": scope, **memory()}
 

@@ -14,6 +14,11 @@ def add_spec_arg(parser: argparse.ArgumentParser) -> None:
                         help="Spec overrides for the ZO rows, e.g. rule=raw lr=1e-6 radius_grow=1 (default: none)")
 
 
+def add_space_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="ParamSpace keywords for the ZO rows, e.g. include=norm noise=lowrank (default: all weights)")
+
+
 def spec_overrides(items: list[str]) -> dict:
     """{'lr': 1e-06, 'rule': 'raw'} from ['lr=1e-6', 'rule=raw']; unknown keys are named."""
     from blackbox_zo import Spec
@@ -27,4 +32,21 @@ def spec_overrides(items: list[str]) -> dict:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw  # a bare word such as raw or normalized
+    return out
+
+
+SPACE_KEYS = ("include", "exclude", "noise", "mask_density", "blockwise")
+
+
+def space_overrides(items: list[str]) -> dict:
+    """ParamSpace keywords from ['include=norm', 'noise=lowrank']: which tensors and which directions."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in SPACE_KEYS:
+            raise SystemExit(f"--space {item!r}: expected KEY=VALUE with KEY one of {list(SPACE_KEYS)}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
     return out

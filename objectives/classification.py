@@ -5,6 +5,7 @@ Each reports accuracy or F1 over the batch; per-example values are 1.0/0.0 corre
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -90,6 +91,10 @@ class LabelWordClassifier(Objective):
     calibrate=None: raw log-probs. "batch": subtract each class's mean log-prob over the batch,
     s'[i,c] = s[i,c] - mean_j s[j,c] (removes a prior towards one word; depends on batch make-up).
     "content_free": subtract the log-probs after the content-free prompt, s'[i,c] = s[i,c] - s_cf[c].
+    tiebreak=True (accuracy only): value = accuracy + mean_i p_i / (B + 1), p_i = softmax over the label
+    words of the gold word's probability. The added term moves by less than one example's flip (1/B), so
+    any change of accuracy still decides, and a step whose two sides score the same accuracy (a plateau)
+    is decided by how much more probable the right words became. Per-example values stay 1/0 correctness.
     """
 
     maximize = True
@@ -97,8 +102,10 @@ class LabelWordClassifier(Objective):
     def __init__(self, template: Template, verbalizer: Verbalizer | Mapping[Any, str], *,
                  label_key: str = "label", metric: str = "accuracy", average: str = "macro",
                  pos_label: Any = None, calibrate: str | None = None,
-                 content_free_prompt: str | None = None, name: str | None = None) -> None:
+                 content_free_prompt: str | None = None, tiebreak: bool = False, name: str | None = None) -> None:
         _check_metric(metric, average)
+        if tiebreak and metric != "accuracy":
+            raise ValueError(f"tiebreak applies to metric='accuracy' (F1 moves in steps smaller than 1/B), got {metric!r}")
         if calibrate not in (None, "batch", "content_free"):
             raise ValueError(f"calibrate must be None, 'batch' or 'content_free', got {calibrate!r}")
         if calibrate == "content_free" and content_free_prompt is None:
@@ -108,7 +115,9 @@ class LabelWordClassifier(Objective):
         self.template, self.label_key, self.metric, self.average = template, label_key, metric, average
         self.verbalizer = verbalizer if isinstance(verbalizer, Verbalizer) else Verbalizer(dict(verbalizer))
         self.pos_label, self.calibrate, self.content_free_prompt = pos_label, calibrate, content_free_prompt
+        self.tiebreak = tiebreak
         self.name = name or (f"label_word_{metric}" if metric == "accuracy" else f"label_word_f1_{average}")
+        self.name += "_tiebreak" if tiebreak and not name else ""
 
     def outputs(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> dict:
         words = self.verbalizer.word_list
@@ -131,8 +140,22 @@ class LabelWordClassifier(Objective):
             rows = [[r[c] - cf[c] for c in range(k)] for r in rows]
         labels = self.verbalizer.labels
         preds = [labels[max(range(k), key=r.__getitem__)] for r in rows]  # argmax, first wins ties
-        return classification_score(self.name, preds, batch, self.verbalizer, self.label_key,
-                                    self.metric, self.average, self.pos_label)
+        score = classification_score(self.name, preds, batch, self.verbalizer, self.label_key,
+                                     self.metric, self.average, self.pos_label)
+        if not self.tiebreak:
+            return score
+        gold = [self.verbalizer.index(ex[self.label_key]) for ex in batch]
+        p_gold = [gold_probability(r, g) for r, g in zip(rows, gold)]
+        bonus = sum(p_gold) / len(p_gold) / (len(batch) + 1)  # < 1/B: never outweighs one example's flip
+        return Score(score.per_example, score.value + bonus, self.name,
+                     {**score.info, "accuracy": score.value, "gold_probability": sum(p_gold) / len(p_gold)})
+
+
+def gold_probability(row: list[float], gold: int) -> float:
+    """softmax(row)[gold]: the probability of the right label word among the label words."""
+    top = max(row)
+    weights = [math.exp(v - top) for v in row]  # shift by the max so exp never overflows
+    return weights[gold] / sum(weights)
 
 
 class GeneratedLabelClassifier(Objective):

@@ -25,9 +25,12 @@ def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int 
                    train_objective: str | None = None) -> dict:
     """A MeZO-style k-shot task from local files DATA/train.tsv and DATA/validation.tsv (`data` is required).
 
-    train_objective "nll" trains on the cross-entropy of the label word (MeZO's differentiable baseline)
-    while validation still reports `metric`.
+    train_objective "nll" trains on the cross-entropy of the label word (MeZO's differentiable baseline),
+    "tiebreak" on accuracy with plateaus decided by the right word's probability (LabelWordClassifier
+    tiebreak=True); validation always reports plain `metric`.
     """
+    if train_objective not in (None, "nll", "tiebreak"):
+        raise ValueError(f"train_objective must be None, 'nll' or 'tiebreak', got {train_objective!r}")
     root = Path(data)
     for split in ("train.tsv", "validation.tsv"):
         if not (root / split).exists():
@@ -38,6 +41,8 @@ def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int 
     val = kshot(val, val_size // max(1, len(t.label_words)), seed) if val_size else val
     val_objective = t.objective(metric=metric, calibrate=calibrate)
     objective = val_objective
+    if train_objective == "tiebreak":
+        objective = t.objective(metric=metric, calibrate=calibrate, tiebreak=True)
     if train_objective == "nll":
         from .likelihood import NegativeLogLikelihood
 

@@ -128,3 +128,21 @@ def test_multiple_choice_by_mean_loglik():
              {"premise": "q", "choices": ["a", "b"], "label": 0}]
     s = obj.score(batch, [[-3.0, -2.0, -1.0], [-1.0, -0.5]])
     assert s.per_example == [1.0, 0.0] and s.value == 0.5
+
+
+def test_accuracy_tiebreak_decides_plateaus_but_never_outweighs_a_flip():
+    """Two answers with the same accuracy differ by the gold words' probability; one more right answer wins."""
+    batch = [{"sentence": "a", "label": 1}, {"sentence": "b", "label": 0}]
+    obj = LabelWordClassifier("{sentence} It was", SST2, tiebreak=True)
+    both_great = obj.score(batch, [[-3.0, -1.0], [-3.0, -1.0]])  # accuracy 0.5, second example far off
+    closer = obj.score(batch, [[-3.0, -1.0], [-2.0, -1.9]])  # accuracy 0.5, second example nearly right
+    assert both_great.info["accuracy"] == closer.info["accuracy"] == 0.5
+    assert closer.value > both_great.value
+    barely_right = obj.score(batch, [[-1.0, -1.01], [-1.0, -1.01]])  # accuracy 0.5 -> one flip, low p(gold)
+    confident_half = obj.score(batch, [[-9.0, -0.0], [-9.0, -0.0]])  # accuracy 0.5, first p(gold) ~ 1
+    assert barely_right.info["accuracy"] == 0.5 and confident_half.value < 0.5 + 1 / 2
+    all_right_barely = obj.score(batch, [[-1.0, -0.99], [-0.99, -1.0]])
+    assert all_right_barely.value > confident_half.value  # one more right example beats any probability gain
+    assert all_right_barely.per_example == [1.0, 1.0] and obj.name == "label_word_accuracy_tiebreak"
+    with pytest.raises(ValueError, match="tiebreak applies to metric='accuracy'"):
+        LabelWordClassifier("{sentence} It was", SST2, metric="f1", tiebreak=True)
