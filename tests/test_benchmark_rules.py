@@ -7,6 +7,8 @@ f(theta+eps z) - f(theta-eps z) mostly noise, so the recipe must not sample by d
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import rules  # noqa: E402
@@ -28,3 +30,28 @@ def test_vader_recipe_tunes_greedily_by_default():
 
     assert vader_prompts()["objective"].generation.temperature == 0.0
     assert vader_prompts(temperature=0.7)["objective"].generation.temperature == 0.7
+
+
+def test_benchmark_space_and_spec_options_parse_and_name_bad_keys():
+    """`--space include=norm noise=lowrank` reaches ParamSpace; a typo is named, not silently dropped."""
+    from spec_args import space_overrides, spec_overrides
+
+    assert space_overrides(["include=norm", "noise=lowrank", "mask_density=0.5"]) == {
+        "include": "norm", "noise": "lowrank", "mask_density": 0.5}
+    assert spec_overrides(["rule=raw", "lr=1e-6"]) == {"rule": "raw", "lr": 1e-6}
+    with pytest.raises(SystemExit, match="inclde"):
+        space_overrides(["inclde=norm"])
+    with pytest.raises(SystemExit, match="lrr"):
+        spec_overrides(["lrr=1"])
+
+
+def test_classification_recipe_tiebreak_trains_on_accuracy_and_validates_plain(tmp_path):
+    from objectives.recipes import classification
+
+    for split in ("train.tsv", "validation.tsv"):
+        rows = "\n".join(f"sentence {i}\t{i % 2}" for i in range(40))
+        (tmp_path / split).write_text("sentence\tlabel\n" + rows + "\n")
+    task = classification(data=str(tmp_path), k=4, val_size=8, train_objective="tiebreak")
+    assert task["objective"].tiebreak and not task["val_objective"].tiebreak
+    with pytest.raises(ValueError, match="train_objective must be"):
+        classification(data=str(tmp_path), train_objective="f1")
