@@ -169,7 +169,7 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
         "best_step": result.best_step, "steps": result.steps_done, "seconds": round(result.seconds, 1),
         "nonfinite_steps": opt.nonfinite_steps, "tuned_elements": loaded.space.numel(),
     }
-    flips = paired_flips(getattr(trainer.start_score, "per_example", None), getattr(final_score, "per_example", None))
+    flips = paired_flips(trainer.start_per_example, getattr(final_score, "per_example", None))
     if flips:
         summary["val_flips"] = flips
     (out / "summary.json").write_text(json.dumps(summary, indent=2))  # export reads best_step from it

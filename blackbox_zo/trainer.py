@@ -18,26 +18,10 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
+from .best import best_across_resumes, run_start
 from .config import TrainConfig
 from .mezo import MeZO
 from .noise import derive_seed
-
-
-@dataclass
-class Best:
-    """The best validation value measured and its step (a tie goes to the later, more-tuned step), and how many
-    validations in a row did not improve on it (for patience)."""
-
-    maximize: bool
-    value: float | None
-    step: int
-    stale: int = 0
-
-    def update(self, value: float, step: int) -> None:
-        improved = self.value is None or (value > self.value if self.maximize else value < self.value)
-        if improved or value == self.value:
-            self.value, self.step = value, step
-        self.stale = 0 if improved else self.stale + 1
 
 
 @dataclass
@@ -114,9 +98,11 @@ class Trainer:
         writer = self._tensorboard()
         self.start_score = self.evaluate_score() if self.val_data else None
         self.final_score = self.start_score  # the latest validation score, at the current weights
-        start = value_of(self.start_score) if self.val_data else None
-        best = Best(self.maximize, start, self.opt.step_count)
-        history: list[dict] = []
+        now = value_of(self.start_score) if self.val_data else None
+        begun = run_start(self.out_dir, self.opt.step_count, now, getattr(self.start_score, "per_example", None))
+        self.start_per_example = begun.per_example  # of the run's first start, also after a resume
+        start = begun.value
+        best, history = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now)
         t0 = time.time()
         bar = tqdm(total=cfg.steps, initial=self.opt.step_count, disable=not cfg.progress, unit="step")
         try:

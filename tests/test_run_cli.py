@@ -75,7 +75,10 @@ def test_run_logs_resumes_exports_and_replays(model_dir, tmp_path):
 
     # interrupted after 3 steps, then resumed to 6: same weights as the uninterrupted run
     run(config(model_dir, tmp_path / "split", steps=3), progress=False)
-    run(config(model_dir, tmp_path / "split", steps=6), resume=True, progress=False)
+    resumed = run(config(model_dir, tmp_path / "split", steps=6), resume=True, progress=False)
+    # the summary covers the whole run, not only the resumed half: start value, best step, flips
+    same = ("val_start", "val_best", "best_step", "val_final", "val_flips", "steps")
+    assert {k: resumed.get(k) for k in same} == {k: full.get(k) for k in same}
     assert main(["export", str(out), "--step", "last", "--out", str(tmp_path / "a")]) == 0
     assert main(["export", str(tmp_path / "split"), "--step", "last", "--out", str(tmp_path / "b")]) == 0
     from transformers import AutoModelForCausalLM

@@ -116,3 +116,23 @@ def test_batches_depend_only_on_seed_and_step():
     data = [{"i": i} for i in range(100)]
     assert batch_for_step(data, 8, 0, 5) == batch_for_step(data, 8, 0, 5)
     assert batch_for_step(data, 8, 0, 5) != batch_for_step(data, 8, 0, 6)
+
+
+def test_best_step_after_a_resume_counts_validations_from_before_it(tmp_path):
+    """Resumed at step 4, the best validation (0.9 after step 2) and the start value come from the first part."""
+    from blackbox_zo.best import best_across_resumes, run_start
+
+    begun = run_start(tmp_path, 0, 0.5, [1.0, 0.0])  # a fresh run records where it started
+    assert begun == run_start(tmp_path, 0, 0.5, [1.0, 0.0]) and begun.step == 0
+    rows = [{"step": 0, "objective": 0.4}, {"step": 1, "objective": 0.5, "val": 0.9},
+            {"step": 2, "objective": 0.6}, {"step": 3, "objective": 0.6, "val": 0.6},
+            {"step": 7, "objective": 0.1, "val": 1.0}]  # a row past the resume point is not counted
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    resumed = run_start(tmp_path, 4, 0.6, [0.0, 0.0])
+    assert (resumed.value, resumed.per_example, resumed.step) == (0.5, [1.0, 0.0], 0)
+    best, earlier = best_across_resumes(tmp_path, True, resumed, 4, 0.6)
+    assert (best.value, best.step, best.stale) == (0.9, 2, 1) and [r["step"] for r in earlier] == [0, 1, 2, 3]
+    best_min, _ = best_across_resumes(tmp_path, False, resumed, 4, 0.6)  # minimising: the start 0.5 is best
+    assert (best_min.value, best_min.step) == (0.5, 0)
+    fresh, none = best_across_resumes(tmp_path / "elsewhere", True, run_start(None, 4, 0.6, None), 4, 0.6)
+    assert (fresh.value, fresh.step, none) == (0.6, 4, [])  # no record: the resume point is the start

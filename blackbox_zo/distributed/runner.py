@@ -11,8 +11,9 @@ import math
 import time
 from pathlib import Path
 
+from ..best import best_across_resumes, run_start
 from ..config import ConfigError, RunConfig
-from ..trainer import Best, plot_history
+from ..trainer import plot_history
 from .driver import DistributedMeZO
 
 
@@ -35,8 +36,10 @@ def run_distributed(cfg: RunConfig, resume: bool = False, progress: bool = True)
         start_score = opt.validate()
         final_score = start_score
         maximize = start_score["maximize"] if start_score else True
-        start = start_score["value"] if start_score else None
-        best, history = Best(maximize, start, opt.step_count), []
+        now = start_score["value"] if start_score else None
+        begun = run_start(out, opt.step_count, now, start_score and start_score["per_example"])
+        start = begun.value  # of the run's first start, also after a resume
+        best, history = best_across_resumes(out, maximize, begun, opt.step_count, now)
         t0 = time.time()
         with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics, \
                 tqdm(total=t.steps, initial=opt.step_count, disable=not progress, unit="step") as bar:
@@ -66,7 +69,7 @@ def run_distributed(cfg: RunConfig, resume: bool = False, progress: bool = True)
             "tuned_elements": next(iter(opt.states().values()))["numel"],
             "workers": opt.size(), "worker_rebuilds": opt.pool.rebuilds, "reruns": opt.reruns,
         }
-        flips = paired_flips(start_score and start_score["per_example"], final_score and final_score["per_example"])
+        flips = paired_flips(begun.per_example, final_score and final_score["per_example"])
         if flips:
             summary["val_flips"] = flips
         summary["final_fingerprint"] = opt.fingerprint()

@@ -1,0 +1,72 @@
+"""The best validation step of a run, across resumes: the value it started from and every validation since.
+
+A resumed run must pick its best step (what `export` writes) among ALL measured validations, not only those
+after the resume, and report the value the run began from: start.json and metrics.jsonl keep both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+START_FILE = "start.json"  # validation before the first step: {"val": v, "per_example": [...]}
+METRICS_FILE = "metrics.jsonl"  # one row per step; "val" on the steps validated after
+
+
+@dataclass
+class Best:
+    """The best validation value measured and its step (a tie goes to the later, more-tuned step), and how many
+    validations in a row did not improve on it (for patience)."""
+
+    maximize: bool
+    value: float | None
+    step: int
+    stale: int = 0
+
+    def update(self, value: float, step: int) -> None:
+        improved = self.value is None or (value > self.value if self.maximize else value < self.value)
+        if improved or value == self.value:
+            self.value, self.step = value, step
+        self.stale = 0 if improved else self.stale + 1
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """The validation the run began from, and the step count it was measured at (0, or an unrecorded resume)."""
+
+    value: float | None
+    per_example: list | None
+    step: int
+
+
+def run_start(out_dir: str | Path | None, step_count: int, value: float | None, per_example: list | None) -> RunStart:
+    """A fresh run records its start validation in out_dir; a resumed one reads it back (runs from before the
+    record existed start from the resume point's `value`)."""
+    path = Path(out_dir) / START_FILE if out_dir else None
+    if path is not None and step_count and path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return RunStart(saved["val"], saved["per_example"], 0)
+    if path is not None and step_count == 0 and value is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"val": value, "per_example": per_example}), encoding="utf-8")
+    return RunStart(value, per_example, step_count)
+
+
+def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunStart, step_count: int,
+                        value_now: float | None) -> tuple[Best, list[dict]]:
+    """Best over the start, the validations metrics.jsonl holds for steps before `step_count`, and the value
+    measured at the resume point; also returns those earlier rows (for the plot)."""
+    best = Best(maximize, start.value, start.step)
+    path = Path(out_dir) / METRICS_FILE if out_dir else None
+    if not step_count or path is None or not path.exists():
+        return best, []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    earlier = [row for row in rows if isinstance(row.get("step"), int) and row["step"] < step_count]
+    for row in earlier:
+        if row.get("val") is not None:
+            best.update(row["val"], row["step"] + 1)
+    measured_here = any(row["step"] + 1 == step_count and row.get("val") is not None for row in earlier)
+    if start.step == 0 and value_now is not None and not measured_here:
+        best.update(value_now, step_count)  # the resume point's own validation is a measured step too
+    return best, earlier
