@@ -69,7 +69,7 @@ def cmd_demo(args) -> int:
         f = s["val_flips"]
         print(f"held-back examples fixed {f['fixed']}, broken {f['broken']}: exact sign test p = {f['sign_test_p']:.2g} "
               "(the chance of a split this lopsided if tuning changed nothing)")
-    print(f"run directory: {cfg.output} (trajectory.jsonl, metrics.jsonl, objective.png, summary.json)")
+    print(f"run directory: {cfg.output} (trajectory.jsonl, metrics.jsonl, start.json, objective.png, summary.json)")
     return 0
 
 

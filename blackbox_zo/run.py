@@ -1,7 +1,7 @@
 """From a validated RunConfig to a finished run: data, model, parameter space, optimizer, trainer, export.
 
-A run directory holds config.json, trajectory.jsonl (seeds and scalars), metrics.jsonl, objective.png and
-summary.json; the tuned weights are rebuilt from the base model + trajectory (export, eval, replay).
+A run directory holds config.json, trajectory.jsonl (seeds and scalars), metrics.jsonl, start.json,
+objective.png and summary.json; the tuned weights are rebuilt from the base model + trajectory (export, eval, replay).
 """
 
 from __future__ import annotations

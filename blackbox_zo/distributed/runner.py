@@ -1,6 +1,6 @@
 """`run(config)` with `distributed.workers` set: the same run directory as one process, written by the driver.
 
-config.json, trajectory.jsonl, metrics.jsonl, objective.png and summary.json (with final_fingerprint)
+config.json, trajectory.jsonl, metrics.jsonl, start.json, objective.png and summary.json (with final_fingerprint)
 have the same layout, so `blackbox-zo eval/export/replay` and `--resume` work on a distributed run.
 """
 
