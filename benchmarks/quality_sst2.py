@@ -88,6 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="objective of zo_lora / zo_prefix (default cross-entropy)")
     add_spec_arg(p)
     add_space_arg(p)
+    p.add_argument("--default-lora", type=int, default=0, metavar="R",
+                   help="zo_default rows tune LoRA adapters of rank R (q/v) instead of all weights (0: all weights)")
     p.add_argument("--calibrate", default=None, choices=["content_free", "batch"],
                    help="calibrated label-word scores for the tuned rows (training objective and evaluation)")
     p.add_argument("--ft-epochs", type=int, default=5, help="AdamW epochs over the 2k examples (--budget: until time)")
@@ -178,6 +180,8 @@ def zo_row(args, row: str, seed: int) -> dict:
     from blackbox_zo.trainer import batch_for_step
 
     kind = {"zo_lora": "lora", "zo_prefix": "prefix"}.get(row, "full")
+    if row.startswith("zo_default") and args.default_lora:
+        kind = "lora"
     objective = {"zo_acc": "accuracy", "zo_default": "accuracy", "zo_default_tb": "tiebreak", "zo_ce": "nll",
                  "zo_default_ce": "nll"}.get(row, args.space_objective)
     task = task_for(args, seed, None if objective == "accuracy" else objective)
@@ -185,7 +189,8 @@ def zo_row(args, row: str, seed: int) -> dict:
     if kind == "lora":
         from blackbox_zo.spaces import lora_space
 
-        model, space = lora_space(model, r=8, alpha=16)
+        r = args.default_lora if row.startswith("zo_default") and args.default_lora else 8
+        model, space = lora_space(model, r=r, alpha=2 * r)
         lr, eps = args.lora_lr, args.lora_eps
     elif kind == "prefix":
         from blackbox_zo.spaces import prefix_space
