@@ -179,9 +179,8 @@ def zo_row(args, row: str, seed: int) -> dict:
     from blackbox_zo import MeZO, ParamSpace, derive_seed
     from blackbox_zo.trainer import batch_for_step
 
-    kind = {"zo_lora": "lora", "zo_prefix": "prefix"}.get(row, "full")
-    if row.startswith("zo_default") and args.default_lora:
-        kind = "lora"
+    lora_r = 8 if row == "zo_lora" else args.default_lora if row.startswith("zo_default") else 0  # 0: no LoRA
+    kind = "prefix" if row == "zo_prefix" else "lora" if lora_r else "full"
     objective = {"zo_acc": "accuracy", "zo_default": "accuracy", "zo_default_tb": "tiebreak", "zo_ce": "nll",
                  "zo_default_ce": "nll"}.get(row, args.space_objective)
     task = task_for(args, seed, None if objective == "accuracy" else objective)
@@ -189,8 +188,7 @@ def zo_row(args, row: str, seed: int) -> dict:
     if kind == "lora":
         from blackbox_zo.spaces import lora_space
 
-        r = args.default_lora if row.startswith("zo_default") and args.default_lora else 8
-        model, space = lora_space(model, r=r, alpha=2 * r)
+        model, space = lora_space(model, r=lora_r, alpha=2 * lora_r)
         lr, eps = args.lora_lr, args.lora_eps
     elif kind == "prefix":
         from blackbox_zo.spaces import prefix_space

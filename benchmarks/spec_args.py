@@ -19,34 +19,31 @@ def add_space_arg(parser: argparse.ArgumentParser) -> None:
                         help="ParamSpace keywords for the ZO rows, e.g. include=norm noise=lowrank (default: all weights)")
 
 
-def spec_overrides(items: list[str]) -> dict:
-    """{'lr': 1e-06, 'rule': 'raw'} from ['lr=1e-6', 'rule=raw']; unknown keys are named."""
-    from blackbox_zo import Spec
-
+def key_values(flag: str, items: list[str], keys) -> dict:
+    """{'lr': 1e-06, 'rule': 'raw'} from ['lr=1e-6', 'rule=raw'] (values parsed as JSON, else kept as words);
+    a key not in `keys` is named with the flag it came from."""
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or key not in Spec.keys():
-            raise SystemExit(f"--spec {item!r}: expected KEY=VALUE with KEY one of {sorted(Spec.keys())}")
+        if not sep or key not in keys:
+            raise SystemExit(f"{flag} {item!r}: expected KEY=VALUE with KEY one of {sorted(keys)}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
-            out[key] = raw  # a bare word such as raw or normalized
+            out[key] = raw  # a bare word such as raw, normalized or lowrank
     return out
+
+
+def spec_overrides(items: list[str]) -> dict:
+    """Overrides of the Spec defaults, e.g. rule=raw lr=1e-6."""
+    from blackbox_zo import Spec
+
+    return key_values("--spec", items, Spec.keys())
 
 
 SPACE_KEYS = ("include", "exclude", "noise", "mask_density", "blockwise")
 
 
 def space_overrides(items: list[str]) -> dict:
-    """ParamSpace keywords from ['include=norm', 'noise=lowrank']: which tensors and which directions."""
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or key not in SPACE_KEYS:
-            raise SystemExit(f"--space {item!r}: expected KEY=VALUE with KEY one of {list(SPACE_KEYS)}")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    """ParamSpace keywords, e.g. include=norm noise=lowrank: which tensors and which directions."""
+    return key_values("--space", items, SPACE_KEYS)
