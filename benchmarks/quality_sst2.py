@@ -90,6 +90,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_space_arg(p)
     p.add_argument("--default-lora", type=int, default=0, metavar="R",
                    help="zo_default rows tune LoRA adapters of rank R (q/v) instead of all weights (0: all weights)")
+    p.add_argument("--trunk-cache", action="store_true",
+                   help="ZO rows whose space leaves the bottom layers frozen reuse those layers' outputs (lm/trunk.py)")
     p.add_argument("--calibrate", default=None, choices=["content_free", "batch"],
                    help="calibrated label-word scores for the tuned rows (training objective and evaluation)")
     p.add_argument("--ft-epochs", type=int, default=5, help="AdamW epochs over the 2k examples (--budget: until time)")
@@ -133,10 +135,13 @@ def load(args):
     return load_model(args.model, device=args.device)
 
 
-def lm_for(model, tok, args):
+def lm_for(model, tok, args, space=None):
+    """The scoring LM; with --trunk-cache and a space that leaves the bottom layers alone, their outputs are cached."""
     from blackbox_zo.lm import TransformersLM
+    from blackbox_zo.lm.trunk import first_tuned_layer
 
-    return TransformersLM(model, tok, batch_size=args.batch)
+    start = first_tuned_layer(model, space.tensors.values()) if space is not None and args.trunk_cache else 0
+    return TransformersLM(model, tok, batch_size=args.batch, trunk_cache=start or None)
 
 
 def evaluate(lm, task) -> tuple[float, float, dict]:
@@ -198,7 +203,7 @@ def zo_row(args, row: str, seed: int) -> dict:
     else:
         space = ParamSpace(model, **space_overrides(args.space))
         lr, eps = args.lr, args.eps
-    lm = lm_for(model, tok, args)
+    lm = lm_for(model, tok, args, space)
     maximize = bool(getattr(task["objective"], "maximize", True))
     if row.startswith("zo_default"):  # what a user who sets nothing gets, plus any --spec override
         opt = MeZO(space, seed=seed, maximize=maximize, **spec_overrides(args.spec))

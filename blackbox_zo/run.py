@@ -105,6 +105,7 @@ class Loaded:
 def load_tuned(cfg: RunConfig) -> Loaded:
     """Base model + the parameter space the config tunes + the LM wrapper objectives call."""
     from .lm import TransformersLM, load_model
+    from .lm.trunk import TrunkCache, trunk_start
     from .params import ParamSpace
 
     if cfg.model.backend == "vllm":
@@ -129,7 +130,9 @@ def load_tuned(cfg: RunConfig) -> Loaded:
         model, space = prefix_space(model, tok, num_tokens=s.prefix_tokens, **extra)
     else:
         space = ParamSpace(model, include=s.include or None, exclude=s.exclude or None, **extra)
-    return Loaded(model, tok, space, TransformersLM(model, tok, batch_size=cfg.model.batch_size))
+    start = trunk_start(model, space.tensors.values())  # layers below the tuned ones: their outputs are cached
+    trunk = TrunkCache(model, start, strict=False) if start else None
+    return Loaded(model, tok, space, TransformersLM(model, tok, batch_size=cfg.model.batch_size, trunk_cache=trunk))
 
 
 def make_optimizer(cfg: RunConfig, space, maximize: bool, trajectory: Path | None, resume: bool, compare=None) -> MeZO:
@@ -169,6 +172,9 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
         "best_step": result.best_step, "steps": result.steps_done, "seconds": round(result.seconds, 1),
         "nonfinite_steps": opt.nonfinite_steps, "tuned_elements": loaded.space.numel(),
     }
+    trunk = getattr(loaded.lm, "trunk_cache", None)
+    if trunk is not None and not trunk.disabled:  # scoring ran only the layers from this one up
+        summary["trunk_cached_below_layer"] = trunk.start
     flips = paired_flips(trainer.start_per_example, getattr(final_score, "per_example", None))
     if flips:
         summary["val_flips"] = flips

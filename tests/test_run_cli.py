@@ -214,3 +214,19 @@ def test_export_at_the_end_of_a_run_equals_a_replayed_export(model_dir, tmp_path
         a = AutoModelForCausalLM.from_pretrained(s["exported"]).state_dict()
         b = AutoModelForCausalLM.from_pretrained(tmp_path / f"again{steps}").state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_over_the_top_layer_caches_the_trunk_and_logs_what_a_full_forward_would(model_dir, tmp_path, monkeypatch):
+    from blackbox_zo.lm import trunk
+
+    top = {"include": [r"layers\.1\.", r"model\.norm"]}
+    big = {"eps": 0.3}  # large enough that the two sides of a step score different accuracies
+    cached = run(config(model_dir, tmp_path / "cached", steps=4, space=top, optim=big), progress=False)
+    assert cached["trunk_cached_below_layer"] == 1  # layer 0 is frozen: its outputs are reused
+    assert "trunk_cached_below_layer" not in run(config(model_dir, tmp_path / "all", steps=1), progress=False)
+    monkeypatch.setattr(trunk, "trunk_start", lambda model, tuned: None)  # the same run with full forwards
+    full = run(config(model_dir, tmp_path / "full", steps=4, space=top, optim=big), progress=False)
+    rows = [[json.loads(line)["projected_grad"] for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+            for d in ("cached", "full")]
+    assert any(g != 0.0 for g in rows[1]) and rows[0] == pytest.approx(rows[1], abs=1e-6)
+    assert cached["val_final"] == pytest.approx(full["val_final"], abs=1e-6)

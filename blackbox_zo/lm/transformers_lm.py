@@ -26,6 +26,7 @@ from .tokens import (
     truncate_at_stop,
     uses_chat_template,
 )
+from .trunk import TrunkCache
 
 
 class TransformersLM:
@@ -36,7 +37,8 @@ class TransformersLM:
     """
 
     def __init__(self, model, tokenizer, batch_size: int = 16,
-                 use_chat_template: bool | None = None, max_length: int | None = None):
+                 use_chat_template: bool | None = None, max_length: int | None = None,
+                 trunk_cache: int | TrunkCache | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self._model = model
@@ -46,6 +48,14 @@ class TransformersLM:
         self.use_chat_template = uses_chat_template(tokenizer, use_chat_template)
         self.pad_id = self._pad_token_id()
         self._keeps_logits = True  # pass logits_to_keep so only the needed positions hit the LM head
+        self.trunk_cache = self._trunk_cache(trunk_cache)
+
+    def _trunk_cache(self, start: int | TrunkCache | None) -> TrunkCache | None:
+        """trunk_cache=L: layers below L stay frozen, so scoring reuses their outputs (lm/trunk.py).
+        A TrunkCache built by the caller is used as it is (run.py passes one that falls back to full forwards)."""
+        if start is None or isinstance(start, TrunkCache):
+            return start
+        return TrunkCache(self._model, start)
 
     @property
     def model(self):
@@ -185,6 +195,8 @@ class TransformersLM:
         """Logits of the last `keep` positions (only those go through the LM head)."""
         inputs = dict(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
         with torch.no_grad():
+            if self.trunk_cache is not None:
+                return self.trunk_cache.logits(inputs, keep)
             if self._keeps_logits:
                 try:
                     return self._model(**inputs, logits_to_keep=keep).logits[:, -keep:]
