@@ -1,8 +1,10 @@
 """Preference tuning with a rule judge: win-rate of the tuned model against the base model, with a sign test.
 
 Why: issue 13's preference target (tuned-vs-base win-rate >= 0.65 on held-back prompts, p < 0.01) for the
-library's defaults. The judge (benchmarks.rules.plain_words_judge) prefers the completion with the shorter
-mean word length and ties only when both are equal, so nearly every comparison is informative.
+library's defaults. The judge (--judge guarded, benchmarks.rules.guarded_plain_words_judge) prefers the
+completion with the shorter mean word length and ties only when both are equal, so nearly every comparison is
+informative; an answer with fewer than 6 distinct words loses to one with more (--judge plain drops that guard:
+the defaults gamed it in 600 s by answering "A:\nA:\nA:" to everything).
 
 Each step: 8 training prompts (benchmarks.prompts.TRAIN), completions at theta +- eps z with one
 shared seed (greedy by default, --temperature, --max-new-tokens), the judge's mean verdict is the preference the pairwise
@@ -30,6 +32,8 @@ import prompts as prompt_sets  # noqa: E402
 import rules  # noqa: E402
 from spec_args import add_space_arg, add_spec_arg, space_overrides, spec_overrides  # noqa: E402
 
+JUDGES = {"plain": rules.plain_words_judge, "guarded": rules.guarded_plain_words_judge}
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -42,17 +46,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=0.0,
                    help="decoding temperature while tuning (0 = greedy, the library's recipe)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge", default="guarded", choices=sorted(JUDGES), help="rule judge for tuning and scoring")
     add_spec_arg(p)
     add_space_arg(p)
     p.add_argument("--out", default=str(common.RESULTS_DIR / "preference_vs_base.json"))
     return p.parse_args(argv)
 
 
-def judged(tuned: list[str], base: list[str]) -> dict:
-    """Judge tuned vs base per prompt; win-rate over decided pairs and the two-sided sign test."""
+def judged(rule, tuned: list[str], base: list[str]) -> dict:
+    """Judge tuned vs base per prompt with `rule`; win-rate over decided pairs and the two-sided sign test."""
     from scipy.stats import binomtest
 
-    verdicts = [rules.plain_words_judge("", t, b) for t, b in zip(tuned, base)]
+    verdicts = [rule("", t, b) for t, b in zip(tuned, base)]
     wins, losses, ties = verdicts.count(1), verdicts.count(-1), verdicts.count(0)
     decided = wins + losses
     return {"wins": wins, "losses": losses, "ties": ties,
@@ -76,7 +81,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     base = greedy.run(lm, held)
     score_s = time.perf_counter() - t0
-    judge = CallableJudge(rules.plain_words_judge)
+    judge = CallableJudge(JUDGES[args.judge])
     pref = PairwiseObjective(judge, generation=Generation(max_new_tokens=args.max_new_tokens,
                                                           temperature=args.temperature))
     train = [{"prompt": p} for p in prompt_sets.TRAIN]
@@ -96,12 +101,13 @@ def main(argv=None) -> dict:
     train_s = time.perf_counter() - t_start
     peak = common.peak_bytes()
     tuned = greedy.run(lm, held)
-    result = judged(tuned, base)
+    result = judged(JUDGES[args.judge], tuned, base)
     payload = {"benchmark": "preference_vs_base", "git": common.git_commit(), "machine": common.machine_info(),
                "settings": {k: v for k, v in vars(args).items()}, "spec": opt.spec.to_dict(),
                "steps": opt.step_count, "train_s": round(train_s, 1), "score_s": round(score_s, 1),
                "training_peak_bytes": peak, "held_prompts": len(held), **result,
                "mean_word_length": {"base": mean_len(base), "tuned": mean_len(tuned)},
+               "mean_distinct_words": {"base": mean_distinct(base), "tuned": mean_distinct(tuned)},
                "train_preferences": prefs, "radii": radii,
                "samples": [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(held[:6], base, tuned)]}
     common.write_results("preference_vs_base", payload, args.out)
@@ -109,6 +115,10 @@ def main(argv=None) -> dict:
           f"{result['losses']}/{result['ties']}, p = {result['p_value']:.2g}); mean word length "
           f"{payload['mean_word_length']['base']:.2f} -> {payload['mean_word_length']['tuned']:.2f}; {args.out}")
     return payload
+
+
+def mean_distinct(texts: list[str]) -> float:
+    return sum(rules.distinct_words(t) for t in texts) / len(texts)
 
 
 def mean_len(texts: list[str]) -> float:

@@ -35,3 +35,19 @@ def plain_words_judge(prompt: str, a: str, b: str) -> int:
     """Preference rule: the completion with the shorter mean word length (plainer wording) wins; equal is a tie."""
     la, lb = mean_word_length(a), mean_word_length(b)
     return 0 if la == lb else (1 if la < lb else -1)
+
+
+MIN_DISTINCT_WORDS = 6  # a fluent 16-token answer has ~10; "A:\nA:\nA:" (how the plain judge was gamed) has 1
+
+
+def distinct_words(text: str) -> int:
+    return len({w.lower() for w in words(text)})
+
+
+def guarded_plain_words_judge(prompt: str, a: str, b: str) -> int:
+    """plain_words_judge between answers that say something: one with fewer than MIN_DISTINCT_WORDS distinct
+    words loses to one with at least that many; two such answers compare by distinct words (more wins)."""
+    da, db = distinct_words(a), distinct_words(b)
+    if da < MIN_DISTINCT_WORDS or db < MIN_DISTINCT_WORDS:
+        return 0 if da == db else (1 if da > db else -1)
+    return plain_words_judge(prompt, a, b)

@@ -55,3 +55,12 @@ def test_classification_recipe_tiebreak_trains_on_accuracy_and_validates_plain(t
     assert task["objective"].tiebreak and not task["val_objective"].tiebreak
     with pytest.raises(ValueError, match="train_objective must be"):
         classification(data=str(tmp_path), train_objective="f1")
+
+
+def test_guarded_judge_makes_a_degenerate_answer_lose_to_a_fluent_one():
+    fluent = "You can fix it by taking the old part out and putting a new one in its place."
+    assert rules.plain_words_judge("", "A:\nA:\nA:\nA:", fluent) == 1  # the unguarded rule was gamed this way
+    assert rules.guarded_plain_words_judge("", "A:\nA:\nA:\nA:", fluent) == -1
+    assert rules.guarded_plain_words_judge("", fluent, "Consequently, the administrative procedure requires "
+                                           "substantial documentation before any replacement occurs.") == 1
+    assert rules.guarded_plain_words_judge("", "a b c", "a b") == 1  # both degenerate: more distinct words wins
