@@ -108,13 +108,18 @@ def main(argv=None) -> dict:
                "training_peak_bytes": peak, "held_prompts": len(held), **result,
                "mean_word_length": {"base": mean_len(base), "tuned": mean_len(tuned)},
                "mean_distinct_words": {"base": mean_distinct(base), "tuned": mean_distinct(tuned)},
+               "few_distinct_words": {"base": few_words(base), "tuned": few_words(tuned)},  # answers the guard fails
                "train_preferences": prefs, "radii": radii,
-               "samples": [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(held[:6], base, tuned)]}
+               "samples": [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(held, base, tuned)]}
     common.write_results("preference_vs_base", payload, args.out)
     print(f"{opt.step_count} steps, {train_s:.0f} s: win-rate {result['win_rate']:.3f} (W/L/T {result['wins']}/"
           f"{result['losses']}/{result['ties']}, p = {result['p_value']:.2g}); mean word length "
           f"{payload['mean_word_length']['base']:.2f} -> {payload['mean_word_length']['tuned']:.2f}; {args.out}")
     return payload
+
+
+def few_words(texts: list[str]) -> int:
+    return sum(rules.distinct_words(t) < rules.MIN_DISTINCT_WORDS for t in texts)
 
 
 def mean_distinct(texts: list[str]) -> float:

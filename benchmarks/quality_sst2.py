@@ -30,8 +30,8 @@ with --steps / --seeds / --val-size on a GPU (`--device cuda`).
     python benchmarks/quality_sst2.py --data DATA --rows zo_default,ft_adam --budget 600   # equal wall time
     python benchmarks/quality_sst2.py --data DATA --steps 1000 --seeds 5 --device cuda      # GPU
     python benchmarks/quality_sst2.py --rows zero_shot,calibrated_cf,calibrated_batch         # 1 eval
-    python benchmarks/quality_sst2.py --data DATA --rows zo_default_ce --budget 600 --trunk-cache \
-        --space 'include=^model\.norm' --spec eps=0.05 lr=0.015       # final norm only, cached trunk
+    python benchmarks/quality_sst2.py --data DATA --rows zo_default_ce --budget 600 --calibrate content_free
+        --trunk-cache --space 'include=layers[.]2[89][.]|model[.]norm' --spec eps=0.01 lr=0.003   # top 2 layers
 
 Results are written after every run to benchmarks/results/quality_sst2.json (+ quality_sst2.png).
 """
