@@ -32,12 +32,12 @@ def sst2_dir(tmp_path):
     return tmp_path
 
 
-def sst2_accuracy(model, tok, data, k: int, val_size: int) -> float:
+def sst2_accuracy(model, tok, data, k: int, val_size: int, calibrate: str | None = None) -> float:
     """Validation accuracy of `model` on the example's SST-2 sample, computed here without the example."""
     from blackbox_zo.lm import TransformersLM
     from objectives.recipes import classification
 
-    task = classification("sst2", data=str(data), k=k, val_size=val_size, seed=0)
+    task = classification("sst2", data=str(data), k=k, val_size=val_size, seed=0, calibrate=calibrate)
     return task["val_objective"].evaluate(TransformersLM(model, tok, batch_size=32), task["val"]).value
 
 
@@ -149,3 +149,21 @@ def test_examples_on_the_embedded_model(name, argv, request):
     else:  # the real model answers every held-back prompt with some text
         texts = r["samples"] if name == "reward_vader" else r["tuned"]
         assert texts and all(t.strip() for t in texts)
+
+
+def test_sst2_top_layers_yaml_tunes_the_top_layer_over_a_cached_trunk(tiny_llama, sst2_dir, tmp_path):
+    from blackbox_zo.run import run
+
+    model, tok = tiny_llama
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    cfg = yaml.safe_load((EXAMPLES / "sst2_top_layers.yaml").read_text())
+    assert cfg["objective"]["args"]["train_objective"] == "nll"
+    cfg["model"]["name"] = str(tmp_path / "tiny")
+    cfg["objective"]["args"].update(data=str(sst2_dir), k=2, val_size=4)
+    cfg["space"]["include"] = [r"layers\.1\.", r"^model\.norm\."]  # the tiny model's top layer of 2
+    cfg["train"].update(steps=3, batch_size=4, eval_every=3, plot=False)
+    cfg["output"] = str(tmp_path / "run")
+    summary = run(cfg, progress=False)
+    assert summary["steps"] == 3 and summary["trunk_cached_below_layer"] == 1
+    assert summary["val_start"] == sst2_accuracy(model, tok, sst2_dir, k=2, val_size=4, calibrate="content_free")
