@@ -94,3 +94,38 @@ def test_tensors_outside_the_model_freeze_nothing(tiny_llama):
     assert trunk_start(wrapped, space.tensors.values()) is None  # and its wrapper has no layer list to shorten
     other = _llama(tok)[0]
     assert trunk_start(other, ParamSpace(other, include=r"layers\.1\.").tensors.values()) == 1
+
+
+def test_gemma_is_reproduced_because_transformers_scales_its_embeddings_inside_the_embedding_module(tokenizer):
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    config = GemmaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = GemmaForCausalLM(config).eval()  # multiplies embeddings by sqrt(hidden): in transformers 5, in embed_tokens
+    full = TransformersLM(model, tokenizer, batch_size=4).label_word_logits(PROMPTS, WORDS)
+    cached = TransformersLM(model, tokenizer, batch_size=4, trunk_cache=1).label_word_logits(PROMPTS, WORDS)
+    assert torch.allclose(cached, full, atol=1e-5)
+
+
+def test_a_model_the_shortened_forward_does_not_reproduce_is_caught(tokenizer):
+    from blackbox_zo.lm.trunk import TrunkCache
+
+    model = _llama(tokenizer)[0]
+
+    def rescale_given_embeddings(module, args, kwargs):  # as Gemma's body did before transformers 5
+        if kwargs.get("inputs_embeds") is not None:
+            kwargs["inputs_embeds"] = kwargs["inputs_embeds"] * 2.0
+        return args, kwargs
+
+    model.model.register_forward_pre_hook(rescale_given_embeddings, with_kwargs=True)
+    full = TransformersLM(model, tokenizer, batch_size=4).label_word_logits(PROMPTS, WORDS)
+    with pytest.raises(ValueError, match="does not reproduce its logits"):
+        TransformersLM(model, tokenizer, batch_size=4, trunk_cache=1).label_word_logits(PROMPTS, WORDS)
+    lenient = TransformersLM(model, tokenizer, batch_size=4, trunk_cache=TrunkCache(model, 1, strict=False))
+    with pytest.warns(UserWarning, match="scoring runs the full model"):
+        first = lenient.label_word_logits(PROMPTS, WORDS)
+    assert lenient.trunk_cache.disabled
+    assert torch.allclose(first, full, atol=1e-5)
+    assert torch.allclose(lenient.label_word_logits(PROMPTS, WORDS), full, atol=1e-5)
