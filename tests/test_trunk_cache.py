@@ -129,3 +129,15 @@ def test_a_model_the_shortened_forward_does_not_reproduce_is_caught(tokenizer):
     assert lenient.trunk_cache.disabled
     assert torch.allclose(first, full, atol=1e-5)
     assert torch.allclose(lenient.label_word_logits(PROMPTS, WORDS), full, atol=1e-5)
+
+
+def test_a_write_through_data_is_invisible_to_the_version_counter_so_clear_is_needed(tiny_llama):
+    model, tok = tiny_llama
+    cached = TransformersLM(model, tok, batch_size=4, trunk_cache=1)
+    before = cached.label_word_logits(PROMPTS, WORDS)
+    model.model.layers[0].mlp.up_proj.weight.data.mul_(3.0)  # trap: .data has its own version counter
+    assert torch.equal(cached.label_word_logits(PROMPTS, WORDS), before)  # stale, as the module docstring warns
+    cached.trunk_cache.clear()
+    fresh = TransformersLM(model, tok, batch_size=4).label_word_logits(PROMPTS, WORDS)
+    assert torch.allclose(cached.label_word_logits(PROMPTS, WORDS), fresh, atol=1e-5)
+    assert not torch.allclose(fresh, before)

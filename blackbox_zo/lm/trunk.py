@@ -2,8 +2,9 @@
 
 A forward over tokens seen before runs layers[start:] + final norm + head on the cached input of layer
 `start`; with the top 2 of 30 layers tuned a step costs ~1/10 of a full forward. The cache is dropped as
-soon as any trunk tensor (embeddings, layers below `start`) changes in place, so it can never serve stale
-states; the first use checks that the shortened forward gives the full forward's logits.
+soon as any trunk tensor (embeddings, layers below `start`) changes in place (its version counter moves:
+every in-place op on the tensor or a `detach()` view does, as the engine writes); a write through `p.data`
+does not move it, so call `clear()` after one. The first use checks the shortened forward against the full one.
 """
 
 from __future__ import annotations
