@@ -140,10 +140,10 @@ def load(args):
 def lm_for(model, tok, args, space=None):
     """The scoring LM; with --trunk-cache and a space that leaves the bottom layers alone, their outputs are cached."""
     from blackbox_zo.lm import TransformersLM
-    from blackbox_zo.lm.trunk import first_tuned_layer
+    from blackbox_zo.lm.trunk import trunk_start
 
-    start = first_tuned_layer(model, space.tensors.values()) if space is not None and args.trunk_cache else 0
-    return TransformersLM(model, tok, batch_size=args.batch, trunk_cache=start or None)
+    start = trunk_start(model, space.tensors.values()) if space is not None and args.trunk_cache else None
+    return TransformersLM(model, tok, batch_size=args.batch, trunk_cache=start)
 
 
 def evaluate(lm, task) -> tuple[float, float, dict]:
