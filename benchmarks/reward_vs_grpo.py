@@ -49,7 +49,7 @@ TRAIN_PROMPTS = prompt_sets.TRAIN
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", default="zo,grpo", help="comma list from zo, grpo")
+    p.add_argument("--methods", default="zo,grpo", help="comma list from zo, zo_bon, grpo")
     p.add_argument("--reward", default="vader", choices=["vader", "personal"])
     p.add_argument("--prompts", default="test", choices=["test", "dev"], help="held-back prompts to score on")
     p.add_argument("--budget", type=float, default=240.0, help="training seconds per method (eval excluded)")
@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="ZO decoding temperature while tuning (0 = greedy, the library's recipe; >0 shares a seed per pair)")
     add_spec_arg(p)
     add_space_arg(p)
+    p.add_argument("--bon-k", type=int, default=4, help="zo_bon: completions sampled per training prompt per round")
+    p.add_argument("--bon-steps", type=int, default=32, help="zo_bon: ZO steps on one round's winners")
+    p.add_argument("--bon-temperature", type=float, default=1.0, help="zo_bon: sampling temperature of a round")
     p.add_argument("--grpo-batch", type=int, default=8, help="completions per GRPO step")
     p.add_argument("--grpo-generations", type=int, default=4, help="completions per prompt (GRPO group)")
     p.add_argument("--grpo-lr", type=float, default=1e-5)
@@ -197,6 +200,59 @@ def zo_worker(args) -> dict:
             "peak_scope": scope, **memory()}
 
 
+def zo_bon_worker(args) -> dict:
+    """Best-of-k rounds (objectives.BestOfN): sample k completions per training prompt at theta, keep the winners,
+    then --bon-steps ZO steps on their cross-entropy; the sampling counts as training time."""
+    from blackbox_zo import MeZO, ParamSpace
+    from blackbox_zo.lm import TransformersLM, load_model
+    from blackbox_zo.lm.trunk import trunk_start
+    from blackbox_zo.noise import derive_seed
+    from blackbox_zo.trainer import batch_for_step, value_of
+    from objectives import Generation
+    from objectives.best_of_n import BestOfN
+    from objectives.rewards import Reward
+
+    t0 = time.perf_counter()
+    model, tok = load_model()
+    counter = CountingReward(args.reward)
+    bon = BestOfN(Reward(counter, generation=Generation(max_new_tokens=args.max_new_tokens), name=args.reward),
+                  k=args.bon_k, temperature=args.bon_temperature)
+    space = ParamSpace(model, **space_overrides(args.space))
+    opt = MeZO(space, maximize=False, seed=args.seed, **spec_overrides(args.spec))
+    start = trunk_start(model, space.tensors.values())  # None when every layer is tuned
+    lm = TransformersLM(model, tok, batch_size=32, trunk_cache=start)
+    rows = [{"prompt": p} for p in TRAIN_PROMPTS]
+    setup_s = time.perf_counter() - t0
+    scope = "training (VmHWM reset after model load)" if common.reset_peak() else "process"
+    clock = Clock(args, model, tok, counter)
+    clock.evaluate()
+    rounds, targets, losses = [], [], []
+    while True:
+        t = opt.step_count
+        if not targets or (t - rounds[-1]["step"]) >= args.bon_steps:
+            if rounds:  # how far the round's steps took the cross-entropy of its winners (minibatch means)
+                done = losses[rounds[-1]["step"]:]
+                rounds[-1].update(loss_first4=sum(done[:4]) / len(done[:4]), loss_last4=sum(done[-4:]) / len(done[-4:]))
+            targets, stats = bon.refresh(lm, rows, seed=derive_seed(args.seed, "sample", len(rounds)))
+            rounds.append({"step": t, "train_s": round(clock.train_s(), 1), **stats})
+            print(json.dumps({"round": rounds[-1]}), file=sys.stderr, flush=True)
+            if not targets:
+                continue  # nothing beat its group: sample again
+        batch = batch_for_step(targets, args.zo_batch, args.seed, t)
+        losses.append(opt.step(lambda: value_of(bon.evaluate(lm, batch))))
+        if clock.after_step():
+            break
+    opt.close()
+    return {"method": "zo_bon", "setup_s": round(setup_s, 1), "steps": clock.steps, "completions": counter.count,
+            "train_s": round(clock.train_s(), 1), "eval_s": round(clock.eval_s, 1), "curve": clock.curve,
+            "rounds": rounds, "loss_first5": sum(losses[:5]) / len(losses[:5]),
+            "loss_last5": sum(losses[-5:]) / len(losses[-5:]),
+            "settings": {"k": args.bon_k, "temperature": args.bon_temperature, "steps_per_round": args.bon_steps,
+                         "targets_per_step": args.zo_batch, "spec": opt.spec.to_dict(),
+                         "tuned": space_overrides(args.space) or "all weights", "trunk_cached_below_layer": start},
+            "peak_scope": scope, **memory()}
+
+
 def grpo_worker(args) -> dict:
     import tempfile
 
@@ -273,7 +329,7 @@ def plot(results: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.worker:
-        res = {"zo": zo_worker, "grpo": grpo_worker}[args.worker](args)
+        res = {"zo": zo_worker, "zo_bon": zo_bon_worker, "grpo": grpo_worker}[args.worker](args)
         print(json.dumps(res))
         return res
     passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]

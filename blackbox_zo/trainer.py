@@ -51,6 +51,35 @@ def batch_for_step(data: Sequence[dict], size: int, seed: int, step: int) -> lis
     return [data[i] for i in rng.sample(range(len(data)), min(size, len(data)))]
 
 
+class Rounds:
+    """Training rows for objectives that draw their own (BestOfN): `objective.refresh(lm, rows, seed=)` at the
+    unperturbed weights every `objective.steps_per_round` steps; any other objective trains on `rows` as given.
+
+    A resumed run draws its first round afresh at the weights it resumes from (the replayed steps need no rows).
+    """
+
+    def __init__(self, objective: Any, lm, rows: Sequence[dict], seed: int):
+        self.refresh = getattr(objective, "refresh", None)
+        self.every = getattr(objective, "steps_per_round", 0)
+        self.lm, self.rows, self.seed = lm, list(rows), seed
+        self.data: list[dict] = []
+        self.drawn_at: int | None = None
+
+    def data_for(self, step: int) -> tuple[list[dict], dict | None]:
+        """The rows of `step`, and the stats of a round drawn for it (None when no round was drawn)."""
+        if self.refresh is None:
+            return self.rows, None
+        if self.drawn_at is not None and self.data and step - self.drawn_at < self.every:
+            return self.data, None
+        for attempt in range(3):  # a round where no prompt's best beat its group draws again
+            data, stats = self.refresh(self.lm, self.rows, seed=derive_seed(self.seed, "round", step, attempt))
+            if data:
+                self.data, self.drawn_at = data, step
+                return data, stats
+        raise RuntimeError(f"step {step}: 3 rounds in a row found no sample better than its group; the reward "
+                           "gives every completion the same value (check it on a few completions)")
+
+
 class Trainer:
     """Runs MeZO steps of a train objective (a scorer, or a pairwise objective) and tracks a validation objective."""
 
@@ -105,14 +134,17 @@ class Trainer:
         best, history = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now)
         t0 = time.time()
         bar = tqdm(total=cfg.steps, initial=self.opt.step_count, disable=not cfg.progress, unit="step")
+        rounds = Rounds(self.objective, self.lm, self.train_data, cfg.seed)
         try:
             while self.opt.step_count < cfg.steps:
                 t = self.opt.step_count
-                batch = batch_for_step(self.train_data, cfg.batch_size, cfg.seed, t)
+                data, drawn = rounds.data_for(t)
+                batch = batch_for_step(data, cfg.batch_size, cfg.seed, t)
                 sample_seed = derive_seed(cfg.seed, "sample", t)  # both sides of a pair sample alike
                 value = self.opt.step(self.closure(batch, sample_seed))
                 row = {"step": t, "objective": value, "projected_grad": self.opt.last.projected_grad,
-                       "lr": self.opt.last.lr, "skipped": self.opt.last.skipped, "time": time.time() - t0}
+                       "lr": self.opt.last.lr, "skipped": self.opt.last.skipped, "time": time.time() - t0,
+                       **({"round": drawn} if drawn else {})}
                 # validate every eval_every steps and after the last one, so "best" is always a measured step
                 if self.val_data and cfg.validates_after(t):  # so "best" is always a measured step
                     self.final_score = self.evaluate_score()

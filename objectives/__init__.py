@@ -4,6 +4,7 @@
 """
 
 from .base import Objective, ObjectiveError, Score, check_texts, check_values, mean_score, prompts_for
+from .best_of_n import BestOfN
 from .classification import GeneratedLabelClassifier, LabelWordClassifier, MultipleChoice, Verbalizer
 from .data import kshot, load_examples, train_val_split
 from .generation import CompletionObjective, Generation
@@ -16,7 +17,7 @@ from .tasks import TEMPLATES, Task, get_task
 
 __all__ = [
     "Objective", "ObjectiveError", "Score", "check_texts", "check_values", "mean_score", "prompts_for",
-    "GeneratedLabelClassifier", "LabelWordClassifier", "MultipleChoice", "Verbalizer",
+    "BestOfN", "GeneratedLabelClassifier", "LabelWordClassifier", "MultipleChoice", "Verbalizer",
     "kshot", "load_examples", "train_val_split", "CompletionObjective", "Generation",
     "CallableJudge", "InputJudge", "Judge", "PairwiseObjective", "PreferenceRound", "RewardJudge", "preference",
     "NegativeLogLikelihood", "accuracy", "f1", "SquadObjective", "exact_match", "normalize_answer", "token_f1",

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from ..lm.tokens import (
+    chat_text,
     check_loglik_args,
     check_temperature,
     choice_logliks,
@@ -301,6 +302,10 @@ class VLLMBackend:
         return torch.tensor([lp[-1] for lp in lps], dtype=torch.float32).view(len(prompts), len(word_ids))
 
     # --- generation -------------------------------------------------------------------------------
+    def prompt_text(self, prompt: str) -> str:
+        """The text `generate` continues for `prompt` (as TransformersLM.prompt_text)."""
+        return chat_text(self.tokenizer, prompt) if self.use_chat_template else prompt
+
     def _encode(self, prompt: str, max_new_tokens: int = 0) -> list[int]:
         """Same prompt ids as TransformersLM.generate (chat template when enabled, trimmed to fit)."""
         return generation_ids(self.tokenizer, prompt, self.use_chat_template, self.max_length, max_new_tokens)

@@ -1,4 +1,4 @@
-"""The LM protocol: the four calls an objective makes on a language model, whatever runs it.
+"""The LM protocol: the calls an objective makes on a language model, whatever runs it.
 
 TransformersLM (in process) and VLLMBackend (vLLM workers) both satisfy it; objectives type their `lm`
 arguments against it under TYPE_CHECKING, so they never import the engine at run time.
@@ -27,6 +27,10 @@ class LM(Protocol):
 
     def label_word_logits(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
         """Next-token log-probabilities [n, len(words)] (float32, CPU) of each word's first token."""
+        ...
+
+    def prompt_text(self, prompt: str) -> str:
+        """The text generate() continues for `prompt` (the chat template applied when the LM uses one)."""
         ...
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, temperature: float = 0.0,

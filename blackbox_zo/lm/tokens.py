@@ -104,12 +104,16 @@ def uses_chat_template(tokenizer, use_chat_template: bool | None) -> bool:
     return has_template if use_chat_template is None else bool(use_chat_template)
 
 
+def chat_text(tokenizer, prompt: str) -> str:
+    """The text a chat model continues for one user turn: the template with the assistant's turn opened."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+
+
 def generation_ids(tokenizer, prompt: str, use_chat_template: bool, max_length: int | None,
                    max_new_tokens: int) -> list[int]:
     """Prompt ids for generation (through the chat template when enabled), trimmed to leave max_new_tokens."""
     if use_chat_template:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                             add_generation_prompt=True, tokenize=False)
+        text = chat_text(tokenizer, prompt)
         # The template already writes the special tokens it wants.
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"]) or [start_token_id(tokenizer)]
     else:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from transformers import StoppingCriteria
 
 from .tokens import (
+    chat_text,
     check_loglik_args,
     check_temperature,
     choice_logliks,
@@ -117,6 +118,12 @@ class TransformersLM:
         return label_word_ids(self._tokenizer, words)
 
     # --------------------------------------------------------------- generation
+
+    def prompt_text(self, prompt: str) -> str:
+        """The text `generate` continues for `prompt` (through the chat template when enabled): score a
+        completion with loglik(prompt_text(p), completion) to get the probability generate gave it."""
+        return chat_text(self._tokenizer, prompt) if self.use_chat_template else prompt
+
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None,
