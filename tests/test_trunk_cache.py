@@ -85,6 +85,21 @@ def test_rows_are_cached_one_by_one_so_a_reshuffled_batch_still_hits(tiny_llama)
     assert (cached.trunk_cache.misses, cached.trunk_cache.hits) == (1, 1)
 
 
+def test_only_the_rows_not_cached_go_through_the_trunk(tiny_llama):
+    model, tok = tiny_llama
+    cached = TransformersLM(model, tok, batch_size=4, trunk_cache=1)
+    cached.label_word_logits(PROMPTS[:3], WORDS)
+    seen = []  # batch sizes that reach the first layer: the trunk's forwards
+    handle = model.model.layers[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    try:
+        mixed = [PROMPTS[3], PROMPTS[0], PROMPTS[3], PROMPTS[2]]  # one new sentence, twice, among cached ones
+        got = cached.label_word_logits(mixed, WORDS)
+    finally:
+        handle.remove()
+    assert seen == [1]  # the new sentence alone (once, though it is in the batch twice), then no full check again
+    assert torch.allclose(got, TransformersLM(model, tok, batch_size=4).label_word_logits(mixed, WORDS), atol=1e-5)
+
+
 def test_tensors_outside_the_model_freeze_nothing(tiny_llama):
     model, tok = tiny_llama
     from blackbox_zo.spaces import prefix_space

@@ -94,14 +94,20 @@ class TrunkCache:
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         lengths = mask.sum(-1).tolist()
         keys = [ids[i, ids.shape[1] - n:].cpu().numpy().tobytes() for i, n in enumerate(lengths)]
-        if all(k in self._states for k in keys):  # each row's states depend on its own tokens only
-            self.hits += 1
-            hidden = self._padded([self._touch(k) for k in keys], ids.shape[1])
-        else:
+        # each row's states depend on its own tokens only, so only the rows not cached go through the trunk
+        missing = [i for i, k in enumerate(keys) if k not in self._states and k not in keys[:i]]
+        fresh = {}
+        if missing:
             self.misses += 1
-            hidden = self._trunk_states(inputs)
-            for i, (k, n) in enumerate(zip(keys, lengths)):
-                self._store(k, hidden[i, hidden.shape[1] - n:].clone())
+            rows = torch.tensor(missing, device=ids.device)
+            states = self._trunk_states({k: v.index_select(0, rows) if torch.is_tensor(v) else v
+                                         for k, v in inputs.items()})
+            for j, i in enumerate(missing):
+                fresh[keys[i]] = states[j, states.shape[1] - lengths[i]:].clone()
+                self._store(keys[i], fresh[keys[i]])
+        else:
+            self.hits += 1
+        hidden = self._padded([fresh[k] if k in fresh else self._touch(k) for k in keys], ids.shape[1])
         out = self._top_logits(hidden, inputs, keep)
         if not self._checked:
             full = self.model(**inputs, logits_to_keep=keep).logits[:, -keep:]
