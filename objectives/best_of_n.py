@@ -25,8 +25,8 @@ class BestOfN(NegativeLogLikelihood):
     `reward` is a `Reward` (its template picks the prompt, its function scores completions); its generation
     settings give max_new_tokens and stop strings, while sampling uses `temperature`. A prompt keeps a winner
     only when its best completion beats the mean of its k samples by more than `margin`: a group whose samples
-    all tie teaches nothing. `blackbox_zo.Trainer` (and `blackbox-zo run`) calls `refresh` every
-    `steps_per_round` steps on the training prompts; a loop of your own calls it the same way.
+    all tie teaches nothing. `blackbox_zo.trainer.Trainer` calls `refresh` every `steps_per_round` steps on
+    the training prompts; a loop of your own calls it the same way.
     """
 
     def __init__(self, reward: Reward, *, k: int = 4, temperature: float = 1.0, margin: float = 0.0,

@@ -124,7 +124,6 @@ class TransformersLM:
         completion with loglik(prompt_text(p), completion) to get the probability generate gave it."""
         return chat_text(self._tokenizer, prompt) if self.use_chat_template else prompt
 
-
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None,
                  stop: Sequence[str] | None = None) -> list[str]:
