@@ -236,8 +236,10 @@ def zo_bon_worker(args) -> dict:
             targets, stats = bon.refresh(lm, rows, seed=derive_seed(args.seed, "sample", len(rounds)))
             rounds.append({"step": t, "train_s": round(clock.train_s(), 1), **stats})
             print(json.dumps({"round": rounds[-1]}), file=sys.stderr, flush=True)
-            if not targets:
-                continue  # nothing beat its group: sample again
+            if not targets:  # nothing beat its group: sample again, but not forever
+                if len(rounds) >= 3 and not any(r["kept"] for r in rounds[-3:]):
+                    raise SystemExit("zo_bon: 3 rounds in a row kept no winner; the reward gives every sample one value")
+                continue
         batch = batch_for_step(targets, args.zo_batch, args.seed, t)
         losses.append(opt.step(lambda: value_of(bon.evaluate(lm, batch))))
         if clock.after_step():
