@@ -121,6 +121,7 @@ class Engine:
         self.keep_best = conservative_wrapper(spec)  # None, or keep_best for the conservative optimizer
         self.radius = 1.0  # eps_t / eps: grows on plateaus, shrinks back when the sides differ
         self.recent: deque[float] = deque(maxlen=RECENT)  # mean values of the last steps, for the ceiling test
+        self.window: list[float] = []  # radius_window: mean values of the last 2 windows, for the trend test
         self.step_count = 0
         self.nonfinite_steps = 0
         self._nonfinite_run = 0
@@ -224,12 +225,27 @@ class Engine:
         median = recent[len(recent) // 2] if recent else level
         ascend = s.maximize or getattr(self.estimator, "ascends", False)
         at_ceiling = level > median if ascend else level < median
-        if self.estimator.tied(values) < 0.5:
-            factor = s.radius_shrink
-        else:
+        if self.estimator.tied(values) >= 0.5:
             factor = 1.0 if at_ceiling else s.radius_grow
+        else:
+            factor = s.radius_shrink if s.radius_window is None else 1.0
+        if s.radius_window is not None:
+            factor *= self._trend_factor(level, ascend)
         self.radius = min(s.radius_max, max(1.0, self.radius * factor))
         self.recent.append(level)
+
+    def _trend_factor(self, level: float, ascend: bool) -> float:
+        """Every radius_window steps: grow when the last window's mean beat the one before, shrink otherwise.
+
+        A success rule over windows (as ES step-size control does per step): the radius rises while wider
+        steps still make progress and falls back once they overshoot; between windows it stays."""
+        w = self.spec.radius_window
+        self.window = (self.window + [level])[-2 * w:]
+        if len(self.window) < 2 * w or self.step_count % w != w - 1:
+            return 1.0
+        before, last = sum(self.window[:w]) / w, sum(self.window[w:]) / w
+        better = last > before if ascend else last < before
+        return self.spec.radius_grow if better else self.spec.radius_shrink
 
     def _skip(self, t, step_seed, values, restore, lr, eps) -> StepResult:
         if self.backend is not None:

@@ -72,6 +72,10 @@ class Spec:
     radius_grow: float = 2.0
     radius_shrink: float = 0.9
     radius_max: float = 16.0  # eps_t stays within [eps, radius_max * eps]; 64 x 1e-3 turns a 135M LM to gibberish
+    # trend control (off by default): every radius_window steps compare the mean value of the last window with
+    # the window before; grow eps_t on progress, shrink it otherwise (a smooth objective never ties, so the
+    # tie rule alone only shrinks its radius). Steps that differ then keep their radius between windows.
+    radius_window: int | None = None
     # the update
     rule: str = "normalized"  # normalized: coefficients / their RMS (scale-free); raw: MeZO's projected gradient
     optimizer: str = "sgd"
@@ -101,6 +105,9 @@ class Spec:
         _require(_finite(self.radius_shrink) and 0 < self.radius_shrink <= 1,
                  f"radius_shrink must be in (0, 1], got {self.radius_shrink!r}")
         _require(_finite(self.radius_max) and self.radius_max >= 1, f"radius_max must be >= 1, got {self.radius_max!r}")
+        _require(self.radius_window is None or (isinstance(self.radius_window, int) and not isinstance(self.radius_window, bool)
+                                                and self.radius_window >= 2),
+                 f"radius_window must be an integer >= 2 or None, got {self.radius_window!r}")
         _require(self.rule in RULES, f"unknown rule {self.rule!r}; expected one of {list(RULES)}")
         _require(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
         _require(_finite(self.lr) and self.lr >= 0, f"lr must be a finite number >= 0, got {self.lr!r}")

@@ -114,3 +114,55 @@ def test_a_tie_above_the_recent_median_is_a_ceiling_and_keeps_the_radius():
         lower.tell_values([0.6, 0.4])
     lower.tell_values([0.0, 0.0])
     assert lower.engine.eps == 1e-3
+
+
+def logistic_loss(model, X, y) -> float:
+    """A smooth objective: it never ties, so the tie rule alone only shrinks the radius to its floor."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(model(X).squeeze(-1), y).item()
+
+
+def test_the_trend_window_grows_the_radius_of_a_smooth_objective_while_it_makes_progress():
+    runs = {}
+    for window in (None, 5):
+        model, X, y = make_problem()
+        opt = bz.MeZO(model, eps=1e-3, lr=3e-4, seed=1, radius_window=window, radius_grow=1.5,
+                      radius_shrink=2 / 3, radius_max=1000.0)
+        for _ in range(100):
+            opt.step(lambda: logistic_loss(model, X, y))
+        runs[window] = (opt.engine.eps, logistic_loss(model, X, y))
+    start = logistic_loss(make_problem()[0], *make_problem()[1:])
+    assert runs[None][0] == 1e-3, runs  # without the window: stuck at the floor, steps of 3e-4
+    assert runs[5][0] > 1e-2, runs  # with it: the radius (and the step) grew by more than 10x
+    assert runs[5][1] < runs[None][1] - 0.1 and runs[None][1] > start - 0.1, (start, runs)
+
+
+def test_the_trend_window_grows_on_progress_and_shrinks_after_a_window_that_lost_ground():
+    at = bz.AskTell(None, eps=1e-3, maximize=True, radius_window=2, radius_grow=2.0, radius_shrink=0.5)
+    told = [[0.10, 0.12], [0.11, 0.13], [0.20, 0.22], [0.21, 0.23]]  # the second window beat the first
+    radii = []
+    for values in told + [[0.10, 0.12], [0.09, 0.11]]:  # the third lost ground against the second
+        at.tell_values(values)
+        radii.append(at.engine.eps)
+    assert radii == [1e-3, 1e-3, 1e-3, 2e-3, 2e-3, 1e-3]
+
+
+def test_trend_radii_replay_bitwise_on_resume(tmp_path):
+    log = tmp_path / "run.jsonl"
+    spec = dict(eps=1e-3, lr=3e-4, seed=2, radius_window=4, radius_grow=1.5, radius_shrink=2 / 3, radius_max=100.0)
+    model, X, y = make_problem()
+    base = snapshot(model)
+    opt = bz.MeZO(model, trajectory=log, **spec)
+    for _ in range(40):
+        opt.step(lambda: logistic_loss(model, X, y))
+    opt.close()
+    assert len({r["eps"] for r in bz.Trajectory(log).records}) > 3  # the radius moved
+    resumed, _, _ = make_problem()
+    resumed.load_state_dict(base)
+    again = bz.MeZO(resumed, trajectory=log, resume=True, **spec)  # replays the 40 logged steps
+    assert again.engine.eps == opt.engine.eps
+    assert all(torch.equal(v, snapshot(model)[k]) for k, v in snapshot(resumed).items())
+
+
+def test_a_window_shorter_than_two_steps_is_named():
+    with pytest.raises(ValueError, match="radius_window"):
+        bz.Spec(radius_window=1)
