@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="ZO decoding temperature while tuning (0 = greedy, the library's recipe; >0 shares a seed per pair)")
     add_spec_arg(p)
     add_space_arg(p)
+    p.add_argument("--steer", default=None,
+                   help="zo: tune a residual steering vector after these decoder layers (comma list, e.g. 10) "
+                        "instead of weights (blackbox_zo.steering_space)")
     p.add_argument("--bon-k", type=int, default=4, help="zo_bon: completions sampled per training prompt per round")
     p.add_argument("--bon-steps", type=int, default=32, help="zo_bon: ZO steps on one round's winners")
     p.add_argument("--bon-temperature", type=float, default=1.0, help="zo_bon: sampling temperature of a round")
@@ -176,7 +179,15 @@ def zo_worker(args) -> dict:
     objective = Reward(counter, generation=Generation(max_new_tokens=args.max_new_tokens,
                                                       temperature=args.zo_temperature), name=args.reward)
     data = [{"prompt": p} for p in TRAIN_PROMPTS]
-    opt = MeZO(model, maximize=True, seed=args.seed, **spec_overrides(args.spec), **space_overrides(args.space))
+    if args.steer:
+        from blackbox_zo import steering_space
+
+        model, space = steering_space(model, tok, layers=[int(i) for i in args.steer.split(",")],
+                                      **space_overrides(args.space))
+        opt = MeZO(space, maximize=True, seed=args.seed, **spec_overrides(args.spec))
+    else:
+        opt = MeZO(model, maximize=True, seed=args.seed, **spec_overrides(args.spec), **space_overrides(args.space))
+    tuned = f"steering vectors after layers {args.steer}" if args.steer else space_overrides(args.space) or "all weights"
     setup_s = time.perf_counter() - t0
     scope = "training (VmHWM reset after model load)" if common.reset_peak() else "process"
     clock = Clock(args, model, tok, counter)
@@ -195,8 +206,10 @@ def zo_worker(args) -> dict:
             "train_reward_first5": sum(train_rewards[:5]) / len(train_rewards[:5]),
             "train_reward_last5": sum(train_rewards[-5:]) / len(train_rewards[-5:]),
             "settings": {"prompts_per_step": args.zo_batch, "completions_per_step": 2 * args.zo_batch,
-                         "spec": opt.spec.to_dict(), "temperature": args.zo_temperature, "tuned": space_overrides(args.space) or "all weights",
-                         "radius_last": opt.last.eps if opt.last else None},
+                         "spec": opt.spec.to_dict(), "temperature": args.zo_temperature, "tuned": tuned,
+                         "radius_last": opt.last.eps if opt.last else None,
+                         "steer_rms": [round(float(v.pow(2).mean().sqrt()), 4) for v in space.tensors.values()]
+                         if args.steer else None},
             "peak_scope": scope, **memory()}
 
 

@@ -14,12 +14,13 @@ from .params import ParamSpace, fingerprint_tensors
 from .precision import check_precision
 from .spaces import lora_space, prefix_space
 from .spec import Schedule, Spec
+from .steering import steering_space
 from .trajectory import Trajectory, TrajectoryError
 
 __all__ = [
     "AskTell", "Backend", "Candidate", "Engine", "MeZO", "NonFiniteObjective", "ObjectiveError", "OneSidedSPSA",
     "Pairwise", "ParamSpace", "Population", "SPSA", "StepResult", "Trajectory", "TrajectoryError", "add_noise_",
-    "check_precision", "derive_seed", "fingerprint_tensors", "lora_space", "prefix_space", "make_estimator",
+    "check_precision", "derive_seed", "fingerprint_tensors", "lora_space", "prefix_space", "steering_space", "make_estimator",
     "make_optimizer", "chain", "noise_slice", "Schedule", "Spec",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""A residual-stream steering space: one vector added after each chosen decoder layer, tuned instead of weights.
+
+Rewards of generated text react to directions in the residual stream (ActAdd, Turner et al. 2023): a vector of
+hidden_size numbers added after a middle layer moves sentiment or style, and a random direction among those few
+numbers changes the output far more than one spread over every weight does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .params import ParamSpace
+from .spaces import DEFAULT_INIT_TEXT
+
+STEER = "steer"  # the parameter's name on each steered layer: `model.layers.10.steer`
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of decoder blocks: `model.layers` (Llama, Mistral, Qwen), `transformer.h` (GPT-2), ..."""
+    for path in ("model.layers", "model.model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, nn.ModuleList) and len(obj):
+            return obj
+    raise ValueError(f"{type(model).__name__}: found no decoder layers (looked for model.layers, transformer.h, ...)")
+
+
+def _add_steering(module: nn.Module, args, output):
+    """Forward hook: hidden <- hidden + scale * steer at every position (output is a tensor or a tuple)."""
+    shift = (module.steer * module.steer_scale).to((output[0] if isinstance(output, tuple) else output).dtype)
+    if isinstance(output, tuple):
+        return (output[0] + shift,) + tuple(output[1:])
+    return output + shift
+
+
+def _residual_scale(model: nn.Module, blocks: nn.ModuleList, index: int, ids: Sequence[int]) -> float:
+    """Median per-token norm / sqrt(hidden) of layer `index`'s output on `ids`: a coordinate's typical size.
+
+    The median ignores the first token and the few massive-activation coordinates that dominate an RMS."""
+    seen: list[torch.Tensor] = []
+    hook = blocks[index].register_forward_hook(
+        lambda m, a, out: seen.append((out[0] if isinstance(out, tuple) else out).detach()))
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.tensor([list(ids)], device=next(model.parameters()).device))
+    finally:
+        hook.remove()
+    hidden = seen[0][0, 1:].float() if seen[0].shape[1] > 1 else seen[0][0].float()
+    return float(hidden.norm(dim=-1).median() / hidden.shape[-1] ** 0.5)
+
+
+def steering_space(
+    model: nn.Module,
+    tokenizer=None,
+    layers: Sequence[int] | None = None,
+    init_text: str | None = None,
+    **space_kwargs: Any,
+) -> tuple[nn.Module, ParamSpace]:
+    """Add a zero steering vector after each of `layers` (default: the layer a third of the way up) and return
+    (model, ParamSpace over those vectors only). The model is changed in place and equals the original until a
+    step moves a vector.
+
+    A vector is held in units of its layer's typical coordinate size (measured once on `init_text`), so one
+    radius suits any model: eps = 0.05 moves each coordinate by 5 % of its usual magnitude. The vectors are
+    parameters named `<layer>.steer` (they appear in the model's state_dict); base weights are left as they are.
+    """
+    blocks = decoder_layers(model)
+    layers = [len(blocks) // 3] if layers is None else [int(i) for i in layers]
+    if not layers or any(not -len(blocks) <= i < len(blocks) for i in layers) or len(set(layers)) != len(layers):
+        raise ValueError(f"layers must be distinct indexes of the model's {len(blocks)} decoder layers, got {layers}")
+    if tokenizer is None:
+        raise ValueError("steering_space needs the tokenizer, to measure each layer's scale on init_text")
+    ids = tokenizer(init_text or DEFAULT_INIT_TEXT)["input_ids"]
+    hidden = next(model.parameters())
+    for i in layers:
+        block = blocks[i]
+        if hasattr(block, STEER):
+            raise ValueError(f"decoder layer {i} already has a steering vector")
+        scale = _residual_scale(model, blocks, i, ids)  # before the hook exists, so the measure is the base model's
+        block.register_parameter(STEER, nn.Parameter(torch.zeros(model.config.hidden_size, device=hidden.device)))
+        block.register_buffer("steer_scale", torch.tensor(scale, device=hidden.device), persistent=False)
+        block.register_forward_hook(_add_steering)
+    tensors = {n: p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1] == STEER}
+    return model, ParamSpace(tensors, **space_kwargs)
