@@ -30,12 +30,13 @@ class ModelConfig:
 
 @dataclass
 class SpaceConfig:
-    kind: str = "full"  # "full", "lora" or "prefix"
+    kind: str = "full"  # "full", "lora", "prefix" or "steer" (residual steering vectors, blackbox_zo.steering)
     include: list[str] = field(default_factory=list)  # regexes over parameter names
     exclude: list[str] = field(default_factory=list)
     lora_r: int = 8
     lora_alpha: int = 16
     prefix_tokens: int = 5
+    steer_layers: list[int] = field(default_factory=list)  # kind "steer": layers to steer after; [] = a third up
     mask_density: float | None = None
     blockwise: bool = False
     noise: str = "gaussian"
@@ -180,7 +181,7 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
     cfg = build(RunConfig, data)
     if ":" not in cfg.objective.factory:
         raise ConfigError(f"objective.factory must be 'module:function', got {cfg.objective.factory!r}")
-    choices = {"space.kind": (cfg.space.kind, ("full", "lora", "prefix")),
+    choices = {"space.kind": (cfg.space.kind, ("full", "lora", "prefix", "steer")),
                "model.backend": (cfg.model.backend, ("transformers", "vllm")),
                "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16")),
                "distributed.split": (cfg.distributed.split, ("points", "batch"))}

@@ -128,6 +128,10 @@ def load_tuned(cfg: RunConfig) -> Loaded:
         from .spaces import prefix_space
 
         model, space = prefix_space(model, tok, num_tokens=s.prefix_tokens, **extra)
+    elif s.kind == "steer":
+        from .steering import steering_space
+
+        model, space = steering_space(model, tok, layers=s.steer_layers or None, **extra)
     else:
         space = ParamSpace(model, include=s.include or None, exclude=s.exclude or None, **extra)
     start = trunk_start(model, space.tensors.values())  # layers below the tuned ones: their outputs are cached
@@ -287,14 +291,14 @@ def export(run_dir: str | Path, out: str | Path, step: str | int = "best", force
 
 
 def save_checkpoint(cfg: RunConfig, loaded: Loaded, out: str | Path) -> Path:
-    """Write the model as it is now: full weights, LoRA merged into them, or the prefix tensors alone."""
+    """Write the model as it is now: full weights, LoRA merged into them, or the prefix / steering tensors alone."""
     out = Path(out)
     model = loaded.model
-    if cfg.space.kind == "prefix":  # a prefix is not part of a plain HF checkpoint: save it on its own
+    if cfg.space.kind in ("prefix", "steer"):  # not part of a plain HF checkpoint (no bias to fold a steer into)
         from safetensors.torch import save_file
 
         out.mkdir(parents=True, exist_ok=True)
-        save_file(loaded.space.state_dict(), str(out / "prefix.safetensors"))
+        save_file(loaded.space.state_dict(), str(out / f"{cfg.space.kind}.safetensors"))
         return out
     if cfg.space.kind == "lora":
         model = model.merge_and_unload()  # fold B A into the base weights: a plain checkpoint

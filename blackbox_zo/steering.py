@@ -18,7 +18,7 @@ from .spaces import DEFAULT_INIT_TEXT
 STEER = "steer"  # the parameter's name on each steered layer: `model.layers.10.steer`
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
+def layer_list(model: nn.Module) -> nn.ModuleList:
     """The list of decoder blocks: `model.layers` (Llama, Mistral, Qwen), `transformer.h` (GPT-2), ..."""
     for path in ("model.layers", "model.model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
         obj = model
@@ -68,7 +68,7 @@ def steering_space(
     radius suits any model: eps = 0.05 moves each coordinate by 5 % of its usual magnitude. The vectors are
     parameters named `<layer>.steer` (they appear in the model's state_dict); base weights are left as they are.
     """
-    blocks = decoder_layers(model)
+    blocks = layer_list(model)
     layers = [len(blocks) // 3] if layers is None else [int(i) for i in layers]
     if not layers or any(not -len(blocks) <= i < len(blocks) for i in layers) or len(set(layers)) != len(layers):
         raise ValueError(f"layers must be distinct indexes of the model's {len(blocks)} decoder layers, got {layers}")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import blackbox_zo as bz
-from blackbox_zo.steering import decoder_layers, steering_space
+from blackbox_zo.steering import layer_list, steering_space
 
 PROMPT = "I think the movie was"
 
@@ -24,7 +24,7 @@ def test_a_zero_vector_changes_nothing_and_a_set_one_shifts_the_layer_output(whi
     model, space = steering_space(model, tok, layers=[0])
     assert list(space.tensors) == [n for n in space.tensors if n.endswith(".steer")] and space.numel() == 32
     assert torch.equal(logits(model, tok), base)  # zero vectors: the same model
-    block = decoder_layers(model)[0]
+    block = layer_list(model)[0]
     seen = []
     block.register_forward_hook(lambda m, a, out: seen.append(out[0] if isinstance(out, tuple) else out))
     logits(model, tok)
@@ -63,3 +63,20 @@ def test_bad_layers_and_a_second_vector_on_one_layer_are_named(tiny_llama):
         steering_space(model, tok, layers=[0])
     with pytest.raises(ValueError, match="found no decoder layers"):
         steering_space(torch.nn.Linear(2, 2), tok)
+
+
+def test_the_trunk_cache_keeps_the_steering_of_the_layers_it_runs(tiny_llama):
+    """A vector after layer 1 is a tuned tensor of layer 1: the cache holds layer 1's inputs and the hook still runs."""
+    from blackbox_zo.lm.trunk import TrunkCache, trunk_start
+
+    model, tok = tiny_llama
+    model, space = steering_space(model, tok, layers=[1])
+    assert trunk_start(model, space.tensors.values()) == 1
+    cache = TrunkCache(model, 1, strict=True)  # strict: a shortened forward that misses the hook raises
+    inputs = tok(["I think the movie was", "a b c"], return_tensors="pt", padding=True)
+    inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    before = cache.logits(dict(inputs), keep=1)
+    space.apply([(7, 0.5)])  # move the steering vector along the direction of seed 7
+    after = cache.logits(dict(inputs), keep=1)
+    assert cache.hits == 1 and not torch.allclose(before, after)
+    assert torch.allclose(after, model(**inputs, logits_to_keep=1).logits[:, -1:], atol=1e-5)
