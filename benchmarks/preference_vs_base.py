@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
 import prompts as prompt_sets  # noqa: E402
 import rules  # noqa: E402
-from spec_args import add_space_arg, add_spec_arg, space_overrides, spec_overrides  # noqa: E402
+from spec_args import add_space_arg, add_spec_arg, spec_overrides, tuned_space  # noqa: E402
 
 JUDGES = {"plain": rules.plain_words_judge, "guarded": rules.guarded_plain_words_judge}
 
@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--judge", default="guarded", choices=sorted(JUDGES), help="rule judge for tuning and scoring")
     add_spec_arg(p)
-    add_space_arg(p)
+    add_space_arg(p, steer=True)
     p.add_argument("--out", default=str(common.RESULTS_DIR / "preference_vs_base.json"))
     return p.parse_args(argv)
 
@@ -86,8 +86,8 @@ def main(argv=None) -> dict:
                                                           temperature=args.temperature))
     train = [{"prompt": p} for p in prompt_sets.TRAIN]
     common.reset_peak()
-    opt = MeZO(model, maximize=True, estimator="pairwise", compare=judge, seed=args.seed, **overrides,
-               **space_overrides(args.space))
+    model, space, tuned_desc = tuned_space(model, tok, args)
+    opt = MeZO(space, maximize=True, estimator="pairwise", compare=judge, seed=args.seed, **overrides)
     prefs, radii = [], []
     t_start = time.perf_counter()
     while time.perf_counter() - t_start < args.budget and (args.steps is None or opt.step_count < args.steps):
@@ -103,7 +103,7 @@ def main(argv=None) -> dict:
     tuned = greedy.run(lm, held)
     result = judged(JUDGES[args.judge], tuned, base)
     payload = {"benchmark": "preference_vs_base", "git": common.git_commit(), "machine": common.machine_info(),
-               "settings": {k: v for k, v in vars(args).items()}, "spec": opt.spec.to_dict(),
+               "settings": {k: v for k, v in vars(args).items()}, "spec": opt.spec.to_dict(), "tuned": tuned_desc,
                "steps": opt.step_count, "train_s": round(train_s, 1), "score_s": round(score_s, 1),
                "training_peak_bytes": peak, "held_prompts": len(held), **result,
                "mean_word_length": {"base": mean_len(base), "tuned": mean_len(tuned)},

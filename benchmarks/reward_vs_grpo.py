@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
 import prompts as prompt_sets  # noqa: E402
 import rules  # noqa: E402
-from spec_args import add_space_arg, add_spec_arg, space_overrides, spec_overrides  # noqa: E402
+from spec_args import add_space_arg, add_spec_arg, space_overrides, spec_overrides, tuned_space  # noqa: E402
 
 TRAIN_PROMPTS = prompt_sets.TRAIN
 
@@ -61,10 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--zo-temperature", type=float, default=0.0,
                    help="ZO decoding temperature while tuning (0 = greedy, the library's recipe; >0 shares a seed per pair)")
     add_spec_arg(p)
-    add_space_arg(p)
-    p.add_argument("--steer", default=None,
-                   help="zo: tune a residual steering vector after these decoder layers (comma list, e.g. 10) "
-                        "instead of weights (blackbox_zo.steering_space)")
+    add_space_arg(p, steer=True)
     p.add_argument("--bon-k", type=int, default=4, help="zo_bon: completions sampled per training prompt per round")
     p.add_argument("--bon-steps", type=int, default=32, help="zo_bon: ZO steps on one round's winners")
     p.add_argument("--bon-temperature", type=float, default=1.0, help="zo_bon: sampling temperature of a round")
@@ -179,15 +176,8 @@ def zo_worker(args) -> dict:
     objective = Reward(counter, generation=Generation(max_new_tokens=args.max_new_tokens,
                                                       temperature=args.zo_temperature), name=args.reward)
     data = [{"prompt": p} for p in TRAIN_PROMPTS]
-    if args.steer:
-        from blackbox_zo import steering_space
-
-        model, space = steering_space(model, tok, layers=[int(i) for i in args.steer.split(",")],
-                                      **space_overrides(args.space))
-        opt = MeZO(space, maximize=True, seed=args.seed, **spec_overrides(args.spec))
-    else:
-        opt = MeZO(model, maximize=True, seed=args.seed, **spec_overrides(args.spec), **space_overrides(args.space))
-    tuned = f"steering vectors after layers {args.steer}" if args.steer else space_overrides(args.space) or "all weights"
+    model, space, tuned = tuned_space(model, tok, args)
+    opt = MeZO(space, maximize=True, seed=args.seed, **spec_overrides(args.spec))
     setup_s = time.perf_counter() - t0
     scope = "training (VmHWM reset after model load)" if common.reset_peak() else "process"
     clock = Clock(args, model, tok, counter)

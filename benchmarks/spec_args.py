@@ -14,9 +14,26 @@ def add_spec_arg(parser: argparse.ArgumentParser) -> None:
                         help="Spec overrides for the ZO rows, e.g. rule=raw lr=1e-6 radius_grow=1 (default: none)")
 
 
-def add_space_arg(parser: argparse.ArgumentParser) -> None:
+def add_space_arg(parser: argparse.ArgumentParser, steer: bool = False) -> None:
     parser.add_argument("--space", nargs="*", default=[], metavar="KEY=VALUE",
                         help="ParamSpace keywords for the ZO rows, e.g. include=norm noise=lowrank (default: all weights)")
+    if steer:
+        parser.add_argument("--steer", default=None, metavar="LAYERS",
+                            help="tune a residual steering vector after these decoder layers (comma list, e.g. 10) "
+                                 "instead of weights (blackbox_zo.steering_space)")
+
+
+def tuned_space(model, tok, args):
+    """(model, what MeZO tunes, a description): the steering space of --steer, else the model's --space weights."""
+    if getattr(args, "steer", None):
+        from blackbox_zo import steering_space
+
+        layers = [int(i) for i in args.steer.split(",")]
+        model, space = steering_space(model, tok, layers=layers, **space_overrides(args.space))
+        return model, space, f"steering vectors after layers {args.steer}"
+    from blackbox_zo import ParamSpace
+
+    return model, ParamSpace(model, **space_overrides(args.space)), space_overrides(args.space) or "all weights"
 
 
 def key_values(flag: str, items: list[str], keys) -> dict:

@@ -38,17 +38,17 @@ def test_a_zero_vector_changes_nothing_and_a_set_one_shifts_the_layer_output(whi
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items() if k in weights)
 
 
-def test_mezo_over_the_steering_space_raises_a_token_logit_and_leaves_the_weights_alone(tiny_llama):
+def test_mezo_defaults_over_the_steering_space_raise_a_token_logit_and_leave_the_weights_alone(tiny_llama):
     model, tok = tiny_llama
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     target = int(logits(model, tok).argmin())  # the least likely next token
     model, space = steering_space(model, tok, layers=[1])
     start = float(logits(model, tok).log_softmax(-1)[target])
-    opt = bz.MeZO(space, maximize=True, seed=0, eps=0.05, lr=0.3)
-    for _ in range(60):
+    opt = bz.MeZO(space, maximize=True, seed=0)  # the Spec defaults: the space's units are chosen for them
+    for _ in range(100):
         opt.step(lambda: float(logits(model, tok).log_softmax(-1)[target]))
     end = float(logits(model, tok).log_softmax(-1)[target])
-    assert end > start + 10.0, (start, end)
+    assert end > start + 3.0, (start, end)
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items() if k in weights)
 
 
