@@ -167,3 +167,24 @@ def test_sst2_top_layers_yaml_tunes_the_top_layer_over_a_cached_trunk(tiny_llama
     summary = run(cfg, progress=False)
     assert summary["steps"] == 3 and summary["trunk_cached_below_layer"] == 1
     assert summary["val_start"] == sst2_accuracy(model, tok, sst2_dir, k=2, val_size=4, calibrate="content_free")
+
+
+def test_vader_steer_yaml_tunes_one_steering_vector_and_exports_it(tiny_llama, tmp_path):
+    from safetensors.torch import load_file
+
+    from blackbox_zo.run import run
+
+    model, tok = tiny_llama
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    cfg = yaml.safe_load((EXAMPLES / "vader_steer.yaml").read_text())
+    assert cfg["space"] == {"kind": "steer"} and "optim" not in cfg  # the library defaults
+    cfg["model"]["name"] = str(tmp_path / "tiny")
+    cfg["objective"]["args"]["max_new_tokens"] = 4
+    cfg["train"].update(steps=3, batch_size=2, eval_every=3, plot=False)
+    cfg["output"] = str(tmp_path / "run")
+    summary = run(cfg, progress=False)
+    assert summary["steps"] == 3 and summary["tuned_elements"] == model.config.hidden_size
+    saved = load_file(str(tmp_path / "run" / "model" / "steer.safetensors"))
+    assert list(saved) == ["model.layers.0.steer"]  # a third of 2 layers rounds down to layer 0
+    assert saved["model.layers.0.steer"].abs().sum() > 0  # three steps moved it
