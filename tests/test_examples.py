@@ -9,6 +9,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -188,3 +189,8 @@ def test_vader_steer_yaml_tunes_one_steering_vector_and_exports_it(tiny_llama, t
     saved = load_file(str(tmp_path / "run" / "model" / "steer.safetensors"))
     assert list(saved) == ["model.layers.0.steer"]  # a third of 2 layers rounds down to layer 0
     assert saved["model.layers.0.steer"].abs().sum() > 0  # three steps moved it
+    from blackbox_zo.cli import main  # export rebuilds the vector from the trajectory alone
+
+    assert main(["export", str(tmp_path / "run"), "--step", "last", "--out", str(tmp_path / "exported")]) == 0
+    rebuilt = load_file(str(tmp_path / "exported" / "steer.safetensors"))
+    assert torch.equal(rebuilt["model.layers.0.steer"], saved["model.layers.0.steer"])
