@@ -54,8 +54,9 @@ def test_mezo_defaults_over_the_steering_space_raise_a_token_logit_and_leave_the
 
 def test_bad_layers_and_a_second_vector_on_one_layer_are_named(tiny_llama):
     model, tok = tiny_llama
-    with pytest.raises(ValueError, match="distinct indexes of the model's 2 decoder layers"):
-        steering_space(model, tok, layers=[2])
+    for bad in ([2], [-1, 1], []):
+        with pytest.raises(ValueError, match="distinct indexes of the model's 2 decoder layers"):
+            steering_space(model, tok, layers=bad)
     with pytest.raises(ValueError, match="tokenizer"):
         steering_space(model, None, layers=[0])
     steering_space(model, tok, layers=[0])
