@@ -36,7 +36,7 @@ class SpaceConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     prefix_tokens: int = 5
-    steer_layers: list[int] = field(default_factory=list)  # kind "steer": layers to steer after; [] = a third up
+    steer_layers: list[int] = field(default_factory=list)  # kind "steer": layers to steer after; [] = 1/3 and 2/3 up
     mask_density: float | None = None
     blockwise: bool = False
     noise: str = "gaussian"

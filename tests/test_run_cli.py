@@ -103,7 +103,7 @@ def test_lora_and_prefix_runs_tune_only_their_tensors(model_dir, tmp_path):
     for kind in ("lora", "prefix", "steer"):
         s = run(config(model_dir, tmp_path / kind, steps=2, space={"kind": kind}), progress=False)
         assert s["steps"] == 2 and 0 < s["tuned_elements"] < 20_000
-    assert s["tuned_elements"] == 32  # one vector of hidden_size after one layer
+    assert s["tuned_elements"] == 64  # one vector of hidden_size after each of the 2 layers (1/3 and 2/3 up)
 
 
 def test_console_script_help():

@@ -52,6 +52,12 @@ def test_mezo_defaults_over_the_steering_space_raise_a_token_logit_and_leave_the
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items() if k in weights)
 
 
+def test_the_default_layers_are_a_third_and_two_thirds_of_the_way_up():
+    from blackbox_zo.steering import default_layers
+
+    assert default_layers(30) == [10, 20] and default_layers(2) == [0, 1] and default_layers(1) == [0]
+
+
 def test_bad_layers_and_a_second_vector_on_one_layer_are_named(tiny_llama):
     model, tok = tiny_llama
     for bad in ([2], [-1, 1], []):
