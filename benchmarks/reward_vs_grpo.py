@@ -22,6 +22,7 @@ Each method runs in its own fresh Python process; peak memory is the kernel's Vm
     python benchmarks/reward_vs_grpo.py                      # both, 240 s of training each, VADER
     python benchmarks/reward_vs_grpo.py --methods zo --budget 600 --reward personal
     python benchmarks/reward_vs_grpo.py --methods zo --spec rule=raw radius_grow=1 lr=1e-6   # MeZO's raw rule
+    python benchmarks/reward_vs_grpo.py --methods zo --budget 600 --steer 10,20   # steering vectors, not weights
 
 Results: benchmarks/results/grpo_reward.json and grpo_reward.png.
 """
