@@ -49,20 +49,27 @@ def _add_steering(module: nn.Module, args, output):
     return output + shift
 
 
-def _residual_scale(model: nn.Module, blocks: nn.ModuleList, index: int, ids: Sequence[int]) -> float:
-    """Median per-token norm / sqrt(hidden) of layer `index`'s output on `ids`: a coordinate's typical size.
+def _residual_scales(model: nn.Module, blocks: nn.ModuleList, layers: Sequence[int], ids: Sequence[int]) -> dict:
+    """{layer: median per-token norm / sqrt(hidden) of its output on `ids`}: a coordinate's typical size, every
+    layer from one forward. The median ignores the first token and the few massive-activation coordinates that
+    dominate an RMS."""
+    seen: dict[int, torch.Tensor] = {}
 
-    The median ignores the first token and the few massive-activation coordinates that dominate an RMS."""
-    seen: list[torch.Tensor] = []
-    hook = blocks[index].register_forward_hook(
-        lambda m, a, out: seen.append((out[0] if isinstance(out, tuple) else out).detach()))
+    def keep(index):
+        return lambda m, a, out: seen.__setitem__(index, (out[0] if isinstance(out, tuple) else out).detach())
+
+    hooks = [blocks[i].register_forward_hook(keep(i)) for i in layers]
     try:
         with torch.no_grad():
             model(input_ids=torch.tensor([list(ids)], device=next(model.parameters()).device))
     finally:
-        hook.remove()
-    hidden = seen[0][0, 1:].float() if seen[0].shape[1] > 1 else seen[0][0].float()
-    return float(hidden.norm(dim=-1).median() / hidden.shape[-1] ** 0.5)
+        for hook in hooks:
+            hook.remove()
+    scales = {}
+    for i, out in seen.items():
+        hidden = out[0, 1:].float() if out.shape[1] > 1 else out[0].float()
+        scales[i] = float(hidden.norm(dim=-1).median() / hidden.shape[-1] ** 0.5)
+    return scales
 
 
 def steering_space(
@@ -88,13 +95,14 @@ def steering_space(
         raise ValueError(f"layers must be distinct indexes of the model's {len(blocks)} decoder layers, got {given}")
     if tokenizer is None:
         raise ValueError("steering_space needs the tokenizer, to measure each layer's scale on init_text")
+    taken = [i for i in layers if hasattr(blocks[i], STEER)]
+    if taken:  # checked before anything is added, so a refused call leaves the model as it was
+        raise ValueError(f"decoder layer {taken[0]} already has a steering vector")
     ids = tokenizer(init_text or DEFAULT_INIT_TEXT)["input_ids"]
+    scales = _residual_scales(model, blocks, layers, ids)  # measured before the hooks exist: the base model's
     hidden = next(model.parameters())
     for i in layers:
-        block = blocks[i]
-        if hasattr(block, STEER):
-            raise ValueError(f"decoder layer {i} already has a steering vector")
-        scale = GAIN * _residual_scale(model, blocks, i, ids)  # measured before the hook exists: the base model's
+        block, scale = blocks[i], GAIN * scales[i]
         block.register_parameter(STEER, nn.Parameter(torch.zeros(model.config.hidden_size, device=hidden.device)))
         block.register_buffer("steer_scale", torch.tensor(scale, device=hidden.device), persistent=False)
         block.register_forward_hook(_add_steering)

@@ -66,8 +66,9 @@ def test_bad_layers_and_a_second_vector_on_one_layer_are_named(tiny_llama):
     with pytest.raises(ValueError, match="tokenizer"):
         steering_space(model, None, layers=[0])
     steering_space(model, tok, layers=[0])
-    with pytest.raises(ValueError, match="already has a steering vector"):
-        steering_space(model, tok, layers=[0])
+    with pytest.raises(ValueError, match="layer 0 already has a steering vector"):
+        steering_space(model, tok, layers=[1, 0])
+    assert not hasattr(layer_list(model)[1], "steer")  # the refused call added nothing
     with pytest.raises(ValueError, match="found no decoder layers"):
         steering_space(torch.nn.Linear(2, 2), tok)
 
