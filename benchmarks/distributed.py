@@ -52,7 +52,7 @@ def run_config(args, out: Path, workers: int | None) -> dict:
 
 def throughput(args, tmp: Path) -> dict:
     """Steps/s of one config in one process and on each worker count; final fingerprints compared."""
-    from blackbox_zo.run import run
+    from blackbox_zo.running.run import run
 
     rows = {}
     for workers in [None, *args.workers]:
@@ -103,10 +103,10 @@ def bring_up(args) -> list[dict]:
     """Seconds to start a worker (process, imports, model) and to replay a trajectory of L steps on it."""
     import ray
 
-    from blackbox_zo.ask_tell import AskTell
-    from blackbox_zo.config import load_config
     from blackbox_zo.distributed.faults import Pool
     from blackbox_zo.distributed.worker import StepRecords
+    from blackbox_zo.faces.ask_tell import AskTell
+    from blackbox_zo.running.config import load_config
 
     cfg = run_config(args, Path(tempfile.mkdtemp()), 1)
     cfg["optim"] = {"estimator": "spsa", "eps": 1e-3, "seed": 0}  # 2 points per step, as MeZO

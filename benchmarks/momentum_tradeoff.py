@@ -28,7 +28,7 @@ def main(argv=None) -> int:
 
     from blackbox_zo import ParamSpace
     from blackbox_zo.lm import load_model
-    from blackbox_zo.optim import DenseAdam, DenseMomentum
+    from blackbox_zo.step.transforms import DenseAdam, DenseMomentum
 
     model, _ = load_model(None if args.model == "embedded" else args.model)
     space = ParamSpace(model)

@@ -69,7 +69,7 @@ def judged(rule, tuned: list[str], base: list[str]) -> dict:
 def main(argv=None) -> dict:
     from blackbox_zo import MeZO, derive_seed
     from blackbox_zo.lm import TransformersLM, load_model
-    from blackbox_zo.trainer import batch_for_step
+    from blackbox_zo.running.trainer import batch_for_step
     from objectives import CallableJudge, Generation, PairwiseObjective
 
     args = parse_args(argv)

@@ -184,7 +184,7 @@ def zero_shot_rows(args) -> list[dict]:
 
 def zo_row(args, row: str, seed: int) -> dict:
     from blackbox_zo import MeZO, ParamSpace, derive_seed
-    from blackbox_zo.trainer import batch_for_step
+    from blackbox_zo.running.trainer import batch_for_step
 
     lora_r = 8 if row == "zo_lora" else args.default_lora if row.startswith("zo_default") else 0  # 0: no LoRA
     kind = "prefix" if row == "zo_prefix" else "lora" if lora_r else "full"
@@ -193,12 +193,12 @@ def zo_row(args, row: str, seed: int) -> dict:
     task = task_for(args, seed, None if objective == "accuracy" else objective)
     model, tok = load(args)
     if kind == "lora":
-        from blackbox_zo.spaces import lora_space
+        from blackbox_zo.weights.spaces import lora_space
 
         model, space = lora_space(model, r=lora_r, alpha=2 * lora_r)
         lr, eps = args.lora_lr, args.lora_eps
     elif kind == "prefix":
-        from blackbox_zo.spaces import prefix_space
+        from blackbox_zo.weights.spaces import prefix_space
 
         model, space = prefix_space(model, tok, num_tokens=5)
         lr, eps = args.prefix_lr, args.prefix_eps

@@ -13,7 +13,7 @@ Rules (`--rule`), per step n directions z_i (`--n`), both sides theta +- eps z_i
   `--grow G` (>1) adds the adaptive radius: eps <- min(eps_max, G*eps) if every direction of the step
   tied (f+ == f-), else max(eps_min, shrink*eps) (`--shrink`, `--eps-max-mult`, eps_min = eps_0).
 
-Spaces (`--space`): all (every weight), norms (every RMSNorm weight), lora (r=8, q/v, blackbox_zo.spaces),
+Spaces (`--space`): all (every weight), norms (every RMSNorm weight), lora (r=8, q/v, blackbox_zo.weights.spaces),
 lowrank (every matrix moves along z_W = U V^T / sqrt(r), U, V Gaussian from (seed, name); vectors dense).
 
 Objectives (`--objective`): acc (SST-2 k=16 label-word accuracy on the 32 training sentences; scored
@@ -81,13 +81,13 @@ class LowRankSpace:
         return sum(p.numel() for p in self.tensors.values())
 
     def _gen(self, seed: int, name: str) -> torch.Generator:
-        from blackbox_zo.noise import derive_seed
+        from blackbox_zo.weights.noise import derive_seed
 
         return torch.Generator().manual_seed(derive_seed(seed, name, "lowrank"))
 
     def apply(self, pairs) -> None:
         """theta <- theta + sum_i c_i z(seed_i); each entry of z_W has variance 1, like a dense Gaussian z."""
-        from blackbox_zo.params import merge_pairs
+        from blackbox_zo.weights.params import merge_pairs
 
         merged = merge_pairs(pairs)
         r = self.rank
@@ -112,7 +112,7 @@ def build(args):
 
     model, tok = load_model()
     if args.space == "lora":
-        from blackbox_zo.spaces import lora_space
+        from blackbox_zo.weights.spaces import lora_space
 
         model, space = lora_space(model, r=8, alpha=16)
     elif args.space == "norms":
@@ -159,8 +159,8 @@ class Problem:
                 self.pref = PairwiseObjective(self.judge, generation=gen)
 
     def batch(self, t: int):
-        from blackbox_zo.noise import derive_seed
-        from blackbox_zo.trainer import batch_for_step
+        from blackbox_zo.running.trainer import batch_for_step
+        from blackbox_zo.weights.noise import derive_seed
 
         return batch_for_step(self.train, self.args.batch, self.args.seed, t), derive_seed(self.args.seed, "sample", t)
 
@@ -221,7 +221,7 @@ def coefficients(args, eps: float, results, pairwise: bool) -> tuple[list[float]
 
 def run(args) -> dict:
     from blackbox_zo.lm import TransformersLM
-    from blackbox_zo.noise import derive_seed
+    from blackbox_zo.weights.noise import derive_seed
 
     torch.set_num_threads(1)
     t_start = time.perf_counter()

@@ -165,8 +165,8 @@ def memory() -> dict:
 def zo_worker(args) -> dict:
     from blackbox_zo import MeZO
     from blackbox_zo.lm import TransformersLM, load_model
-    from blackbox_zo.noise import derive_seed
-    from blackbox_zo.trainer import batch_for_step, value_of
+    from blackbox_zo.running.trainer import batch_for_step, value_of
+    from blackbox_zo.weights.noise import derive_seed
     from objectives import Generation
     from objectives.rewards import Reward
 
@@ -210,8 +210,8 @@ def zo_bon_worker(args) -> dict:
     from blackbox_zo import MeZO, ParamSpace
     from blackbox_zo.lm import TransformersLM, load_model
     from blackbox_zo.lm.trunk import trunk_start
-    from blackbox_zo.noise import derive_seed
-    from blackbox_zo.trainer import batch_for_step, value_of
+    from blackbox_zo.running.trainer import batch_for_step, value_of
+    from blackbox_zo.weights.noise import derive_seed
     from objectives import Generation
     from objectives.best_of_n import BestOfN
     from objectives.rewards import Reward

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
 
     import blackbox_zo
     from blackbox_zo.lm import load_model
-    from blackbox_zo.params import ParamSpace
+    from blackbox_zo.weights.params import ParamSpace
 
     info = common.machine_info()
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch threads {info['torch_threads']}, "

@@ -38,7 +38,7 @@ def objective(texts: list[str]) -> float:
 
 def run_steps(name: str, apply, generate, args) -> dict:
     """args.steps timed SPSA steps (after one warm-up generate); returns timings and objective values."""
-    from blackbox_zo.estimators import SPSA
+    from blackbox_zo.step.estimators import SPSA
 
     prompts = (PROMPTS * (args.prompts // len(PROMPTS) + 1))[: args.prompts]
     gen = lambda: generate(prompts, max_new_tokens=args.tokens, temperature=0.0)  # noqa: E731
@@ -87,7 +87,7 @@ def main() -> None:
 
     from blackbox_zo.lm.loading import load_model, resolve_model_dir
     from blackbox_zo.lm.transformers_lm import TransformersLM
-    from blackbox_zo.params import ParamSpace
+    from blackbox_zo.weights.params import ParamSpace
 
     model_dir = resolve_model_dir(args.model)
     results = []
@@ -98,7 +98,7 @@ def main() -> None:
         results.append(run_steps("transformers", space.apply, lm.generate, args))
         del model, space, lm
     if args.only in (None, "vllm"):
-        from blackbox_zo.backends import VLLMBackend
+        from blackbox_zo.weights import VLLMBackend
 
         t0 = time.perf_counter()
         backend = VLLMBackend(model_dir, enforce_eager=not torch.cuda.is_available(), max_model_len=1024)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from blackbox_zo import MeZO, ParamSpace, derive_seed
-from blackbox_zo.trainer import TrainConfig, Trainer
+from blackbox_zo.running.trainer import TrainConfig, Trainer
 from objectives import CallableJudge, Generation, PairwiseObjective
 
 TRAIN_PROMPTS = [

@@ -14,7 +14,7 @@ import argparse
 import time
 
 from blackbox_zo import MeZO, ParamSpace
-from blackbox_zo.trainer import TrainConfig, Trainer
+from blackbox_zo.running.trainer import TrainConfig, Trainer
 from objectives import Generation, vader_reward
 from objectives.recipes import OPEN_PROMPTS
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from blackbox_zo import MeZO
-from blackbox_zo.trainer import TrainConfig, Trainer
+from blackbox_zo.running.trainer import TrainConfig, Trainer
 
 DATA_HELP = """SST-2 not found{where}.
 This example needs the GLUE SST-2 files train.tsv and validation.tsv (tab-separated, header
@@ -46,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def tuned_space(model, tokenizer, args):
     """(model to evaluate, ParamSpace of the tensors MeZO moves) for --space / --include."""
     from blackbox_zo import ParamSpace
-    from blackbox_zo.spaces import lora_space, prefix_space
+    from blackbox_zo.weights.spaces import lora_space, prefix_space
 
     if args.space == "prefix":
         return prefix_space(model, tokenizer, num_tokens=5)

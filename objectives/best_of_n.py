@@ -25,7 +25,7 @@ class BestOfN(NegativeLogLikelihood):
     `reward` is a `Reward` (its template picks the prompt, its function scores completions); its generation
     settings give max_new_tokens and stop strings, while sampling uses `temperature`. A prompt keeps a winner
     only when its best completion beats the mean of its k samples by more than `margin`: a group whose samples
-    all tie teaches nothing. `blackbox_zo.trainer.Trainer` calls `refresh` every `steps_per_round` steps on
+    all tie teaches nothing. `blackbox_zo.running.trainer.Trainer` calls `refresh` every `steps_per_round` steps on
     the training prompts; a loop of your own calls it the same way.
     """
 

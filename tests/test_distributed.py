@@ -14,13 +14,14 @@ import time
 
 import pytest
 
-from blackbox_zo.config import ConfigError, load_config
 from blackbox_zo.distributed import DistributedMeZO
 from blackbox_zo.distributed.driver import connect
 from blackbox_zo.distributed.plan import Task, combine, plan_step, shard_of
 from blackbox_zo.distributed.worker import digest
-from blackbox_zo.engine import ObjectiveError
-from blackbox_zo.run import rebuild, run
+from blackbox_zo.running.artifacts import rebuild
+from blackbox_zo.running.config import ConfigError, load_config
+from blackbox_zo.running.run import run
+from blackbox_zo.step.engine import ObjectiveError
 
 ray = pytest.importorskip("ray")
 
@@ -232,7 +233,7 @@ def test_killed_driver_resumes_from_its_trajectory(cluster, tiny_llama_dir, tmp_
     import subprocess
     import sys
 
-    driver = subprocess.Popen([sys.executable, "-m", "blackbox_zo.cli", "run", str(path), "--workers", "2", "--quiet"],
+    driver = subprocess.Popen([sys.executable, "-m", "blackbox_zo.running.cli", "run", str(path), "--workers", "2", "--quiet"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "trajectory.jsonl"
     deadline = time.time() + 120

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import blackbox_zo as bz
-from blackbox_zo.noise import noise_slice
+from blackbox_zo.weights.noise import noise_slice
 from tests.zo_toy import make_problem, zero_one_error
 
 
@@ -262,7 +262,7 @@ def test_sparse_mask_perturbs_only_small_magnitude_weights():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_precision_check_float32_and_bfloat16(dtype):
-    from blackbox_zo.precision import check_precision
+    from blackbox_zo.weights.precision import check_precision
 
     lin = torch.nn.Linear(256, 256).to(dtype)
     torch.nn.init.normal_(lin.weight, std=0.02)

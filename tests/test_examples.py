@@ -81,7 +81,7 @@ def test_sst2_accuracy_other_spaces(tiny_llama, sst2_dir, space, tuned):
 
 
 def test_sst2_yaml_runs_through_the_cli_runner(tiny_llama, sst2_dir, tmp_path):
-    from blackbox_zo.run import run
+    from blackbox_zo.running.run import run
 
     model, tok = tiny_llama
     model.save_pretrained(tmp_path / "tiny")
@@ -153,7 +153,7 @@ def test_examples_on_the_embedded_model(name, argv, request):
 
 
 def test_sst2_top_layers_yaml_tunes_the_top_layer_over_a_cached_trunk(tiny_llama, sst2_dir, tmp_path):
-    from blackbox_zo.run import run
+    from blackbox_zo.running.run import run
 
     model, tok = tiny_llama
     model.save_pretrained(tmp_path / "tiny")
@@ -173,7 +173,7 @@ def test_sst2_top_layers_yaml_tunes_the_top_layer_over_a_cached_trunk(tiny_llama
 def test_vader_steer_yaml_tunes_one_steering_vector_and_exports_it(tiny_llama, tmp_path):
     from safetensors.torch import load_file
 
-    from blackbox_zo.run import run
+    from blackbox_zo.running.run import run
 
     model, tok = tiny_llama
     model.save_pretrained(tmp_path / "tiny")
@@ -189,7 +189,7 @@ def test_vader_steer_yaml_tunes_one_steering_vector_and_exports_it(tiny_llama, t
     saved = load_file(str(tmp_path / "run" / "model" / "steer.safetensors"))
     assert sorted(saved) == ["model.layers.0.steer", "model.layers.1.steer"]  # 1/3 and 2/3 of 2 layers, rounded down
     assert saved["model.layers.0.steer"].abs().sum() > 0  # three steps moved it
-    from blackbox_zo.cli import main  # export rebuilds the vector from the trajectory alone
+    from blackbox_zo.running.cli import main  # export rebuilds the vector from the trajectory alone
 
     assert main(["export", str(tmp_path / "run"), "--step", "last", "--out", str(tmp_path / "exported")]) == 0
     rebuilt = load_file(str(tmp_path / "exported" / "steer.safetensors"))

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from blackbox_zo.noise import CHUNK, add_noise_, derive_seed, noise_slice
+from blackbox_zo.weights.noise import CHUNK, add_noise_, derive_seed, noise_slice
 
 
 def digest(seed: int, name: str, n: int) -> str:

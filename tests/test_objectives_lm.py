@@ -115,7 +115,7 @@ def test_preference_round_between_perturbed_weights(lm):
 
 
 def test_pairwise_objective_drives_engine_pairwise_estimator(lm):
-    estimators = pytest.importorskip("blackbox_zo.estimators")
+    estimators = pytest.importorskip("blackbox_zo.step.estimators")
     judge = CallableJudge(lambda p, a, b: (len(a) > len(b)) - (len(a) < len(b)), name="longer")
     obj = PairwiseObjective(judge, template="{sentence}", generation=Generation(max_new_tokens=4, temperature=1.0))
     est = estimators.Pairwise(compare=obj.compare_outputs)

@@ -20,7 +20,6 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from blackbox_zo import MeZO, ParamSpace  # noqa: E402
-from blackbox_zo.config import ConfigError  # noqa: E402
 from blackbox_zo.lm import TransformersLM  # noqa: E402
 from blackbox_zo.prefer.app import create_app  # noqa: E402
 from blackbox_zo.prefer.config import load_prefer_config  # noqa: E402
@@ -28,6 +27,7 @@ from blackbox_zo.prefer.export import export_votes  # noqa: E402
 from blackbox_zo.prefer.security import check_bind  # noqa: E402
 from blackbox_zo.prefer.session import TRAJECTORY, PreferSession  # noqa: E402
 from blackbox_zo.prefer.store import vote_value  # noqa: E402
+from blackbox_zo.running.config import ConfigError  # noqa: E402
 
 PROMPTS = ["What is a cat?", "Why is the sky blue?", "How do I make tea?", "Name a colour.", "What is rain?"]
 
@@ -314,7 +314,7 @@ def test_bad_configs_name_the_key(tmp_path, patch, message):
 
 
 def test_cli_refuses_a_public_host_without_token(tmp_path, capsys):
-    from blackbox_zo.cli import main
+    from blackbox_zo.running.cli import main
 
     cfg = tmp_path / "p.json"
     cfg.write_text(json.dumps({"prompts": ["hi"], "output": str(tmp_path / "run")}))

@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from blackbox_zo.cli import main
-from blackbox_zo.config import ConfigError, load_config
-from blackbox_zo.run import run
+from blackbox_zo.running.cli import main
+from blackbox_zo.running.config import ConfigError, load_config
+from blackbox_zo.running.run import run
 
 
 @pytest.fixture
@@ -108,14 +108,14 @@ def test_lora_and_prefix_runs_tune_only_their_tensors(model_dir, tmp_path):
 
 def test_console_script_help():
     exe = shutil.which("blackbox-zo")
-    cmd = [exe] if exe else [sys.executable, "-m", "blackbox_zo.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "blackbox_zo.running.cli"]
     for sub in ([], ["run"], ["demo"], ["eval"], ["export"], ["replay"]):
         out = subprocess.run(cmd + sub + ["--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "usage: blackbox-zo" in out.stdout
 
 
 def test_paired_flips_sign_test():
-    from blackbox_zo.run import paired_flips
+    from blackbox_zo.running.artifacts import paired_flips
 
     before = [0.0] * 12 + [1.0] * 10
     after = [1.0] * 10 + [0.0] * 2 + [1.0] * 10  # 10 fixed, 0 broken
@@ -150,7 +150,7 @@ def test_factory_module_in_the_working_folder_runs_from_the_console_script(model
     cfg = config(model_dir, tmp_path / "out", steps=1, objective={"factory": "mytask:build", "args": {"metric": "accuracy"}})
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     exe = shutil.which("blackbox-zo")
-    cmd = [exe] if exe else [sys.executable, "-m", "blackbox_zo.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "blackbox_zo.running.cli"]
     done = subprocess.run([*cmd, "run", "run.yaml", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["steps"] == 1
@@ -185,7 +185,8 @@ def test_eval_reproduces_the_logged_value_of_a_sampled_objective(model_dir, tmp_
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "vader"), "--step", "last"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["value"] == s["val_final"]
-    from blackbox_zo.run import build_task, rebuild
+    from blackbox_zo.running.artifacts import rebuild
+    from blackbox_zo.running.assembly import build_task
 
     rebuilt, loaded, _ = rebuild(tmp_path / "vader", "last")
     task = build_task(rebuilt)

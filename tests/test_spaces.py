@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from blackbox_zo import MeZO
-from blackbox_zo.spaces import DEFAULT_INIT_TEXT, PrefixLM, lora_space, prefix_space
+from blackbox_zo.weights.spaces import DEFAULT_INIT_TEXT, PrefixLM, lora_space, prefix_space
 
 pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")

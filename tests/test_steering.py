@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import blackbox_zo as bz
-from blackbox_zo.steering import layer_list, steering_space
+from blackbox_zo.weights.steering import layer_list, steering_space
 
 PROMPT = "I think the movie was"
 
@@ -53,7 +53,7 @@ def test_mezo_defaults_over_the_steering_space_raise_a_token_logit_and_leave_the
 
 
 def test_the_default_layers_are_a_third_and_two_thirds_of_the_way_up():
-    from blackbox_zo.steering import default_layers
+    from blackbox_zo.weights.steering import default_layers
 
     assert default_layers(30) == [10, 20] and default_layers(2) == [0, 1] and default_layers(1) == [0]
 

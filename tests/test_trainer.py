@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import blackbox_zo as bz
-from blackbox_zo.trainer import TrainConfig, Trainer, batch_for_step
+from blackbox_zo.running.trainer import TrainConfig, Trainer, batch_for_step
 from tests.zo_toy import make_problem, zero_one_error
 
 
@@ -120,7 +120,7 @@ def test_batches_depend_only_on_seed_and_step():
 
 def test_best_step_after_a_resume_counts_validations_from_before_it(tmp_path):
     """Resumed at step 4, the best validation (0.9 after step 2) and the start value come from the first part."""
-    from blackbox_zo.best import best_across_resumes, run_start
+    from blackbox_zo.running.best import best_across_resumes, run_start
 
     begun = run_start(tmp_path, 0, 0.5, [1.0, 0.0])  # a fresh run records where it started
     assert begun == run_start(tmp_path, 0, 0.5, [1.0, 0.0]) and begun.step == 0

@@ -102,7 +102,7 @@ def test_only_the_rows_not_cached_go_through_the_trunk(tiny_llama):
 
 def test_tensors_outside_the_model_freeze_nothing(tiny_llama):
     model, tok = tiny_llama
-    from blackbox_zo.spaces import prefix_space
+    from blackbox_zo.weights.spaces import prefix_space
 
     wrapped, space = prefix_space(model, tok, num_tokens=2)
     assert first_tuned_layer(model, space.tensors.values()) == 0  # a prefix changes what every layer sees

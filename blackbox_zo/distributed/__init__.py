@@ -4,7 +4,7 @@ Every worker holds its own copy of the weights and of the optimizer state and ap
 from the same values, so all copies stay bitwise equal; a lost worker is rebuilt from base + trajectory.
 """
 
-from .driver import DistributedMeZO
-from .runner import run_distributed
+from blackbox_zo.distributed.driver import DistributedMeZO
+from blackbox_zo.distributed.runner import run_distributed
 
 __all__ = ["DistributedMeZO", "run_distributed"]

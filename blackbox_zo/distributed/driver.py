@@ -11,11 +11,11 @@ import math
 import os
 from pathlib import Path
 
-from ..config import ConfigError, RunConfig, load_config
-from ..engine import ObjectiveError
-from ..trajectory import Trajectory, TrajectoryError
-from .faults import Pool
-from .plan import Task, combine, plan_step
+from blackbox_zo.distributed.faults import Pool
+from blackbox_zo.distributed.plan import Task, combine, plan_step
+from blackbox_zo.running.config import ConfigError, RunConfig, load_config
+from blackbox_zo.step.engine import ObjectiveError
+from blackbox_zo.step.trajectory import Trajectory, TrajectoryError
 
 STARTUP_TIMEOUT_S = 1800.0  # loading a large model and replaying a long trajectory
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from .worker import actor_class
+from blackbox_zo.distributed.worker import actor_class
 
 
 def is_dead(error: BaseException) -> bool:

@@ -11,17 +11,18 @@ import math
 import time
 from pathlib import Path
 
-from ..best import best_across_resumes, run_start
-from ..config import ConfigError, RunConfig
-from ..trainer import plot_history
-from .driver import DistributedMeZO
+from blackbox_zo.distributed.driver import DistributedMeZO
+from blackbox_zo.running.best import best_across_resumes, run_start
+from blackbox_zo.running.config import ConfigError, RunConfig
+from blackbox_zo.running.trainer import plot_history
 
 
 def run_distributed(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train on Ray workers as the config says; returns (and writes) the summary, like `run`."""
     from tqdm import tqdm
 
-    from ..run import TRAJECTORY, build_task, check_model, export, paired_flips
+    from blackbox_zo.running.artifacts import export, paired_flips
+    from blackbox_zo.running.assembly import TRAJECTORY, build_task, check_model
 
     out = Path(cfg.output)
     log = out / TRAJECTORY

@@ -13,12 +13,12 @@ import time
 
 import torch
 
-from ..ask_tell import AskTell
-from ..config import load_config
-from ..noise import derive_seed
-from ..run import build_task, load_tuned
-from ..trainer import batch_for_step, compares_outputs, value_of
-from .plan import Task, shard_of
+from blackbox_zo.distributed.plan import Task, shard_of
+from blackbox_zo.faces.ask_tell import AskTell
+from blackbox_zo.running.assembly import build_task, load_tuned
+from blackbox_zo.running.config import load_config
+from blackbox_zo.running.trainer import batch_for_step, compares_outputs, value_of
+from blackbox_zo.weights.noise import derive_seed
 
 
 class WorkerError(RuntimeError):

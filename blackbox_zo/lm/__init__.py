@@ -5,9 +5,9 @@ wraps them with the batched log-likelihood, label-word and generation calls that
 the protocol those calls form (VLLMBackend satisfies it too), and `tokens` holds the tokenisation both share.
 """
 
-from .embedded import embedded_model_dir
-from .loading import load_model
-from .protocol import LM
-from .transformers_lm import TransformersLM
+from blackbox_zo.lm.embedded import embedded_model_dir
+from blackbox_zo.lm.loading import load_model
+from blackbox_zo.lm.protocol import LM
+from blackbox_zo.lm.transformers_lm import TransformersLM
 
 __all__ = ["embedded_model_dir", "load_model", "LM", "TransformersLM"]

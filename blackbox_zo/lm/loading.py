@@ -26,7 +26,7 @@ def resolve_dtype(dtype: str):
 def resolve_model_dir(name_or_path: str | os.PathLike | None) -> Path:
     """The local directory to load from: the embedded model's cache dir, or the given directory."""
     if name_or_path in EMBEDDED_NAMES:
-        from .embedded import embedded_model_dir
+        from blackbox_zo.lm.embedded import embedded_model_dir
 
         return embedded_model_dir()
     path = Path(name_or_path).expanduser()

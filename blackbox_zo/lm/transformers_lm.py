@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import StoppingCriteria
 
-from .tokens import (
+from blackbox_zo.lm.tokens import (
     chat_text,
     check_loglik_args,
     check_temperature,
@@ -27,7 +27,7 @@ from .tokens import (
     truncate_at_stop,
     uses_chat_template,
 )
-from .trunk import TrunkCache
+from blackbox_zo.lm.trunk import TrunkCache
 
 
 class TransformersLM:

@@ -3,9 +3,9 @@
 Each vote is stored in SQLite; when a step's pairs are all voted, the pairwise estimator takes the step.
 """
 
-from .config import PreferConfig, load_prefer_config
-from .export import export_votes
-from .session import PreferSession
-from .store import VoteRejected, VoteStore
+from blackbox_zo.prefer.config import PreferConfig, load_prefer_config
+from blackbox_zo.prefer.export import export_votes
+from blackbox_zo.prefer.session import PreferSession
+from blackbox_zo.prefer.store import VoteRejected, VoteStore
 
 __all__ = ["PreferConfig", "PreferSession", "VoteRejected", "VoteStore", "export_votes", "load_prefer_config"]

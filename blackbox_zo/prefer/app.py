@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .security import BodyLimit, SecurityHeaders, TokenGate, same
-from .session import PreferSession
-from .store import VoteRejected
+from blackbox_zo.prefer.security import BodyLimit, SecurityHeaders, TokenGate, same
+from blackbox_zo.prefer.session import PreferSession
+from blackbox_zo.prefer.store import VoteRejected
 
 ANNOTATOR = re.compile(r"^[A-Za-z0-9_.@ -]{1,64}$")
 STATIC = {"page.js": "text/javascript", "page.css": "text/css"}

@@ -10,8 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import Parser  # argparse with the CLI's one-line error format
-from ..config import ConfigError
+from blackbox_zo.running.config import ConfigError
+from blackbox_zo.running.parser import Parser  # argparse with the CLI's one-line error format
 
 TOKEN_ENV = "BLACKBOX_ZO_PREFER_TOKEN"
 
@@ -47,7 +47,7 @@ def cmd_prefer(args) -> int:
 
 
 def export(args) -> int:
-    from .export import export_votes
+    from blackbox_zo.prefer.export import export_votes
 
     try:
         c = export_votes(args.run, args.out)
@@ -61,12 +61,12 @@ def export(args) -> int:
 def serve(args) -> int:
     import uvicorn
 
-    from ..run import load_tuned
-    from .app import create_app
-    from .config import load_prefer_config
-    from .security import check_bind, is_loopback
-    from .session import PreferSession
-    from .winrate import load_judge
+    from blackbox_zo.prefer.app import create_app
+    from blackbox_zo.prefer.config import load_prefer_config
+    from blackbox_zo.prefer.security import check_bind, is_loopback
+    from blackbox_zo.prefer.session import PreferSession
+    from blackbox_zo.prefer.winrate import load_judge
+    from blackbox_zo.running.assembly import load_tuned
 
     try:
         check_bind(args.host, args.token)

@@ -9,8 +9,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..config import ConfigError, ModelConfig, SpaceConfig, build
-from ..spec import Spec
+from blackbox_zo.running.config import ConfigError, ModelConfig, SpaceConfig, build
+from blackbox_zo.step.spec import Spec
 
 
 @dataclass

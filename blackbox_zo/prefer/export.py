@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .session import VOTES
-from .store import VoteStore
+from blackbox_zo.prefer.session import VOTES
+from blackbox_zo.prefer.store import VoteStore
 
 
 def export_votes(run_dir: str | Path, out: str | Path) -> dict:

@@ -14,11 +14,11 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from ..ask_tell import AskTell
-from ..noise import derive_seed
-from .config import PreferConfig
-from .store import Pair, VoteRejected, VoteStore
-from .winrate import verdicts, win_rate
+from blackbox_zo.faces.ask_tell import AskTell
+from blackbox_zo.prefer.config import PreferConfig
+from blackbox_zo.prefer.store import Pair, VoteRejected, VoteStore
+from blackbox_zo.prefer.winrate import verdicts, win_rate
+from blackbox_zo.weights.noise import derive_seed
 
 TRAJECTORY = "trajectory.jsonl"
 VOTES = "votes.sqlite"

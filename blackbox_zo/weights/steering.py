@@ -12,8 +12,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .params import ParamSpace
-from .spaces import DEFAULT_INIT_TEXT
+from blackbox_zo.weights.params import ParamSpace
+from blackbox_zo.weights.spaces import DEFAULT_INIT_TEXT
 
 STEER = "steer"  # the parameter's name on each steered layer: `model.layers.10.steer`
 # a vector's unit is 1/GAIN of its layer's typical coordinate size, so the engine's default radius (eps 1e-3) moves

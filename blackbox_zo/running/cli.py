@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError
-from .trajectory import TrajectoryError
+from blackbox_zo.running.config import ConfigError
+from blackbox_zo.running.parser import Parser
+from blackbox_zo.step.trajectory import TrajectoryError
 
 # Errors that mean "the input is wrong" (config, files, objective): one line, exit 2. Anything else: exit 1.
 USER_ERRORS = (ConfigError, TrajectoryError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
@@ -32,8 +33,8 @@ DEMO_CONFIG = {
 
 
 def cmd_run(args) -> int:
-    from .config import load_config
-    from .run import run
+    from blackbox_zo.running.config import load_config
+    from blackbox_zo.running.run import run
 
     data = load_config(args.config).to_dict()
     if args.model:
@@ -47,8 +48,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .config import load_config
-    from .run import run
+    from blackbox_zo.running.config import load_config
+    from blackbox_zo.running.run import run
 
     data = json.loads(json.dumps(DEMO_CONFIG))
     data["output"] = args.output
@@ -74,9 +75,10 @@ def cmd_demo(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .noise import derive_seed
-    from .run import build_task, read_run, rebuild, resolve_step
-    from .trainer import value_of
+    from blackbox_zo.running.artifacts import read_run, rebuild, resolve_step
+    from blackbox_zo.running.assembly import build_task
+    from blackbox_zo.running.trainer import value_of
+    from blackbox_zo.weights.noise import derive_seed
 
     cfg, summary = read_run(args.run)
     resolve_step(args.run, args.step, summary)  # a bad --step fails before the task and the model are built
@@ -95,7 +97,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .run import describe_step, export, read_run
+    from blackbox_zo.running.artifacts import describe_step, export, read_run
 
     _, summary = read_run(args.run)
     out, steps = export(args.run, args.out, args.step, force=args.force)
@@ -104,7 +106,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from .run import read_run, rebuild
+    from blackbox_zo.running.artifacts import read_run, rebuild
 
     read_run(args.run)
     compare = Path(args.compare) if args.compare else None
@@ -128,13 +130,6 @@ def cmd_replay(args) -> int:
         report["tensors_compared"] = len(shared)
     print(json.dumps(report))
     return 0
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with the one-line error format of every other user error (usage stays under --help)."""
-
-    def error(self, message: str):
-        self.exit(2, f"blackbox-zo: error: {message} (see: {self.prog} --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -173,7 +168,7 @@ def parser() -> argparse.ArgumentParser:
         if name == "replay":
             c.add_argument("--compare", help="a checkpoint directory (*.safetensors) to diff the rebuilt weights against")
         c.set_defaults(fn=fn)
-    from .prefer.cli import register as register_prefer  # `prefer CONFIG` / `prefer export RUN` parse their own args
+    from blackbox_zo.prefer.cli import register as register_prefer  # `prefer CONFIG` / `prefer export RUN` parse their own args
 
     register_prefer(sub)
     return p

@@ -13,11 +13,11 @@ from typing import Any, Callable
 
 import torch
 
-from .backend import Backend
-from .engine import Engine, StepResult
-from .params import ParamSpace
-from .spec import Spec
-from .trajectory import Trajectory, TrajectoryError
+from blackbox_zo.step.engine import Engine, StepResult
+from blackbox_zo.step.spec import Spec
+from blackbox_zo.step.trajectory import Trajectory, TrajectoryError
+from blackbox_zo.weights.backend import Backend
+from blackbox_zo.weights.params import ParamSpace
 
 
 def is_backend(params) -> bool:

@@ -1,7 +1,7 @@
 """The contract between the engine and whatever holds the tuned tensors (torch in-process, vLLM workers).
 
 Only seeds and scalars cross it: the engine never sees a tensor, so a backend may live in another
-process or on another machine. Directions come from `blackbox_zo.noise` keyed by canonical names.
+process or on another machine. Directions come from `blackbox_zo.weights.noise` keyed by canonical names.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .noise import derive_seed
+from blackbox_zo.weights.noise import derive_seed
 
 PATTERN = re.compile(r"lowrank(\d*)$")
 

@@ -15,8 +15,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .lowrank import add_lowrank_, lowrank_job, rank_of
-from .noise import KINDS, add_noise_, derive_seed, generator_id, noise_jobs, run_jobs
+from blackbox_zo.weights.lowrank import add_lowrank_, lowrank_job, rank_of
+from blackbox_zo.weights.noise import KINDS, add_noise_, derive_seed, generator_id, noise_jobs, run_jobs
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks)\.(\d+)\.")
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-FORMAT = "blackbox_zo.trajectory"
+FORMAT = "blackbox_zo.step.trajectory"
 VERSION = 2  # 2: the header holds the Spec; records hold the radius eps
 
 

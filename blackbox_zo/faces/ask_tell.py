@@ -13,9 +13,9 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .engine import StepResult, Walker
-from .estimators import ObjectiveError, as_scalar
-from .mezo import EngineFace
+from blackbox_zo.faces.mezo import EngineFace
+from blackbox_zo.step.engine import StepResult, Walker
+from blackbox_zo.step.estimators import ObjectiveError, as_scalar
 
 
 @dataclass(frozen=True)

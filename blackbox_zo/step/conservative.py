@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from .estimators import as_scalar
+from blackbox_zo.step.estimators import as_scalar
 
 
 def conservative_wrapper(spec):

@@ -1,10 +1,10 @@
 """Code that runs inside vLLM's worker processes: seeded in-place moves of the live model weights.
 
-Loaded by name (`LLM(worker_extension_cls="blackbox_zo.backends.vllm_worker.ZOWorkerExtension")`) and
+Loaded by name (`LLM(worker_extension_cls="blackbox_zo.weights.vllm_worker.ZOWorkerExtension")`) and
 driven through `llm.collective_rpc("zo_...", args=(seed, coeff, ...))`: only seeds and scalars cross
 the process boundary. Each vLLM parameter is mapped to the canonical Hugging Face tensors it holds
 (fused `qkv_proj` = q, k, v rows; `gate_up_proj` = gate, up rows; tensor-parallel shards), so the
-noise added here equals, element for element, the noise `blackbox_zo.params.ParamSpace` adds to a
+noise added here equals, element for element, the noise `blackbox_zo.weights.params.ParamSpace` adds to a
 plain transformers model with the same seed.
 
 Trap 1 (CPU): vLLM's CPU platform repacks every linear weight into a oneDNN / SGL kernel handle and
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..noise import CHUNK, add_noise_, noise_slice
+from blackbox_zo.weights.noise import CHUNK, add_noise_, noise_slice
 
 KEEP_REPACK_ENV = "BLACKBOX_ZO_VLLM_KEEP_REPACK"
 _ORIGINAL_DISPATCH = None
@@ -325,7 +325,7 @@ class ZOWorkerExtension:
 
     def zo_fingerprint(self) -> str | None:
         """fingerprint_tensors over canonical views of theta; None when tensors are split (tp > 1)."""
-        from ..params import fingerprint_tensors
+        from blackbox_zo.weights.params import fingerprint_tensors
 
         _, tp = _tp_rank_size()
         views: dict[str, torch.Tensor] = {}

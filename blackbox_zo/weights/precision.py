@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .noise import derive_seed, noise_slice
+from blackbox_zo.weights.noise import derive_seed, noise_slice
 
 
 def _norm(tensors) -> float:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .noise import derive_seed
+from blackbox_zo.weights.noise import derive_seed
 
 Point = list[tuple[int, float]]  # offset from theta: sum of scale * z(seed)
 Pairs = list[tuple[int, float]]

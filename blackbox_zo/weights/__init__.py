@@ -8,7 +8,7 @@ __all__ = ["VLLMBackend", "CoverageError"]
 
 def __getattr__(name):
     if name in __all__:
-        from . import vllm_backend
+        from blackbox_zo.weights import vllm_backend
 
         return getattr(vllm_backend, name)
     raise AttributeError(name)

@@ -4,7 +4,7 @@ It is also the LM objectives call: generate / loglik / choice_logliks / label_wo
 same tokenisation and results as TransformersLM (scores from vLLM's prompt_logprobs).
 
 Only seeds and scalars cross `collective_rpc`; the workers regenerate every direction from
-`blackbox_zo.noise` under canonical Hugging Face names, so a trajectory recorded with ParamSpace on a
+`blackbox_zo.weights.noise` under canonical Hugging Face names, so a trajectory recorded with ParamSpace on a
 transformers model replays here and vice versa. After every weight change the prefix cache is reset
 (vLLM keeps cached KV blocks across weight changes: trap 2). On CPU the worker module keeps linear
 weights live (trap 1) and construction asserts that every tuned element is really perturbed.
@@ -21,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-from ..lm.tokens import (
+from blackbox_zo.lm.tokens import (
     chat_text,
     check_loglik_args,
     check_temperature,
@@ -35,11 +35,11 @@ from ..lm.tokens import (
     truncate_at_stop,
     uses_chat_template,
 )
-from ..noise import KINDS, generator_id
-from ..params import merge_pairs
-from .vllm_worker import KEEP_REPACK_ENV
+from blackbox_zo.weights.noise import KINDS, generator_id
+from blackbox_zo.weights.params import merge_pairs
+from blackbox_zo.weights.vllm_worker import KEEP_REPACK_ENV
 
-WORKER_EXTENSION = "blackbox_zo.backends.vllm_worker.ZOWorkerExtension"
+WORKER_EXTENSION = "blackbox_zo.weights.vllm_worker.ZOWorkerExtension"
 
 
 class CoverageError(RuntimeError):
@@ -78,7 +78,7 @@ class VLLMBackend:
         from vllm import LLM
 
         if model_dir is None or model_dir == "embedded":
-            from ..lm.embedded import embedded_model_dir
+            from blackbox_zo.lm.embedded import embedded_model_dir
 
             model_dir = embedded_model_dir()
         self.model_dir = Path(model_dir)
@@ -171,7 +171,7 @@ class VLLMBackend:
         prints = self._rpc("zo_fingerprint")
         if prints and prints[0] is not None:
             return prints[0]
-        from ..params import fingerprint_tensors
+        from blackbox_zo.weights.params import fingerprint_tensors
 
         return fingerprint_tensors(self.state_dict())
 
@@ -229,7 +229,7 @@ class VLLMBackend:
                 f"layers with a stale packed gemm: {len(report['stale_gemm_layers'])} "
                 f"e.g. {report['stale_gemm_layers'][:3]}; mapping problems: {problems[:3]}; "
                 f"live-weight patch installed in worker: {report['patch_installed']}. "
-                "On CPU, import blackbox_zo.backends.vllm_worker before the model loads "
+                "On CPU, import blackbox_zo.weights.vllm_worker before the model loads "
                 f"(and do not set {KEEP_REPACK_ENV}=1)."
             )
         return perturbed

@@ -18,10 +18,10 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from .best import best_across_resumes, run_start
-from .config import TrainConfig
-from .mezo import MeZO
-from .noise import derive_seed
+from blackbox_zo.faces.mezo import MeZO
+from blackbox_zo.running.best import best_across_resumes, run_start
+from blackbox_zo.running.config import TrainConfig
+from blackbox_zo.weights.noise import derive_seed
 
 
 @dataclass

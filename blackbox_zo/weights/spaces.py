@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .params import ParamSpace
+from blackbox_zo.weights.params import ParamSpace
 
 DEFAULT_INIT_TEXT = "The quick brown fox jumps over the lazy dog, and then it runs back into the quiet green forest."
 MEZO_LORA_TARGETS = ("q_proj", "v_proj")

@@ -14,12 +14,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .conservative import conservative_wrapper
-from .estimators import ObjectiveError, describe_point, make_estimator
-from .noise import derive_seed
-from .optim import DenseStep, StepContext, is_dense, make_optimizer
-from .spec import Spec
-from .trajectory import Trajectory, TrajectoryError
+from blackbox_zo.step.conservative import conservative_wrapper
+from blackbox_zo.step.estimators import ObjectiveError, describe_point, make_estimator
+from blackbox_zo.step.spec import Spec
+from blackbox_zo.step.trajectory import Trajectory, TrajectoryError
+from blackbox_zo.step.transforms import DenseStep, StepContext, is_dense, make_optimizer
+from blackbox_zo.weights.noise import derive_seed
 
 __all__ = ["Engine", "NonFiniteObjective", "ObjectiveError", "StepResult", "Walker", "walk"]
 

@@ -12,7 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from .spec import Spec
+from blackbox_zo.step.spec import Spec
 
 
 class ConfigError(ValueError):
@@ -30,7 +30,7 @@ class ModelConfig:
 
 @dataclass
 class SpaceConfig:
-    kind: str = "full"  # "full", "lora", "prefix" or "steer" (residual steering vectors, blackbox_zo.steering)
+    kind: str = "full"  # "full", "lora", "prefix" or "steer" (residual steering vectors, blackbox_zo.weights.steering)
     include: list[str] = field(default_factory=list)  # regexes over parameter names
     exclude: list[str] = field(default_factory=list)
     lora_r: int = 8

@@ -1,0 +1,132 @@
+"""Task and model assembly for a run: the objective factory's task, and the model, space and LM a config tunes.
+
+`run`, `eval`/`export` and the Ray workers all build a run's parts here, so they build them the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blackbox_zo.running.config import ConfigError, RunConfig
+
+TRAJECTORY = "trajectory.jsonl"
+# What a factory may raise for bad input (a missing file, a bad row, an unknown task): reported as config errors.
+FACTORY_INPUT_ERRORS = (OSError, ValueError, KeyError)
+
+
+def load_factory(spec: str):
+    """Import 'module:function' named by the config (the objective side stays outside the engine).
+
+    The working folder is searched first, as `python -m` does, so `factory: mymodule:fn` finds ./mymodule.py
+    from the installed `blackbox-zo` script too.
+    """
+    module_name, _, attr = spec.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"objective.factory: cannot import module {module_name!r} ({e})") from e
+    if not callable(getattr(module, attr, None)):
+        raise ConfigError(f"objective.factory: module {module_name!r} has no function {attr!r}")
+    return getattr(module, attr)
+
+
+def check_factory_args(factory, spec: str, args: dict) -> None:
+    """Name a key of objective.args that the factory does not take, like any other unknown config key."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    takes = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(args) - set(takes))
+    if unknown:
+        raise ConfigError(f"unknown key objective.args.{unknown[0]}: {spec} takes {', '.join(takes) or 'no arguments'}")
+    missing = [n for n, p in params.items() if p.default is p.empty and n in takes and n not in args]
+    if missing:
+        raise ConfigError(f"missing key objective.args.{missing[0]} (needed by {spec})")
+
+
+def build_task(cfg: RunConfig) -> dict:
+    """Call the objective factory: it returns {'train', 'val', 'objective', optional 'val_objective'}."""
+    spec, args = cfg.objective.factory, cfg.objective.args
+    factory = load_factory(spec)
+    check_factory_args(factory, spec, args)
+    try:
+        task = factory(**args)
+    except FACTORY_INPUT_ERRORS as e:  # e.g. a missing data folder or a corrupt JSONL line, named by the factory
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)  # str(KeyError) adds quotes
+        raise ConfigError(f"objective.factory {spec}: {type(e).__name__}: {message}") from e
+    if not isinstance(task, dict):
+        raise ConfigError(f"objective.factory {spec} returned {type(task).__name__}, expected a dict with "
+                          "'train', 'objective' and optionally 'val', 'val_objective'")
+    missing = {"train", "objective"} - set(task)
+    if missing:
+        raise ConfigError(f"objective.factory {spec} returned no {sorted(missing)}")
+    if not task["train"]:
+        raise ConfigError(f"objective.factory {spec} returned an empty 'train' list")
+    return task
+
+
+def check_model(cfg: RunConfig) -> None:
+    """A model.name that is not 'embedded' must be a local model directory; fail before data or weights load."""
+    from blackbox_zo.lm.loading import EMBEDDED_NAMES, looks_like_path, resolve_model_dir
+
+    if cfg.model.name not in EMBEDDED_NAMES:
+        if looks_like_path(cfg.model.name) and not Path(cfg.model.name).expanduser().exists():
+            raise ConfigError(f"model.name: the model directory {cfg.model.name} does not exist")
+        try:
+            resolve_model_dir(cfg.model.name)
+        except ValueError as e:
+            raise ConfigError(f"model.name: {e}") from None
+
+
+@dataclass
+class Loaded:
+    model: Any  # the module the objective runs (a peft / prefix wrapper when the space is not "full")
+    tokenizer: Any
+    space: Any
+    lm: Any
+
+
+def load_tuned(cfg: RunConfig) -> Loaded:
+    """Base model + the parameter space the config tunes + the LM wrapper objectives call."""
+    from blackbox_zo.lm import TransformersLM, load_model
+    from blackbox_zo.lm.trunk import TrunkCache, trunk_start
+    from blackbox_zo.weights.params import ParamSpace
+
+    if cfg.model.backend == "vllm":
+        from blackbox_zo.weights.vllm_backend import VLLMBackend
+
+        if cfg.space.kind != "full" or cfg.space.include or cfg.space.exclude:
+            raise ConfigError("model.backend 'vllm' tunes all weights: use space.kind 'full' without include/exclude")
+        if cfg.space.mask_density or cfg.space.blockwise:
+            raise ConfigError("model.backend 'vllm' supports neither space.mask_density nor space.blockwise")
+        backend = VLLMBackend(cfg.model.name, noise=cfg.space.noise, dtype=cfg.model.dtype)
+        return Loaded(None, None, backend, backend)
+    model, tok = load_model(cfg.model.name, dtype=cfg.model.dtype, device=cfg.model.device)
+    s = cfg.space
+    extra = {"noise": s.noise, "mask_density": s.mask_density, "blockwise": s.blockwise}
+    if s.kind == "lora":
+        from blackbox_zo.weights.spaces import lora_space
+
+        model, space = lora_space(model, r=s.lora_r, alpha=s.lora_alpha, **extra)
+    elif s.kind == "prefix":
+        from blackbox_zo.weights.spaces import prefix_space
+
+        model, space = prefix_space(model, tok, num_tokens=s.prefix_tokens, **extra)
+    elif s.kind == "steer":
+        from blackbox_zo.weights.steering import steering_space
+
+        model, space = steering_space(model, tok, layers=s.steer_layers or None, **extra)
+    else:
+        space = ParamSpace(model, include=s.include or None, exclude=s.exclude or None, **extra)
+    start = trunk_start(model, space.tensors.values())  # layers below the tuned ones: their outputs are cached
+    trunk = TrunkCache(model, start, strict=False) if start else None
+    return Loaded(model, tok, space, TransformersLM(model, tok, batch_size=cfg.model.batch_size, trunk_cache=trunk))

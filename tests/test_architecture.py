@@ -1,0 +1,105 @@
+"""The package's import graph: no cycles between blackbox_zo modules (imports inside functions count),
+and the engine never imports the objectives (it sees an objective only as a callable)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "blackbox_zo"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """Every module named by an import anywhere in the file (relative imports resolved), mapped to a known module."""
+    name = module_name(path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            mod = ".".join(p for p in (base, node.module or "") if p)
+            targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+        else:
+            continue
+        for t in targets:
+            while t and t not in modules and not t.startswith("objectives"):
+                t = t.rpartition(".")[0]
+            if t:
+                found.add(t)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {m: imports_of(p, set(files)) - {m} for m, p in files.items()}
+
+
+def cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in g.get(v, ()):
+            if w not in g:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(g):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles():
+    found = cycles(graph())
+    assert not found, f"import cycles: {found}"
+
+
+def test_cycle_finder_sees_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_engine_never_imports_objectives():
+    offenders = sorted(m for m, deps in graph().items() if any(d.split(".")[0] == "objectives" for d in deps))
+    assert not offenders, f"blackbox_zo modules that import objectives/: {offenders}"
+
+
+def test_folders_group_the_core():
+    """No flat core modules left at the top: each lives in the folder that names its part of the design."""
+    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "_moved"))
+    assert top == []
+
+
+@pytest.mark.parametrize("old, new", [("blackbox_zo.trainer", "blackbox_zo.running.trainer"),
+                                      ("blackbox_zo.backends", "blackbox_zo.weights"),
+                                      ("blackbox_zo.spaces", "blackbox_zo.weights.spaces")])
+def test_old_import_paths_still_work(old, new):
+    assert importlib.import_module(old) is importlib.import_module(new)
