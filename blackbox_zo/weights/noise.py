@@ -9,7 +9,6 @@ and global RNG state. (torch's CPU randn(n) is not a prefix of randn(m): chunks 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -18,22 +17,29 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from blackbox_zo.weights.seeds import KINDS, derive_seed
+
 CHUNK = 1 << 20  # elements per independently seeded chunk (4 MiB of float32 scratch at most)
-KINDS = ("gaussian", "rademacher")
 _POOL: ThreadPoolExecutor | None = None
 _SCRATCH = threading.local()
 
 
-def derive_seed(*parts: object) -> int:
-    """A 63-bit integer from any sequence of ints/strings: the only way seeds are combined here."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
 def generator_id(device: torch.device | str) -> str:
-    """Names the random stream family; a trajectory records it so replays refuse a different one."""
+    """Names the random stream family; a trajectory records it so replays refuse a different one.
+
+    CUDA with triton: the fused Philox kernel (noise_kernel.py), a different stream from torch's generators.
+    """
     dev = torch.device(device)
+    if dev.type == "cuda" and _kernel().available():
+        return _kernel().STREAM
     return f"torch-{dev.type}-chunk{CHUNK}-v1"
+
+
+def _kernel():
+    """noise_kernel, imported on demand (it imports derive_seed from here)."""
+    from blackbox_zo.weights import noise_kernel
+
+    return noise_kernel
 
 
 def _scratch(n: int) -> torch.Tensor:
@@ -84,6 +90,8 @@ def noise_slice(
 ) -> torch.Tensor:
     """Elements [start, stop) of the flattened direction of tensor `name` (numel elements in all)."""
     device = torch.device(device)
+    if device.type == "cuda" and _kernel().available():  # selection by device: CUDA regenerates with the kernel
+        return _kernel().kernel_slice(seed, name, numel, start, stop, kind, device, dtype)
     parts = []
     for c, lo, hi in chunk_ranges(start, stop):
         z = _draw(min(CHUNK, numel - c * CHUNK), derive_seed(seed, name, c), kind, device, dtype)
@@ -115,6 +123,8 @@ def noise_jobs(
     memory, so jobs of many tensors can run together (run_jobs); scratch is one chunk per running job.
     `mirror` (e.g. a bf16 parameter whose fp32 master is `flat`) receives the rounded result.
     """
+    if flat.is_cuda and _kernel().use_kernel(flat):  # CUDA: one fused pass over all pairs (noise_kernel.py)
+        return _kernel().kernel_jobs(flat, name, pairs, numel, start, kind, mask, mirror)
     n = flat.numel()
     pairs = [(s, c) for s, c in pairs if c != 0.0]
     if n == 0 or not pairs:
@@ -146,7 +156,14 @@ def _run(job: Callable[[], None]) -> None:
 
 
 def run_jobs(jobs: list[Callable[[], None]], device: torch.device | str = "cpu") -> None:
-    """Run chunk jobs on all cores (CPU) or in order (CUDA: the GPU parallelises each job itself)."""
+    """Run chunk jobs on all cores (CPU) or in order (CUDA: the GPU parallelises each job itself).
+
+    Kernel jobs (CUDA) run together after one host-to-device copy of all their seeds and coefficients.
+    """
+    if torch.device(device).type == "cuda":  # CPU never imports triton
+        kernel = [j for j in jobs if isinstance(j, _kernel().KernelJob)]
+        _kernel().run_kernel_jobs(kernel)
+        jobs = [j for j in jobs if not isinstance(j, _kernel().KernelJob)]
     if len(jobs) > 1 and torch.device(device).type == "cpu":
         list(_pool().map(_run, jobs))
     else:

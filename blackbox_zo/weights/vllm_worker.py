@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from blackbox_zo.weights.noise import CHUNK, add_noise_, noise_slice
+from blackbox_zo.weights.noise_kernel import kernel_jobs, run_kernel_jobs, use_kernel
 
 KEEP_REPACK_ENV = "BLACKBOX_ZO_VLLM_KEEP_REPACK"
 _ORIGINAL_DISPATCH = None
@@ -248,12 +249,27 @@ class ZOWorkerExtension:
     def zo_apply(self, pairs: list, noise_kind: str | None = None) -> None:
         """theta <- theta + sum_i c_i z(seed_i); pairs are already merged by the driver."""
         kind = noise_kind or self._zo_kind
+        if self._zo_segments and use_kernel(self._zo_segments[0].param):
+            return self._zo_apply_kernel(pairs, kind)
         with torch.no_grad():
             for i, seg in enumerate(self._zo_segments):  # same order as ParamSpace: per tensor, per seed
                 store = self._zo_store(i)
                 for seed, coeff in pairs:
                     add_segment_noise_(seg, int(seed), float(coeff), kind, store)
                 self._zo_sync(i)
+
+    def _zo_apply_kernel(self, pairs: list, kind: str) -> None:
+        """GPU workers: one fused Philox pass per segment (all pairs, master and live copy), the stream ParamSpace uses on CUDA.
+
+        Segment row r, column c is canonical element (crow + r) * row_len + ccol + c: start and canon_ld say so.
+        """
+        jobs = []
+        for i, seg in enumerate(self._zo_segments):
+            mirror = seg.local() if self._zo_masters is not None else None  # live = round(master), same pass
+            start = seg.crow * seg.row_len + seg.ccol
+            jobs += kernel_jobs(self._zo_store(i), seg.name, [(int(s), float(c)) for s, c in pairs], numel=math.prod(seg.shape),
+                                start=start, kind=kind, mirror=mirror, canon_ld=seg.row_len)
+        run_kernel_jobs(jobs)
 
     def zo_decay(self, factor: float) -> None:
         """theta <- factor * theta for matrices (canonical ndim >= 2)."""
