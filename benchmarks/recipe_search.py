@@ -1,20 +1,22 @@
-"""Prototype step rules over ParamSpace, compared at an equal number of objective evaluations (issue 13).
+"""Step rules, radius control and tuned spaces compared at an equal number of objective evaluations (issue 13).
 
 Why: to find, by measurement on the embedded SmolLM2-135M, which update rule, radius control and tuned
 space make piecewise-constant accuracy, generated-text rewards and judge preferences go up in a few CPU
-minutes, before the engine grows them. Each run appends one JSON line to --out (default
+minutes. Every step runs on the library's engine (`blackbox_zo.MeZO` with the `Spec` printed in each row),
+so a finding here is a finding about the library. Each run appends one JSON line to --out (default
 benchmarks/results/recipe_search.jsonl) with the exact command, every step's values, radius and update.
+Rows written before the port (no "engine" key) came from a prototype step loop with its own tie rule
+(every direction tied) and a 64 x eps radius cap; they are kept as the history QUALITY.md cites.
 
-Rules (`--rule`), per step n directions z_i (`--n`), both sides theta +- eps z_i, maximising f:
-  mezo  MeZO's raw rule: theta += lr * (1/n) sum_i (f_i+ - f_i-)/(2 eps) z_i          (`--lr`)
-  sf    scale-free: the 2n values z-scored together, r = (f - mean)/std (0 if std == 0),
-        c_i = (r_i+ - r_i-)/2 (n=1: c = sign(f+ - f-)); theta += s * (1/n) sum_i c_i z_i, s = lr_rel*eps
-        (`--lr-rel`); preferences d_i in [-1, 1]: c_i = d_i / rms(d).
-  `--grow G` (>1) adds the adaptive radius: eps <- min(eps_max, G*eps) if every direction of the step
-  tied (f+ == f-), else max(eps_min, shrink*eps) (`--shrink`, `--eps-max-mult`, eps_min = eps_0).
+Rules (`--rule`), per step n directions z_i (`--n`), both sides theta +- eps_t z_i, maximising f:
+  mezo  Spec(rule="raw", lr=--lr): MeZO's projected gradient, theta += lr (1/n) sum_i (f_i+ - f_i-)/(2 eps_t) z_i
+  sf    Spec(rule="normalized", lr=--lr-rel * --eps0): coefficients / (n rms), so n=1 steps lr * sign(f+ - f-) z
+        and the step follows the radius (lr_rel * eps_t); preferences (pref) run the pairwise estimator.
+  `--grow G` (>1) turns on the engine's radius control (radius_grow=G, radius_shrink=--shrink,
+  radius_max=--eps-max-mult, default Spec's): eps_t grows after a step where half the directions or more tied.
 
 Spaces (`--space`): all (every weight), norms (every RMSNorm weight), lora (r=8, q/v, blackbox_zo.weights.spaces),
-lowrank (every matrix moves along z_W = U V^T / sqrt(r), U, V Gaussian from (seed, name); vectors dense).
+lowrank (ParamSpace(noise="lowrank<r>"): every matrix moves along a rank-r direction; vectors dense).
 
 Objectives (`--objective`): acc (SST-2 k=16 label-word accuracy on the 32 training sentences; scored
 before/after on 200 balanced sentences of DATA/validation.tsv), personal (benchmarks.rules keyword reward),
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -55,9 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-5, help="mezo rule")
     p.add_argument("--lr-rel", type=float, default=0.3, help="sf rule: step length as a fraction of eps")
     p.add_argument("--eps0", type=float, default=1e-3)
-    p.add_argument("--grow", type=float, default=1.0, help=">1 turns on the adaptive radius")
+    p.add_argument("--grow", type=float, default=1.0, help=">1 turns on the engine's adaptive radius (radius_grow)")
     p.add_argument("--shrink", type=float, default=0.9)
-    p.add_argument("--eps-max-mult", type=float, default=64.0)
+    p.add_argument("--eps-max-mult", type=float, default=None, help="radius cap in units of eps0 (default: Spec's radius_max)")
     p.add_argument("--evals", type=int, default=60, help="objective evaluations for training (steps = evals // 2n)")
     p.add_argument("--batch", type=int, default=32, help="examples (acc) / prompts (generation) per evaluation")
     p.add_argument("--max-new-tokens", type=int, default=16)
@@ -70,43 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # --- spaces ----------------------------------------------------------------------------------------
-class LowRankSpace:
-    """Every matrix W moves along z_W = U V^T / sqrt(r) (U, V ~ N(0, 1) from (seed, name)); vectors dense."""
-
-    def __init__(self, model, rank: int):
-        self.rank = rank
-        self.tensors = {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-    def numel(self) -> int:
-        return sum(p.numel() for p in self.tensors.values())
-
-    def _gen(self, seed: int, name: str) -> torch.Generator:
-        from blackbox_zo.weights.noise import derive_seed
-
-        return torch.Generator().manual_seed(derive_seed(seed, name, "lowrank"))
-
-    def apply(self, pairs) -> None:
-        """theta <- theta + sum_i c_i z(seed_i); each entry of z_W has variance 1, like a dense Gaussian z."""
-        from blackbox_zo.weights.params import merge_pairs
-
-        merged = merge_pairs(pairs)
-        r = self.rank
-        with torch.no_grad():
-            for name, p in self.tensors.items():
-                if p.ndim == 2:
-                    us, vs = [], []
-                    for seed, c in merged:
-                        g = self._gen(seed, name)
-                        us.append(torch.randn(p.shape[0], r, generator=g) * (c / math.sqrt(r)))
-                        vs.append(torch.randn(p.shape[1], r, generator=g))
-                    p.addmm_(torch.cat(us, 1), torch.cat(vs, 1).T)  # W += sum_i c_i U_i V_i^T / sqrt(r)
-                else:
-                    for seed, c in merged:
-                        p.add_(torch.randn(p.shape, generator=self._gen(seed, name)), alpha=c)
-
-
 def build(args):
-    """(model for evaluation, space of tuned tensors, tokenizer)."""
+    """(model for evaluation, the library backend of tuned tensors, tokenizer)."""
     from blackbox_zo import ParamSpace
     from blackbox_zo.lm import load_model
 
@@ -118,7 +84,7 @@ def build(args):
     elif args.space == "norms":
         space = ParamSpace(model, include=r"norm")
     elif args.space == "lowrank":
-        space = LowRankSpace(model, args.rank)
+        space = ParamSpace(model, noise=f"lowrank{args.rank}")
     else:
         space = ParamSpace(model)
     return model, space, tok
@@ -199,29 +165,22 @@ class Problem:
         return out
 
 
-# --- rules -----------------------------------------------------------------------------------------
-def coefficients(args, eps: float, results, pairwise: bool) -> tuple[list[float], bool]:
-    """Update coefficient per direction (theta += sum_i coef_i z_i) and whether every direction tied."""
-    n = len(results)
-    diffs = [d for d in results] if pairwise else [a - b for a, b in results]  # f+ - f- (or preference)
-    tied = all(d == 0 for d in diffs)
-    if args.rule == "mezo":
-        return [args.lr * d / (2 * eps) / n for d in diffs], tied  # lr * projected gradient, averaged
-    s = args.lr_rel * eps  # step length: a fraction of the current radius
-    if pairwise:
-        rms = math.sqrt(sum(d * d for d in diffs) / n)
-        c = [d / rms if rms > 0 else 0.0 for d in diffs]  # preference normalised by its rms over directions
-    else:
-        vals = [v for pair in results for v in pair]
-        mean = sum(vals) / len(vals)
-        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
-        c = [((a - mean) / std - (b - mean) / std) / 2 if std > 0 else 0.0 for a, b in results]  # (r+ - r-)/2
-    return [s * ci / n for ci in c], tied
+# --- the step: the library's engine -------------------------------------------------------------------
+def spec(args):
+    """The Spec a rule names: mezo = the raw projected gradient, sf = the normalized (sign for n=1) step."""
+    from blackbox_zo import Spec
+
+    radius = {"radius_grow": args.grow, "radius_shrink": args.shrink if args.grow > 1 else 1.0}
+    if args.eps_max_mult is not None:
+        radius["radius_max"] = args.eps_max_mult
+    rule = {"rule": "raw", "lr": args.lr} if args.rule == "mezo" else {"rule": "normalized", "lr": args.lr_rel * args.eps0}
+    estimator = "pairwise" if args.objective == "pref" else "spsa"
+    return Spec(seed=args.seed, maximize=True, estimator=estimator, eps=args.eps0, n=args.n, **radius, **rule)
 
 
 def run(args) -> dict:
+    from blackbox_zo import MeZO
     from blackbox_zo.lm import TransformersLM
-    from blackbox_zo.weights.noise import derive_seed
 
     torch.set_num_threads(1)
     t_start = time.perf_counter()
@@ -232,42 +191,35 @@ def run(args) -> dict:
     before = prob.measure()
     base_outputs = before.get("outputs")
     measure_s = time.perf_counter() - t0
-    eps, eps_min, eps_max = args.eps0, args.eps0, args.eps0 * args.eps_max_mult
+    current = {}  # the batch and sampling seed of the step being taken
+
+    def closure():
+        return prob.f(*current["batch"])
+
+    compare = (lambda plus, minus: prob.compare(current["batch"][0], plus, minus)) if prob.pairwise else None
+    opt = MeZO(space, spec=spec(args), compare=compare)
     steps = max(1, args.evals // (2 * args.n))
     log = []
     t_train = time.perf_counter()
     for t in range(steps):
-        batch, sample_seed = prob.batch(t)
-        seeds = [derive_seed(args.seed, "direction", t, i) for i in range(args.n)]
-        results = []
-        for s in seeds:
-            space.apply([(s, eps)])
-            plus = prob.f(batch, sample_seed)  # f(theta + eps z_i)
-            space.apply([(s, -2 * eps)])
-            minus = prob.f(batch, sample_seed)  # f(theta - eps z_i)
-            if args.n > 1:
-                space.apply([(s, eps)])  # back to theta before the next direction
-            results.append(prob.compare(batch, plus, minus) if prob.pairwise else (plus, minus))
-        coefs, tied = coefficients(args, eps, results, prob.pairwise)
-        if args.n == 1:
-            space.apply([(seeds[0], eps + coefs[0])])  # restore and update in one pass
-        else:
-            space.apply(list(zip(seeds, coefs)))
-        log.append({"t": t, "eps": eps, "results": results, "coefs": coefs, "tied": tied,
+        current["batch"] = prob.batch(t)
+        opt.step(closure)
+        r = opt.last
+        tied = opt.engine.estimator.tied(r.values) >= 0.5  # the engine's tie rule: half the directions or more
+        log.append({"t": t, "eps": r.eps, "values": r.values, "grad": r.grad, "update": r.update, "tied": tied,
                     "s": round(time.perf_counter() - t_train, 1)})
-        print(json.dumps({"t": t, "eps": round(eps, 6), "results": results, "s": log[-1]["s"]}), file=sys.stderr, flush=True)
-        if args.grow > 1:
-            eps = min(eps_max, eps * args.grow) if tied else max(eps_min, eps * args.shrink)
+        print(json.dumps({"t": t, "eps": round(r.eps, 6), "values": r.values, "s": log[-1]["s"]}), file=sys.stderr, flush=True)
     train_s = time.perf_counter() - t_train
     after = prob.measure(base_outputs)
-    row = {"objective": args.objective, "space": args.space, "rule": args.rule, "n": args.n,
+    row = {"engine": "blackbox_zo.MeZO", "spec": opt.spec.to_dict(),
+           "objective": args.objective, "space": args.space, "rule": args.rule, "n": args.n,
            "lr": args.lr if args.rule == "mezo" else None, "lr_rel": args.lr_rel if args.rule == "sf" else None,
-           "eps0": args.eps0, "grow": args.grow, "shrink": args.shrink, "eps_max_mult": args.eps_max_mult,
+           "eps0": args.eps0, "grow": args.grow, "shrink": args.shrink, "eps_max_mult": opt.spec.radius_max,
            "rank": args.rank if args.space == "lowrank" else None, "evals": 2 * args.n * steps, "steps": steps,
            "seed": args.seed, "tag": args.tag, "numel": space.numel(),
            "before": {k: v for k, v in before.items() if k != "outputs"},
            "after": {k: v for k, v in after.items() if k != "outputs"},
-           "ties": sum(r["tied"] for r in log), "eps_last": eps, "train_s": round(train_s, 1),
+           "ties": sum(r["tied"] for r in log), "eps_last": opt.engine.eps, "train_s": round(train_s, 1),
            "measure_s": round(measure_s, 1), "total_s": round(time.perf_counter() - t_start, 1),
            "loadavg": [round(x, 2) for x in os.getloadavg()], "git": common.git_commit(),
            "command": "OMP_NUM_THREADS=1 python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
