@@ -21,6 +21,10 @@ Rows (`--rows`, in this order; seeds are interleaved so a partial run has one se
   ft_adam            backprop fine-tuning, AdamW + cross-entropy of the label word, same k-shot data (paper's FT)
   zo_lora            MeZO's raw rule over LoRA (r=8, q/v) only, objective `--space-objective` (default cross-entropy)
   zo_prefix          MeZO's raw rule over 5 prefix tokens only, objective `--space-objective`
+  bbt_cma            Black-Box Tuning: CMA-ES (bz.CMA) on a `--subspace`-dim z, prefix = prefix0 + A z (bz.subspace),
+                     objective `--bbt-objective` (default the label-word margin); `--holdout H` selects the step on
+                     H of the k training examples per class held back (no other labelled data chooses anything)
+  bbt_es             the same subspace and objective with MeZO's population ES (estimator population, n = lambda/2)
 
 MeZO's paper runs 100k steps (batch 16) per ZO row and 1000 steps of FT. The defaults here are a tiny CPU
 budget (a few tens of steps) chosen so the whole run fits in ~30-40 min on a loaded 2-core CPU; scale up
@@ -52,7 +56,7 @@ import common  # noqa: E402
 from spec_args import add_space_arg, add_spec_arg, space_overrides, spec_overrides  # noqa: E402
 
 ROWS = ("zero_shot", "calibrated_cf", "calibrated_batch", "zo_default", "zo_default_tb", "zo_default_ce", "zo_acc", "zo_ce",
-        "ft_adam", "zo_lora", "zo_prefix")
+        "ft_adam", "zo_lora", "zo_prefix", "bbt_cma", "bbt_es")
 SEEDED = {"zo_default", "zo_default_tb", "zo_default_ce", "zo_acc", "zo_ce", "ft_adam"}  # --seeds; space rows use --space-seeds
 LABELS = {
     "zero_shot": "zero-shot", "calibrated_cf": "zero-shot + content-free calib.",
@@ -60,7 +64,8 @@ LABELS = {
     "zo_default_tb": "ZO defaults (accuracy, ties by p(gold))",
     "zo_default_ce": "ZO defaults (cross-entropy)", "zo_acc": "MeZO raw full (accuracy)",
     "zo_ce": "MeZO raw full (cross-entropy)", "ft_adam": "FT AdamW (cross-entropy, backprop)",
-    "zo_lora": "MeZO LoRA", "zo_prefix": "MeZO prefix",
+    "zo_lora": "MeZO LoRA", "zo_prefix": "MeZO prefix", "bbt_cma": "BBT: CMA-ES on a prefix subspace",
+    "bbt_es": "population ES on a prefix subspace",
 }
 
 
@@ -72,8 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma list from {list(ROWS)}")
     p.add_argument("--k", type=int, default=16, help="training examples per class (MeZO: 16 or 512)")
-    p.add_argument("--eval-set", default="test", choices=["test", "dev"],
-                   help="test: --val-size sentences disjoint from dev; dev: the 200 settings were chosen on")
+    p.add_argument("--eval-set", default="test", choices=["test", "dev", "train-dev"],
+                   help="test: --val-size sentences disjoint from dev; dev: the 200 settings were chosen on; "
+                        "train-dev: 200 sentences of train.tsv outside every seed's k-shot sample (validation.tsv unused)")
     p.add_argument("--val-size", type=int, default=872, help="size of the balanced test subset")
     p.add_argument("--seeds", type=int, default=3, help="seeds for zo_default(_ce), zo_acc, zo_ce, ft_adam")
     p.add_argument("--space-seeds", type=int, default=1, help="seeds for zo_lora, zo_prefix")
@@ -99,6 +105,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ft-epochs", type=int, default=5, help="AdamW epochs over the 2k examples (--budget: until time)")
     p.add_argument("--ft-lr", type=float, default=1e-5, help="AdamW learning rate (paper grid 1e-5, 5e-5)")
     p.add_argument("--ft-batch", type=int, default=8)
+    p.add_argument("--subspace", type=int, default=500, help="bbt rows: dimension of z (BBT: 500)")
+    p.add_argument("--prefix-tokens", type=int, default=5, help="bbt rows: prefix length")
+    p.add_argument("--bbt-objective", default="margin", choices=["margin", "nll", "accuracy"])
+    p.add_argument("--cma-sigma", type=float, default=1.0, help="bbt rows: sigma0 (CMA) / eps (ES) in z units")
+    p.add_argument("--cma-popsize", type=int, default=None, help="bbt rows: lambda (default 4 + 3 ln d)")
+    p.add_argument("--es-lr", type=float, default=0.3, help="bbt_es: step per z coordinate at radius eps")
+    p.add_argument("--holdout", type=int, default=0, help="bbt rows: select the step on H held-back examples per class")
+    p.add_argument("--select-every", type=int, default=5, help="bbt rows with --holdout: steps between selections")
     p.add_argument("--out", default=str(common.RESULTS_DIR / "quality_sst2.json"))
     return p.parse_args(argv)
 
@@ -113,6 +127,10 @@ def eval_examples(args) -> list[dict]:
 
     from objectives import kshot, load_examples
 
+    if args.eval_set == "train-dev":  # choose settings without touching validation.tsv at all
+        train = load_examples(P(args.data) / "train.tsv")
+        used = {ex["sentence"] for s in range(max(args.seeds, args.space_seeds)) for ex in kshot(train, args.k, s)}
+        return kshot([ex for ex in train if ex["sentence"] not in used], DEV_SIZE // 2, 7)
     val = load_examples(P(args.data) / "validation.tsv")
     dev = kshot(val, DEV_SIZE // 2, 0)
     if args.eval_set == "dev":
@@ -122,11 +140,13 @@ def eval_examples(args) -> list[dict]:
     return kshot(rest, args.val_size // 2, 1)
 
 
-def task_for(args, seed: int, train_objective: str | None) -> dict:
+def task_for(args, seed: int, train_objective: str | None, holdout: int = 0) -> dict:
     from objectives.recipes import classification
 
     task = classification(task="sst2", data=args.data, k=args.k, val_size=DEV_SIZE, seed=seed,
-                          train_objective=train_objective, calibrate=args.calibrate)
+                          train_objective=train_objective, calibrate=args.calibrate, holdout=holdout)
+    if holdout:
+        task["held"] = task["val"]  # held back from the 2k training examples: what selects the step
     task["val"] = eval_examples(args)  # the same examples for every row and seed
     return task
 
@@ -225,6 +245,57 @@ def zo_row(args, row: str, seed: int) -> dict:
             "tuned_elements": space.numel(), "train_objective_first5": mean(values[:5]),
             "train_objective_last5": mean(values[-5:]), "radius_last": radii[-1] if radii else None,
             "nonfinite_steps": opt.nonfinite_steps}
+
+
+def bbt_row(args, row: str, seed: int) -> dict:
+    """Black-Box Tuning on our model: a prefix reparametrised as prefix0 + A z, z searched by CMA-ES or population ES."""
+    import blackbox_zo as bz
+    from blackbox_zo import derive_seed
+    from blackbox_zo.running.trainer import batch_for_step
+    from blackbox_zo.weights.spaces import prefix_space
+
+    objective = args.bbt_objective
+    task = task_for(args, seed, None if objective == "accuracy" else objective, holdout=args.holdout)
+    model, tok = load(args)
+    model, prefix = prefix_space(model, tok, num_tokens=args.prefix_tokens)
+    space = bz.subspace(prefix, dim=args.subspace, seed=seed)
+    lm = lm_for(model, tok, args)
+    maximize = bool(getattr(task["objective"], "maximize", True))
+    if row == "bbt_cma":
+        opt = bz.CMA(space, sigma0=args.cma_sigma, popsize=args.cma_popsize, seed=seed, maximize=maximize)
+        settings = {"sigma0": args.cma_sigma, "popsize": opt.popsize}
+    else:  # the same number of evaluations per step as CMA-ES: n antithetic pairs = lambda / 2
+        from blackbox_zo.step.cma import default_popsize
+
+        n = max(1, (args.cma_popsize or default_popsize(args.subspace)) // 2)
+        opt = bz.MeZO(space, seed=seed, maximize=maximize, estimator="population", n=n, eps=args.cma_sigma, lr=args.es_lr)
+        settings = {"eps": args.cma_sigma, "n": n, "lr": args.es_lr}
+    held = task.get("held")
+    held_objective = task["val_objective"]
+    best = (held_objective.evaluate(lm, held).value, 0, space.vector()) if held else None
+    selections, values = [], []
+    t0 = time.perf_counter()
+    while (time.perf_counter() - t0 < args.budget) if args.budget else (opt.step_count < args.steps):
+        t = opt.step_count
+        batch = batch_for_step(task["train"], args.batch, derive_seed(seed, "data"), t)
+        values.append(opt.step(lambda: task["objective"].evaluate(lm, batch).value))
+        if held and opt.step_count % args.select_every == 0:
+            acc = held_objective.evaluate(lm, held).value
+            selections.append((opt.step_count, acc))
+            if acc >= best[0]:  # a tie goes to the later step, as the trainer's best step does
+                best = (acc, opt.step_count, space.vector())
+    train_s = time.perf_counter() - t0
+    last_acc, _, _ = evaluate(lm, task) if held else (None, None, None)
+    if held:
+        space.set_vector(best[2])  # the selected step's z
+    acc, eval_s, both = evaluate(lm, task)
+    return {"row": row, "seed": seed, "accuracy": acc, "accuracy_by_calibration": both, "steps": opt.step_count,
+            "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), "objective": objective, "space": "prefix subspace",
+            "subspace": args.subspace, "prefix_tokens": args.prefix_tokens, "settings": settings,
+            "tuned_elements": space.numel(), "train_objective_first5": mean(values[:5]),
+            "train_objective_last5": mean(values[-5:]), "holdout_per_class": args.holdout,
+            "train_examples": len(task["train"]), "selected_step": best[1] if held else None,
+            "accuracy_last_step": last_acc, "holdout_selections": selections}
 
 
 def ft_row(args, seed: int) -> dict:
@@ -350,7 +421,7 @@ def main(argv=None) -> dict:
         plan.append(("zero_shot_all", None))
     for seed in range(max(args.seeds, args.space_seeds)):
         for r in rows:
-            if r in SEEDED and seed < args.seeds or r in ("zo_lora", "zo_prefix") and seed < args.space_seeds:
+            if r in SEEDED and seed < args.seeds or r in ("zo_lora", "zo_prefix", "bbt_cma", "bbt_es") and seed < args.space_seeds:
                 plan.append((r, seed))
     runs: list[dict] = []
     t_start = time.perf_counter()
@@ -359,6 +430,8 @@ def main(argv=None) -> dict:
         try:
             if row == "zero_shot_all":
                 new = [r for r in zero_shot_rows(args) if r["row"] in rows]
+            elif row.startswith("bbt_"):
+                new = [bbt_row(args, row, seed)]
             elif row == "ft_adam":
                 new = [ft_row(args, seed)]
             else:

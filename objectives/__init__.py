@@ -10,6 +10,7 @@ from .data import kshot, load_examples, train_val_split
 from .generation import CompletionObjective, Generation
 from .judges import CallableJudge, InputJudge, Judge, PairwiseObjective, PreferenceRound, RewardJudge, preference
 from .likelihood import NegativeLogLikelihood
+from .margin import LabelWordMargin
 from .metrics import accuracy, f1
 from .qa import SquadObjective, exact_match, normalize_answer, token_f1
 from .rewards import EvaluateMetric, Reward, VaderPositivity, WeightedSum, vader_reward
@@ -20,7 +21,7 @@ __all__ = [
     "BestOfN", "GeneratedLabelClassifier", "LabelWordClassifier", "MultipleChoice", "Verbalizer",
     "kshot", "load_examples", "train_val_split", "CompletionObjective", "Generation",
     "CallableJudge", "InputJudge", "Judge", "PairwiseObjective", "PreferenceRound", "RewardJudge", "preference",
-    "NegativeLogLikelihood", "accuracy", "f1", "SquadObjective", "exact_match", "normalize_answer", "token_f1",
+    "NegativeLogLikelihood", "LabelWordMargin", "accuracy", "f1", "SquadObjective", "exact_match", "normalize_answer", "token_f1",
     "EvaluateMetric", "Reward", "VaderPositivity", "WeightedSum", "vader_reward", "TEMPLATES", "Task", "get_task",
 ]
 

@@ -20,17 +20,40 @@ def builtin_sentiment(metric: str = "accuracy", calibrate: str | None = None, se
             "objective": objective}
 
 
+def hold_back(examples: list[dict], per_class: int, label_key: str = "label") -> tuple[list[dict], list[dict]]:
+    """(rest, held back): the last `per_class` examples of each class (in the given order) are held back."""
+    counts: dict[str, int] = {}
+    for ex in examples:
+        counts[str(ex[label_key])] = counts.get(str(ex[label_key]), 0) + 1
+    small = {c: n for c, n in counts.items() if n <= per_class}
+    if small:
+        label, n = next(iter(small.items()))
+        raise ValueError(f"holdout={per_class} leaves no training example of class {label!r} ({n} in all)")
+    seen: dict[str, int] = {}
+    rest, held = [], []
+    for ex in examples:
+        c = str(ex[label_key])
+        seen[c] = seen.get(c, 0) + 1
+        (held if seen[c] > counts[c] - per_class else rest).append(ex)
+    return rest, held
+
+
 def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int = 500,
                    metric: str = "accuracy", calibrate: str | None = None, seed: int = 0,
-                   train_objective: str | None = None) -> dict:
+                   train_objective: str | None = None, margin_cap: float | None = None, holdout: int = 0) -> dict:
     """A MeZO-style k-shot task from local files DATA/train.tsv and DATA/validation.tsv (`data` is required).
 
     train_objective "nll" trains on the cross-entropy of the label word (MeZO's differentiable baseline),
     "tiebreak" on accuracy with plateaus decided by the right word's probability (LabelWordClassifier
-    tiebreak=True); validation always reports plain `metric`.
+    tiebreak=True), "margin" on the mean label-word margin (objectives.margin, capped at `margin_cap`);
+    validation always reports plain `metric`. holdout=h keeps h of the k examples per class out of training and
+    validates on them (best step, train.patience) instead of on validation.tsv, which is returned as "test": no
+    labelled data beyond the 2k examples chooses anything, at the price of training on k - h per class.
     """
-    if train_objective not in (None, "nll", "tiebreak"):
-        raise ValueError(f"train_objective must be None, 'nll' or 'tiebreak', got {train_objective!r}")
+    if train_objective not in (None, "nll", "tiebreak", "margin"):
+        raise ValueError(f"train_objective must be None, 'nll', 'tiebreak' or 'margin', got {train_objective!r}")
+    if isinstance(holdout, bool) or not isinstance(holdout, int) or not 0 <= holdout < k:
+        raise ValueError(f"holdout must be an integer from 0 to k - 1 = {k - 1}, got {holdout!r}")
     root = Path(data)
     for split in ("train.tsv", "validation.tsv"):
         if not (root / split).exists():
@@ -48,6 +71,13 @@ def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int 
 
         words = t.label_words
         objective = NegativeLogLikelihood(lambda ex: t.prompt(ex), target=lambda ex: " " + words[str(ex["label"])])
+    if train_objective == "margin":
+        from .margin import LabelWordMargin
+
+        objective = LabelWordMargin(t.template, t.verbalizer(), label_key=t.label_key, calibrate=calibrate, cap=margin_cap)
+    if holdout:
+        train, held = hold_back(train, holdout, t.label_key)
+        return {"train": train, "val": held, "test": val, "objective": objective, "val_objective": val_objective}
     return {"train": train, "val": val, "objective": objective, "val_objective": val_objective}
 
 
