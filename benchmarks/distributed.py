@@ -104,7 +104,6 @@ def bring_up(args) -> list[dict]:
     import ray
 
     from blackbox_zo.distributed.faults import Pool
-    from blackbox_zo.distributed.worker import StepRecords
     from blackbox_zo.faces.ask_tell import AskTell
     from blackbox_zo.running.config import load_config
 
@@ -112,17 +111,17 @@ def bring_up(args) -> list[dict]:
     cfg["optim"] = {"estimator": "spsa", "eps": 1e-3, "seed": 0}  # 2 points per step, as MeZO
     spec = load_config(cfg).optim
     log = AskTell(None, spec=spec)  # log-only: the records a run would have written, values made up
-    log.engine.trajectory = collected = StepRecords()
+    records = []
     for t in range(max(args.lengths)):
         log.ask()
-        log.tell_values([0.5 + 0.01 * (t % 7), 0.5 - 0.01 * (t % 5)])
+        records.append(log.record(log.tell_values([0.5 + 0.01 * (t % 7), 0.5 - 0.01 * (t % 5)])))
     rows = []
     for length in args.lengths:
         pool = Pool(load_config(cfg).to_dict(), 1, 1.0, 0.0, 3600)
         t0 = time.perf_counter()
         (wid,) = pool.start()
         started = time.perf_counter() - t0
-        replay = ray.get(pool.call(wid, "replay", collected.records[:length]))
+        replay = ray.get(pool.call(wid, "replay", records[:length]))
         rows.append({"steps": length, "start_s": started, "replay_s": replay["seconds"],
                      "replay_s_per_step": replay["seconds"] / length if length else None})
         pool.close()

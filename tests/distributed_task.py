@@ -71,3 +71,31 @@ def sentiment_pairwise(n_train: int = 24, n_val: int = 8) -> dict:
                              generation=Generation(max_new_tokens=6, temperature=0.7))
     train, val = sentiment_examples("train", 0)[:n_train], sentiment_examples("validation", 0)[:n_val]
     return {"train": train, "val": val, "objective": pref, "val_objective": label_nll()}
+
+
+class HardestRows:
+    """The label NLL trained on rounds it draws itself (as BestOfN does): every `steps_per_round` steps the trainer
+    calls `refresh` at the current weights, which keeps the `keep` rows of a seeded sample that score worst."""
+
+    maximize = False
+    name = "hardest_rows_nll"
+
+    def __init__(self, keep: int, steps_per_round: int):
+        self.inner, self.keep, self.steps_per_round = label_nll(), keep, steps_per_round
+
+    def evaluate(self, lm, batch, seed=None):
+        return self.inner.evaluate(lm, batch, seed=seed)
+
+    def refresh(self, lm, rows, *, seed):
+        import random
+
+        sample = random.Random(seed).sample(rows, min(len(rows), 2 * self.keep))
+        nll = self.inner.evaluate(lm, sample).per_example
+        order = sorted(range(len(sample)), key=lambda i: (-nll[i], i))[: self.keep]
+        return [sample[i] for i in order], {"kept": len(order), "hardest_nll": nll[order[0]]}
+
+
+def sentiment_rounds(n_train: int = 24, n_val: int = 8, keep: int = 6, steps_per_round: int = 2) -> dict:
+    """Rounds drawn at the weights (the data each step sees depends on the weights), validation by the label NLL."""
+    train, val = sentiment_examples("train", 0)[:n_train], sentiment_examples("validation", 0)[:n_val]
+    return {"train": train, "val": val, "objective": HardestRows(keep, steps_per_round), "val_objective": label_nll()}

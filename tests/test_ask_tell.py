@@ -1,5 +1,7 @@
 """Ask/tell is the engine without the walk: driven by hand it equals MeZO.step bitwise, and replays the same."""
 
+import json
+
 import pytest
 import torch
 
@@ -124,3 +126,88 @@ def test_tell_checks_counts_and_conservative_is_refused():
     with pytest.raises(ValueError, match="conservative"):
         bz.AskTell(torch.nn.Linear(3, 1), optimizer="conservative")
 
+
+
+
+class JudgeDownOnce:
+    """A pairwise compare that raises on its first call (a judge service that was down), then prefers lower."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, a, b):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("judge down")
+        return prefer_lower(a, b)
+
+
+def visit_all(at, model, X, y):
+    results = []
+    for cand in at.ask():
+        with at.visit(cand):
+            results.append(zero_one_error(model, X, y))
+    return results
+
+
+def test_a_failing_tell_restores_theta_as_a_failing_mezo_step_does():
+    """A compare that raises inside tell: the weights make the moves MeZO.step makes when its compare raises
+    (bitwise), i.e. back to theta; the same step can then be visited and told again."""
+    model_a, X, y = make_problem()
+    base = snapshot(model_a)
+    opt = bz.MeZO(model_a, eps=0.05, seed=2, estimator="pairwise", n=2, compare=JudgeDownOnce())
+    with pytest.raises(bz.ObjectiveError, match="judge down"):
+        opt.step(lambda: zero_one_error(model_a, X, y))
+    model_b, X, y = make_problem()
+    at = bz.AskTell(model_b, eps=0.05, seed=2, estimator="pairwise", n=2, compare=JudgeDownOnce())
+    results = visit_all(at, model_b, X, y)
+    with pytest.raises(bz.ObjectiveError, match=r"compare raised RuntimeError: judge down \(step 0, direction 0\)"):
+        at.tell(results)
+    a, b = snapshot(model_a), snapshot(model_b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.allclose(b[k], base[k], rtol=0, atol=1e-7) for k in base)  # theta, up to the walk's rounding
+    assert at.tell(visit_all(at, model_b, X, y)).step == 0 and at.step_count == 1  # the judge is back
+    opt.step(lambda: zero_one_error(model_a, X, y))
+    a, b = snapshot(model_a), snapshot(model_b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("fail", ["compare", "value count", "non-number"])
+def test_every_failing_tell_leaves_the_weights_bitwise_the_base(fail):
+    """On a base the walk moves exactly (zeros, eps a power of two: theta + eps z - eps z == theta in floats),
+    a failing tell may leave nothing of the walk behind."""
+    weights = {"w": torch.zeros(64), "b": torch.zeros(8)}
+    pairwise = fail == "compare"
+    at = bz.AskTell(weights, eps=0.0625, seed=4, n=1, estimator="pairwise" if pairwise else "spsa",
+                    compare=JudgeDownOnce() if pairwise else None)
+    for cand in at.ask():
+        with at.visit(cand):
+            assert weights["w"].abs().sum() > 0  # the visit moved the weights
+    with pytest.raises(bz.ObjectiveError):
+        if fail == "compare":
+            at.tell(["a", "b"])
+        elif fail == "value count":
+            at.tell_values([1.0])
+        else:
+            at.tell_values([1.0, "x"])
+    assert all(torch.equal(t, torch.zeros_like(t)) for t in weights.values())
+    assert at.step_count == 0 and len(at.ask()) == 2  # the step is still open
+
+
+def test_groups_prefer_and_record_are_what_a_driver_of_replicas_needs(tmp_path):
+    """groups() says which candidates each told value comes from, prefer() judges one pair, record() is the log line."""
+    model, X, y = make_problem()
+    at = bz.AskTell(model, eps=0.05, seed=3, n=2, estimator="pairwise", compare=prefer_lower, trajectory=tmp_path / "t.jsonl")
+    assert at.groups() == [(0, 1), (2, 3)]
+    outs = visit_all(at, model, X, y)
+    prefs = [at.prefer(k, *(outs[p] for p in pair)) for k, pair in enumerate(at.groups())]
+    assert prefs == [prefer_lower(outs[0], outs[1]), prefer_lower(outs[2], outs[3])]
+    result = at.tell_values(prefs)
+    at.close()
+    assert json.loads((tmp_path / "t.jsonl").read_text().splitlines()[-1]) == at.record(result)
+    spsa = bz.AskTell(torch.nn.Linear(3, 1), n=2)
+    assert spsa.groups() == [(0,), (1,), (2,), (3,)]
+    with pytest.raises(ValueError, match="estimator 'pairwise', not 'spsa'"):
+        spsa.prefer(0, 1.0, 2.0)
+    with pytest.raises(ValueError, match="direction 2 is not one of this step's 0-1"):
+        at.prefer(2, 1.0, 2.0)

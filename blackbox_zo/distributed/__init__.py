@@ -2,9 +2,9 @@
 
 Every worker holds its own copy of the weights and of the optimizer state and applies the same update
 from the same values, so all copies stay bitwise equal; a lost worker is rebuilt from base + trajectory.
+`DistributedMeZO` is the optimizer face the Trainer drives (`run` builds it when distributed.workers is set).
 """
 
 from blackbox_zo.distributed.driver import DistributedMeZO
-from blackbox_zo.distributed.runner import run_distributed
 
-__all__ = ["DistributedMeZO", "run_distributed"]
+__all__ = ["DistributedMeZO"]

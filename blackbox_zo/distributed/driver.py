@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 from blackbox_zo.distributed.faults import Pool
-from blackbox_zo.distributed.plan import Task, combine, plan_step
+from blackbox_zo.distributed.plan import Task, combine, group_values, plan_step
+from blackbox_zo.running.calls import Measured, StepCall
 from blackbox_zo.running.config import ConfigError, RunConfig, load_config
-from blackbox_zo.step.engine import ObjectiveError
+from blackbox_zo.step.engine import ObjectiveError, StepResult
+from blackbox_zo.step.spec import Spec
 from blackbox_zo.step.trajectory import Trajectory, TrajectoryError
 
 STARTUP_TIMEOUT_S = 1800.0  # loading a large model and replaying a long trajectory
@@ -49,11 +52,19 @@ def check_resources(workers: int, cpus: float, gpus: float) -> None:
                               f"distributed.{name.lower()}s_per_worker, or add nodes)")
 
 
+def result_of(record: dict) -> StepResult:
+    """A trajectory record as the StepResult a one-process step returns (the update itself is not logged)."""
+    return StepResult(record["step"], list(record["values"]), [(s, c) for s, c in record["grad"]], record["lr"],
+                      record["eps"], skipped=record["skipped"], checks=list(record["checks"]))
+
+
 class DistributedMeZO:
     """A MeZO over N Ray workers built from a run config (plain data); `step()` runs one zeroth-order step.
 
     Same config, same seed => the same trajectory and bitwise the same weights as one process, whatever
-    the number of workers, and through worker crashes, hangs and rebuilds.
+    the number of workers, and through worker crashes, hangs and rebuilds. It is an optimizer face for the
+    Trainer (spec, step_count, step, last, nonfinite_steps) that also evaluates where its weights are:
+    `step_call` and `validate` run the trainer's own batch and validation code on the workers.
     """
 
     def __init__(self, config: RunConfig | dict | str | Path, workers: int | None = None, address: str | None = None,
@@ -74,7 +85,7 @@ class DistributedMeZO:
         self.pool = Pool(cfg.to_dict(), size, d.cpus_per_worker, d.gpus_per_worker, STARTUP_TIMEOUT_S)
         self.log: Trajectory | None = None
         self.records: list[dict] = []
-        self.last: dict | None = None
+        self.last: StepResult | None = None
         self.reruns: list[dict] = []  # tasks of lost workers and where they ran again
         try:
             self._start(trajectory, resume)
@@ -86,10 +97,12 @@ class DistributedMeZO:
         import ray
 
         self.pool.start()
-        header, base, self.n_points = ray.get(self.pool.call(self.pool.live()[0], "header"))
+        header = ray.get(self.pool.call(self.pool.live()[0], "header"))
+        self.spec = Spec.from_dict(header["config"]["spec"])  # the Spec every worker built from the config
+        self.n_points, self.groups, self.draws_rounds = header["points"], header["groups"], header["rounds"]
         if trajectory is not None:
             self.log = Trajectory(trajectory)
-            self._attach(header, base, resume)
+            self._attach(header["config"], header["base"], resume)
         self.pool.replay(self.pool.live(), self.records)
 
     def _attach(self, header: dict, base: str, resume: bool) -> None:
@@ -106,20 +119,43 @@ class DistributedMeZO:
         return len(self.records)
 
     @property
+    def nonfinite_steps(self) -> int:
+        """Steps skipped because an objective value was NaN or infinite."""
+        return sum(1 for r in self.records if r["skipped"])
+
+    @property
     def workers(self) -> dict[int, int]:
         """Live worker id -> process id (on its node)."""
         return dict(self.pool.pids)
 
     # --- one step ---------------------------------------------------------------------------------
-    def step(self) -> float:
-        """Evaluate the step's points on the workers, then have every worker apply the update; returns the mean value."""
+    def step_call(self, step: int) -> StepCall:
+        """The call for `step` a trainer hands to `step()`: the workers draw its batch themselves; a round due now
+        is drawn here, by every worker at the unperturbed weights, and its stats join the step's metrics row."""
+        info = {}
+        if self.draws_rounds:
+            calls = {w: (self.pool.call(w, "prepare", step), self.timeout_s * self.n_points) for w in self.pool.live()}
+            try:
+                drawn, dead = self.pool.gather(calls)
+            except Exception as e:  # the round itself failed (e.g. a reward that never separates samples)
+                raise (getattr(e, "cause", None) or e) from None
+            if dead:  # a replacement draws the round when it evaluates
+                self.pool.rebuild(dead, self.records, why=f"lost while drawing the round of step {step}")
+            stats = [drawn[w] for w in sorted(drawn) if drawn[w]]
+            if stats:
+                info["round"] = stats[0]
+        return StepCall(step, None, info)
+
+    def step(self, closure: StepCall | None = None) -> float:
+        """Evaluate the step's points on the workers, then have every worker apply the update; returns the mean value.
+
+        The workers draw the step's batch themselves (`closure` is never called here); a StepCall's info gains
+        the number of live workers."""
         t = self.step_count
         if self.size() > 1 and self.check_every and t % self.check_every == 0:
             self.check()  # before the step's values are measured, so a drifted copy never scores a point
         scored = self._evaluate(t)
-        values = combine(self.n_points, scored)
-        if self.pairwise:
-            values = values[0::2]  # one preference per direction, judged on the worker that holds the pair
+        values = group_values(combine(self.n_points, scored), self.groups)  # what every worker is told
         calls = {w: (self.pool.call(w, "tell", t, values), self.timeout_s) for w in self.pool.live()}
         try:
             told, dead = self.pool.gather(calls)
@@ -137,12 +173,14 @@ class DistributedMeZO:
             self.pool.rebuild(dead, self.records, why=f"lost while applying step {t}")
         if differ:
             self.pool.reset(differ, self.records, why=f"computed another update in step {t}")
-        self.last = record
-        return math.fsum(values) / len(values)
+        self.last = result_of(record)
+        if isinstance(closure, StepCall):
+            closure.info["workers"] = self.size()
+        return self.last.value
 
     def _evaluate(self, t: int) -> dict[Task, dict]:
         """Scores of every task of step t; tasks of a worker that dies or hangs are re-run on another one."""
-        plan = plan_step(self.n_points, self.pool.live(), self.split, pairs=self.pairwise)
+        plan = plan_step(self.n_points, self.pool.live(), self.split, pairs=any(len(g) > 1 for g in self.groups))
         reach = {w: -1 for w in self.pool.live()}  # the furthest point each worker will have visited
         for w, tasks in plan.items():
             reach[w] = max(task.point for task in tasks)
@@ -200,8 +238,10 @@ class DistributedMeZO:
                 raise RuntimeError(f"workers still differ after a rebuild from base + trajectory at step {self.step_count}")
         return odd
 
-    def validate(self) -> dict | None:
+    def validate(self, data: Sequence[dict] | None = None) -> Measured | None:
         """The validation objective on one worker at the current weights (value, per-example values)."""
+        if data is not None:
+            raise ValueError("DistributedMeZO.validate scores the task's own validation rows on a worker: pass no data")
         for _ in range(2):
             w = self.pool.live()[0]
             results, dead = self.pool.gather({w: (self.pool.call(w, "validate"), self.timeout_s)})
@@ -218,6 +258,13 @@ class DistributedMeZO:
             self.check()
             return self.fingerprint()
         return prints.pop()
+
+    def report(self) -> dict:
+        """What a run's summary says about the weights and workers: tuned elements, live workers, rebuilds,
+        re-runs and the final fingerprint (checked equal on every worker)."""
+        numel = next(iter(self.states().values()))["numel"]
+        return {"tuned_elements": numel, "workers": self.size(), "worker_rebuilds": self.pool.rebuilds,
+                "reruns": self.reruns, "final_fingerprint": self.fingerprint()}
 
     def close(self) -> None:
         if self.log is not None:

@@ -66,3 +66,12 @@ def combine(n_points: int, scored: dict[Task, dict]) -> list[float]:
             total = sum(r["n"] for r in results)
             values.append(math.fsum(r["value"] * r["n"] for r in results) / total)  # size-weighted mean
     return values
+
+
+def group_values(point_values: Sequence[float], groups: Sequence[Sequence[int]]) -> list[float]:
+    """The values the optimizer is told, from one value per point: `groups` (AskTell.groups) names the points
+    each told value is measured from, and every point of a group carries its group's value (a pairwise
+    preference is judged once per pair, on the worker that holds both sides)."""
+    if any(not g for g in groups) or max((p for g in groups for p in g), default=-1) >= len(point_values):
+        raise ValueError(f"groups {list(map(list, groups))} do not name points among the {len(point_values)} scored")
+    return [point_values[g[0]] for g in groups]

@@ -6,7 +6,6 @@ the worker draws the step's batch itself, scores its tasks and returns numbers. 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import time
@@ -15,10 +14,9 @@ import torch
 
 from blackbox_zo.distributed.plan import Task, shard_of
 from blackbox_zo.faces.ask_tell import AskTell
-from blackbox_zo.running.assembly import build_task, load_tuned
+from blackbox_zo.running.assembly import build_task, load_tuned, step_settings
+from blackbox_zo.running.calls import InProcess, Measured, value_of
 from blackbox_zo.running.config import load_config
-from blackbox_zo.running.trainer import batch_for_step, compares_outputs, value_of
-from blackbox_zo.weights.noise import derive_seed
 
 
 class WorkerError(RuntimeError):
@@ -37,47 +35,35 @@ def digest(space) -> str:
     return h.hexdigest()
 
 
-class StepRecords:
-    """Stands in for the engine's trajectory file: keeps the step records it logs, for the driver to write."""
-
-    def __init__(self):
-        self.records: list[dict] = []
-
-    def append(self, record: dict) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
-
-
-def worker_spec(cfg, objective):
-    """The run's Spec with maximize taken from the objective, as a one-process run builds it."""
-    return dataclasses.replace(cfg.optim, maximize=bool(getattr(objective, "maximize", True)))
-
-
 class Worker:
-    """One evaluation worker (wrapped as a Ray actor by `actor_class`); `wid` names it in errors."""
+    """One evaluation worker (wrapped as a Ray actor by `actor_class`); `wid` names it in errors.
+
+    It assembles task, model and optimizer exactly as a one-process run does (running/assembly.py) and
+    draws each step's batch and validates with the trainer's own code (running/calls.py InProcess).
+    """
 
     def __init__(self, config: dict, wid: int):
         self.wid, self.config = wid, config
         self.cfg = load_config(config)
         task = build_task(self.cfg)
-        self.train, self.objective = list(task["train"]), task["objective"]
-        self.val, self.val_objective = task.get("val"), task.get("val_objective") or task["objective"]
+        self.objective = task["objective"]
         self.loaded = load_tuned(self.cfg)
+        self.side = InProcess(self.loaded.lm, self.objective, task["train"], task.get("val_objective") or self.objective,
+                              task.get("val"), self.cfg.train)
         # every worker holds its own replica of the optimizer over its own weights (dense state included)
-        self.pairwise = compares_outputs(self.objective)  # it generates outputs; it is its own compare
-        self.at = AskTell(self.loaded.space, spec=worker_spec(self.cfg, self.objective),
-                          compare=self.objective if self.pairwise else None)
-        self.log = self.at.engine.trajectory = StepRecords()  # the driver writes the records to the file
+        spec, compare = step_settings(self.cfg, self.objective)
+        self.pairwise = compare is not None  # the objective generates outputs; it is its own compare
+        self.at = AskTell(self.loaded.space, spec=spec, compare=compare)
 
     # --- identity and state ---------------------------------------------------------------------
     def pid(self) -> int:
         return os.getpid()
 
-    def header(self) -> tuple[dict, str, int]:
-        """(engine config, base fingerprint) for the trajectory header, and the number of points per step."""
-        return self.at.engine.config(), self.loaded.space.fingerprint(), len(self.at.ask())
+    def header(self) -> dict:
+        """What the driver needs once: the engine config and base fingerprint (the trajectory header), the number
+        of points per step, the candidates each told value is measured from, and whether the objective draws rounds."""
+        return {"config": self.at.engine.config(), "base": self.loaded.space.fingerprint(), "points": len(self.at.ask()),
+                "groups": self.at.groups(), "rounds": self.side.inputs.draws_rounds}
 
     def state(self) -> dict:
         """Step count, exact weight digest and the summary fingerprint of this worker's weights."""
@@ -92,7 +78,6 @@ class Worker:
         """Bring base weights to the end of `records` (seeds and logged values only); returns timing."""
         t0 = time.perf_counter()
         self.at.replay(records)
-        self.log.records.clear()  # replayed records are the driver's already
         return {"steps": len(records), "seconds": time.perf_counter() - t0}
 
     def reset(self, records: list[dict]) -> dict:
@@ -101,31 +86,42 @@ class Worker:
         return self.replay(records)
 
     # --- one step ---------------------------------------------------------------------------------
+    def prepare(self, step: int) -> dict | None:
+        """Draw the round of `step` if one is due (at the unperturbed weights); returns its stats, or None.
+
+        Every worker draws it from the same weights and seed; one rebuilt mid-round draws afresh where it
+        rejoins, as a resumed run does."""
+        self._check_step(step)
+        return self.side.inputs.at(step).drawn
+
     def evaluate(self, step: int, tasks: list[tuple[int, int, int]]) -> list[dict]:
         """Score `tasks` of `step`, visiting the step's points in ask() order (points in between are passed
         through unevaluated), so the weights make the same moves as in one process."""
         self._check_step(step)
+        got = self.side.inputs.at(step)  # the trainer's batch and sampling seed of this step
         cands = self.at.ask()
         tasks = sorted(Task(*t) for t in tasks)
-        batch = batch_for_step(self.train, self.cfg.train.batch_size, self.cfg.train.seed, step)
-        sample_seed = derive_seed(self.cfg.train.seed, "sample", step)  # both sides of a pair sample alike
         out, outputs = [], {}
-        for point in sorted({t.point for t in tasks}):
+        points = sorted({t.point for t in tasks})
+        self.at.share([cands[p] for p in points])  # a batched space scores exactly this worker's members in one forward
+        for point in points:
             with self.at.visit(cands[point]):
                 for task in (t for t in tasks if t.point == point):
+                    shard = shard_of(got.batch, task)
                     if self.pairwise:
-                        outputs[point] = self._call(self.objective.generate, task, shard_of(batch, task), sample_seed, step)
+                        outputs[point] = self._call(self.objective.generate, task, shard, got.sample_seed, step)
                     else:
-                        out.append(self._score(task, shard_of(batch, task), sample_seed, step))
-        return out + self._prefer(outputs, step) if self.pairwise else out
+                        out.append(self._score(task, shard, got.sample_seed, step))
+        return out + self._prefer(outputs) if self.pairwise else out
 
-    def _prefer(self, outputs: dict[int, object], step: int) -> list[dict]:
-        """Pairwise: the worker judges its own pairs, so a preference (a number) travels, not the outputs."""
-        one_pair = dataclasses.replace(self.at.engine.estimator, n=1)  # same compare, checks and messages
+    def _prefer(self, outputs: dict[int, object]) -> list[dict]:
+        """Pairwise: the worker judges its own pairs, so a preference (a number) travels, not the outputs; each
+        point of a pair carries the pair's preference."""
         rows = []
-        for plus in sorted(p for p in outputs if p % 2 == 0):
-            pref = one_pair.reduce([outputs[plus], outputs[plus + 1]], step=step)[0]
-            rows += [{"task": (p, 0, 1), "value": pref, "n": 0, "per_example": None} for p in (plus, plus + 1)]
+        for direction, pair in enumerate(self.at.groups()):
+            if all(p in outputs for p in pair):
+                pref = self.at.prefer(direction, *(outputs[p] for p in pair))
+                rows += [{"task": (p, 0, 1), "value": pref, "n": 0, "per_example": None} for p in pair]
         return rows
 
     def _check_step(self, step: int) -> None:
@@ -149,18 +145,15 @@ class Worker:
     def tell(self, step: int, values: list[float]) -> dict:
         """Pass through the step's remaining points, then apply the update: returns the step's log record."""
         self._check_step(step)
-        self.at.tell_values(values)
-        return self.log.records.pop()
+        return self.at.record(self.at.tell_values(values))
 
-    def validate(self) -> dict | None:
-        """The validation objective at the current weights: value and per-example values (plain numbers)."""
-        if not self.val:
+    def validate(self) -> Measured | None:
+        """The validation objective at the current weights, as the trainer computes it (plain numbers)."""
+        if not self.side.val_data:
             return None
-        score = self.val_objective.evaluate(self.loaded.lm, list(self.val), seed=derive_seed(self.cfg.train.seed, "eval"))
+        score = self.side.validate()
         per = getattr(score, "per_example", None)
-        return {"value": value_of(score), "per_example": list(per) if per is not None else None,
-                "name": getattr(self.val_objective, "name", "objective"),
-                "maximize": bool(getattr(self.val_objective, "maximize", True))}
+        return Measured(value_of(score), list(per) if per is not None else None)
 
 
 def actor_class(cpus: float, gpus: float):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,13 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from blackbox_zo.faces.mezo import MeZO
+from blackbox_zo.running.batches import Rounds, batch_for_step
 from blackbox_zo.running.best import best_across_resumes, run_start
+from blackbox_zo.running.calls import InProcess, closure, compares_outputs, value_of
 from blackbox_zo.running.config import TrainConfig
-from blackbox_zo.weights.noise import derive_seed
+
+__all__ = ["Rounds", "TrainConfig", "TrainResult", "Trainer", "batch_for_step", "compares_outputs", "plot_history",
+           "value_of"]
 
 
 @dataclass
@@ -35,55 +37,15 @@ class TrainResult:
     final_value: float | None = None  # validation after the last step (None without validation data)
 
 
-def value_of(score: Any) -> float:
-    """The number an objective's result stands for: `Score.value`, or the result itself."""
-    return float(getattr(score, "value", score))
+class Trainer:
+    """Runs zeroth-order steps of a train objective (a scorer, or a pairwise objective) and tracks a validation objective.
 
-
-def compares_outputs(objective: Any) -> bool:
-    """A pairwise objective: it generates outputs (`generate`) for the optimizer's compare instead of scoring."""
-    return hasattr(objective, "generate") and not hasattr(objective, "evaluate")
-
-
-def batch_for_step(data: Sequence[dict], size: int, seed: int, step: int) -> list[dict]:
-    """The step's minibatch, drawn from (seed, step) alone so resumes and replays see the same data."""
-    rng = random.Random(derive_seed(seed, "batch", step))
-    return [data[i] for i in rng.sample(range(len(data)), min(size, len(data)))]
-
-
-class Rounds:
-    """Training rows for objectives that draw their own (BestOfN): `objective.refresh(lm, rows, seed=)` at the
-    unperturbed weights every `objective.steps_per_round` steps; any other objective trains on `rows` as given.
-
-    A resumed run draws its first round afresh at the weights it resumes from (the replayed steps need no rows).
+    `optimizer` is a MeZO, or any face with its interface (spec, step_count, step(closure), last, nonfinite_steps):
+    a face that holds its weights elsewhere (DistributedMeZO) also evaluates there, through its own
+    `step_call(step)` and `validate()`; otherwise the objectives run on `lm` in this process.
     """
 
-    def __init__(self, objective: Any, lm, rows: Sequence[dict], seed: int):
-        self.refresh = getattr(objective, "refresh", None)
-        self.every = getattr(objective, "steps_per_round", 0)
-        self.lm, self.rows, self.seed = lm, list(rows), seed
-        self.data: list[dict] = []
-        self.drawn_at: int | None = None
-
-    def data_for(self, step: int) -> tuple[list[dict], dict | None]:
-        """The rows of `step`, and the stats of a round drawn for it (None when no round was drawn)."""
-        if self.refresh is None:
-            return self.rows, None
-        if self.drawn_at is not None and self.data and step - self.drawn_at < self.every:
-            return self.data, None
-        for attempt in range(3):  # a round where no prompt's best beat its group draws again
-            data, stats = self.refresh(self.lm, self.rows, seed=derive_seed(self.seed, "round", step, attempt))
-            if data:
-                self.data, self.drawn_at = data, step
-                return data, stats
-        raise RuntimeError(f"step {step}: 3 rounds in a row found no sample better than its group; the reward "
-                           "gives every completion the same value (check it on a few completions)")
-
-
-class Trainer:
-    """Runs MeZO steps of a train objective (a scorer, or a pairwise objective) and tracks a validation objective."""
-
-    def __init__(self, lm, optimizer: MeZO, objective, train_data: Sequence[dict], *, val_objective=None,
+    def __init__(self, lm, optimizer, objective, train_data: Sequence[dict], *, val_objective=None,
                  val_data: Sequence[dict] | None = None, config: TrainConfig | None = None, out_dir: str | Path | None = None):
         if not train_data:
             raise ValueError("train_data is empty")
@@ -104,6 +66,9 @@ class Trainer:
         self.config = config or TrainConfig()
         self.out_dir = Path(out_dir) if out_dir else None
         self.maximize = bool(getattr(self.val_objective, "maximize", True))
+        evaluates_itself = hasattr(optimizer, "step_call") and hasattr(optimizer, "validate")
+        self.side = optimizer if evaluates_itself else InProcess(lm, objective, self.train_data, self.val_objective,
+                                                                 self.val_data, self.config)
 
     def evaluate(self, data: Sequence[dict] | None = None) -> float:
         """The validation objective on all of `data` (default: the validation set), at the current weights."""
@@ -111,14 +76,11 @@ class Trainer:
 
     def evaluate_score(self, data: Sequence[dict] | None = None) -> Any:
         """Like evaluate, but the objective's full result (per-example values where it gives them)."""
-        data = list(data if data is not None else self.val_data or [])
-        return self.val_objective.evaluate(self.lm, data, seed=derive_seed(self.config.seed, "eval"))
+        return self.side.validate(data)
 
     def closure(self, batch: list[dict], seed: int):
         """What the optimizer calls at each perturbed point: a number, or outputs for the pairwise compare."""
-        if self.pairwise:
-            return lambda: self.objective.generate(self.lm, batch, seed=seed)
-        return lambda: value_of(self.objective.evaluate(self.lm, batch, seed=seed))
+        return closure(self.objective, self.lm, batch, seed)
 
     def fit(self) -> TrainResult:
         """Step until train.steps (or patience runs out); validation at the start, every eval_every steps, and last."""
@@ -134,18 +96,13 @@ class Trainer:
         best, history = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now)
         t0 = time.time()
         bar = tqdm(total=cfg.steps, initial=self.opt.step_count, disable=not cfg.progress, unit="step")
-        rounds = Rounds(self.objective, self.lm, self.train_data, cfg.seed)
         try:
             while self.opt.step_count < cfg.steps:
                 t = self.opt.step_count
-                data, drawn = rounds.data_for(t)
-                batch = batch_for_step(data, cfg.batch_size, cfg.seed, t)
-                sample_seed = derive_seed(cfg.seed, "sample", t)  # both sides of a pair sample alike
-                value = self.opt.step(self.closure(batch, sample_seed))
+                call = self.side.step_call(t)  # at the unperturbed weights: a round may be drawn for it
+                value = self.opt.step(call)
                 row = {"step": t, "objective": value, "projected_grad": self.opt.last.projected_grad,
-                       "lr": self.opt.last.lr, "skipped": self.opt.last.skipped, "time": time.time() - t0,
-                       **({"round": drawn} if drawn else {})}
-                # validate every eval_every steps and after the last one, so "best" is always a measured step
+                       "lr": self.opt.last.lr, "skipped": self.opt.last.skipped, "time": time.time() - t0, **call.info}
                 if self.val_data and cfg.validates_after(t):  # so "best" is always a measured step
                     self.final_score = self.evaluate_score()
                     row["val"] = value_of(self.final_score)

@@ -171,19 +171,20 @@ class Pairwise:
         return antithetic_points(step_seed, self.n, eps)
 
     def reduce(self, results: Sequence[Any], points: Sequence[Point] = (), step: int = 0) -> list[float]:
-        prefs = []
-        for i in range(self.n):
-            try:
-                p = as_scalar(self.compare(results[2 * i], results[2 * i + 1]), f"step {step}, compare of direction {i}")
-            except ObjectiveError:
-                raise
-            except Exception as e:
-                raise ObjectiveError(f"compare raised {type(e).__name__}: {e} (step {step}, direction {i})") from e
-            if not -1.0 <= p <= 1.0:
-                raise ObjectiveError(
-                    f"pairwise compare must return a preference in [-1, 1], got {p} (step {step}, direction {i})")
-            prefs.append(p)
-        return prefs
+        return [self.preference(results[2 * i], results[2 * i + 1], step, i) for i in range(self.n)]
+
+    def preference(self, out_plus: Any, out_minus: Any, step: int, direction: int) -> float:
+        """compare(out_plus, out_minus) of one direction, checked to be a number in [-1, 1]."""
+        try:
+            p = as_scalar(self.compare(out_plus, out_minus), f"step {step}, compare of direction {direction}")
+        except ObjectiveError:
+            raise
+        except Exception as e:
+            raise ObjectiveError(f"compare raised {type(e).__name__}: {e} (step {step}, direction {direction})") from e
+        if not -1.0 <= p <= 1.0:
+            raise ObjectiveError(
+                f"pairwise compare must return a preference in [-1, 1], got {p} (step {step}, direction {direction})")
+        return p
 
     def gradient(self, step_seed: int, values: Sequence[float], eps: float) -> Pairs:
         return [(s, values[i] / self.n) for i, s in enumerate(direction_seeds(step_seed, self.n))]
