@@ -6,6 +6,11 @@ step of the method runs; the reported number is that absolute peak (weights, act
 interpreter and torch included; nothing subtracted).
 
   zo         blackbox_zo.MeZO(model, lr, eps, seed).step(closure), two-sided SPSA, closure = forward loss
+             (bfloat16: float32 masters, the in-place default)
+  zo_nomasters  the same with master_weights=False (in place, round-to-nearest)
+  zo_batched    noise="lowrank", estimator="population", n=4: 8 members applied at use time (hooks), the
+             weights written once, no masters, stochastic rounding (the closure calls the model itself, so
+             the members run one at a time: the peak of one member's forward plus the low-rank factors)
   inference  the same forward loss under torch.no_grad()
   adam       loss.backward() + torch.optim.AdamW.step() (state allocated on this first step, as in training)
   grpo       one trl.GRPOTrainer step (generation + backward + AdamW), embedded 135M only, tiny settings
@@ -17,6 +22,7 @@ model each method fits in this machine's RAM.
 
     python benchmarks/memory.py                 # all sizes, all methods (~6-9 min on a 2-core CPU)
     python benchmarks/memory.py --sizes 135m --methods zo,inference
+    python benchmarks/memory.py --sizes 135m,360m --methods inference,zo,zo_nomasters,zo_batched --dtype bfloat16
 """
 
 from __future__ import annotations
@@ -40,28 +46,28 @@ SIZES = {
     "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=20, num_attention_heads=32, num_key_value_heads=8),
     "1.7b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32, num_key_value_heads=32),
 }
-METHODS = ("inference", "zo", "adam", "grpo")
+METHODS = ("inference", "zo", "zo_nomasters", "zo_batched", "adam", "grpo")
 # rough bytes per parameter of each method's peak (float32), only used to refuse runs that cannot fit
-BYTES_PER_PARAM = {"inference": 4.3, "zo": 4.3, "adam": 16.5, "grpo": 17.0}
+BYTES_PER_PARAM = {"inference": 4.3, "zo": 4.3, "zo_nomasters": 4.3, "zo_batched": 4.3, "adam": 16.5, "grpo": 17.0}
 APPROX_PARAMS = {"135m": 134.5e6, "360m": 361.8e6, "1b": 1.01e9, "1.7b": 1.71e9}
 BASE_BYTES = 0.6 * common.GiB  # interpreter + torch + transformers, measured ~0.5 GiB
 
 
 # --- worker: one method, one size, one process -------------------------------------------------------
-def build_model(size: str):
+def build_model(size: str, dtype: str = "float32"):
     import torch
 
     if SIZES[size] is None:
         from blackbox_zo.lm import load_model
 
-        model, _ = load_model()
+        model, _ = load_model(dtype=dtype)
         return model
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=49152, tie_word_embeddings=True, max_position_embeddings=2048,
                       rms_norm_eps=1e-5, **SIZES[size])
-    model = LlamaForCausalLM(cfg).to(torch.float32)
+    model = LlamaForCausalLM(cfg).to(getattr(torch, dtype))
     return model.eval()
 
 
@@ -71,7 +77,7 @@ def worker(args) -> dict:
     t0 = time.perf_counter()
     if args.method == "grpo":
         return grpo_worker(args)
-    model = build_model(args.size)
+    model = build_model(args.size, args.dtype)
     n_params = sum(p.numel() for p in model.parameters())
     gen = torch.Generator().manual_seed(0)
     batch = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), generator=gen)
@@ -83,10 +89,12 @@ def worker(args) -> dict:
         def region():
             with torch.no_grad():
                 return float(loss())
-    elif args.method == "zo":
+    elif args.method.startswith("zo"):
         import blackbox_zo
 
-        opt = blackbox_zo.MeZO(model, lr=1e-6, eps=1e-3, seed=0)
+        extra = {"zo": {}, "zo_nomasters": {"master_weights": False},
+                 "zo_batched": {"noise": "lowrank", "estimator": "population", "n": 4}}[args.method]
+        opt = blackbox_zo.MeZO(model, lr=1e-6, eps=1e-3, seed=0, **extra)
 
         def region():
             return opt.step(lambda: float(loss()))
@@ -156,6 +164,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", default="inference,zo,adam,grpo", help=f"comma list from {list(METHODS)}")
     p.add_argument("--batch", type=int, default=4, help="sequences per batch (default 4)")
     p.add_argument("--seq", type=int, default=64, help="tokens per sequence (default 64)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="model dtype (default float32)")
     p.add_argument("--repeats", type=int, default=3, help="fresh processes per (size, method) for the 135M model; median reported (default 3)")
     p.add_argument("--big-repeats", type=int, default=1, help="fresh processes per (size, method) for the larger random models (default 1)")
     p.add_argument("--grpo-completion", type=int, default=16, help="GRPO max completion length in tokens (default 16)")
@@ -183,7 +192,7 @@ def main(argv=None) -> int:
             p.error(f"unknown method {m!r}; choose from {list(METHODS)}")
     ram = (args.ram_gib * common.GiB) if args.ram_gib else common.mem_total_bytes()
     info = common.machine_info()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB; batch {args.batch} x {args.seq} tokens, float32")
+    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB; batch {args.batch} x {args.seq} tokens, {args.dtype}")
 
     rows = []
     for size in sizes:
@@ -202,7 +211,7 @@ def main(argv=None) -> int:
                 continue
             runs = []
             for r in range(repeats):
-                wargs = ["--worker", method, "--size", size, "--batch", str(args.batch), "--seq", str(args.seq),
+                wargs = ["--worker", method, "--size", size, "--batch", str(args.batch), "--seq", str(args.seq), "--dtype", args.dtype,
                          "--grpo-beta", str(args.grpo_beta), "--grpo-completion", str(args.grpo_completion)]
                 res = common.run_fresh(Path(__file__).resolve(), wargs)
                 if "error" in res:
@@ -263,7 +272,7 @@ def main(argv=None) -> int:
               f"-> largest model in {ram / common.GiB:.1f} GiB: {f['max_params_in_ram'] / 1e9:.2f} B params")
 
     payload = {"benchmark": "memory", "machine": info, "git": common.git_commit(),
-               "settings": {"batch": args.batch, "seq": args.seq, "dtype": "float32", "repeats": args.repeats,
+               "settings": {"batch": args.batch, "seq": args.seq, "dtype": args.dtype, "repeats": args.repeats,
                             "big_repeats": args.big_repeats, "grpo_beta": args.grpo_beta, "grpo_completion": args.grpo_completion, "ram_bytes": ram},
                "rows": rows, "fits": fits}
     path = common.write_results("memory", payload, args.out)

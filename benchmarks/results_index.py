@@ -57,6 +57,10 @@ HEADLINES = [
      ["reward_personal_600s_zo_s0.json", "reward_personal_600s_grpo_s0.json"]),
     ("guarded judge", "win-rate vs the base model 0.672 / 0.969 / 0.750 (3 seeds, every p < 0.01, 1.07-1.09 GiB)",
      ["preference_600s_guarded.json", "preference_600s_guarded_s1.json", "preference_600s_guarded_s2.json"]),
+    ("population", "member evaluations/s, batched / plain inference on the same rows at N = 8 / 32 / 128: 0.60 / 0.70 / 0.51; "
+     "batched / in-place low-rank 2.36 / 3.16 / 2.67 (SmolLM2-135M, float32)", ["population_throughput.json"]),
+    ("memory", "bfloat16 step peak / inference: batched low-rank population 1.03x, in place with float32 masters 1.60x "
+     "(float32: 1.04x / 1.00x)", ["population_memory_bfloat16.json", "population_memory_float32.json"]),
     ("demo task", "`blackbox-zo demo`: validation accuracy 0.685 -> 0.866 in 50 steps (README, Results)", []),
     ("ZO-Bench features", "held-out accuracy of each feature vs the default at equal forward passes (tiny MLP)",
      ["zo_bench_features.json"]),

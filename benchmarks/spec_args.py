@@ -58,7 +58,7 @@ def spec_overrides(items: list[str]) -> dict:
     return key_values("--spec", items, Spec.keys())
 
 
-SPACE_KEYS = ("include", "exclude", "noise", "mask_density", "blockwise")
+SPACE_KEYS = ("include", "exclude", "noise", "mask_density", "blockwise", "evaluate")
 
 
 def space_overrides(items: list[str]) -> dict:

@@ -8,6 +8,7 @@ ParamSpace, noise, low-rank, spaces, vLLM), `faces/` (MeZO, AskTell), `running/`
 
 from blackbox_zo import _moved
 from blackbox_zo.faces.ask_tell import AskTell, Candidate
+from blackbox_zo.faces.cma import CMA
 from blackbox_zo.faces.mezo import MeZO
 from blackbox_zo.step.engine import Engine, NonFiniteObjective, ObjectiveError, StepResult
 from blackbox_zo.step.estimators import SPSA, OneSidedSPSA, Pairwise, Population, make_estimator
@@ -20,9 +21,11 @@ from blackbox_zo.weights.params import ParamSpace, fingerprint_tensors
 from blackbox_zo.weights.precision import check_precision
 from blackbox_zo.weights.spaces import lora_space, prefix_space
 from blackbox_zo.weights.steering import steering_space
+from blackbox_zo.weights.subspace import Subspace, subspace
 
 __all__ = [
-    "AskTell", "Backend", "Candidate", "Engine", "MeZO", "NonFiniteObjective", "ObjectiveError", "OneSidedSPSA",
+    "AskTell", "Backend", "CMA", "Candidate", "Subspace", "subspace", "Engine", "MeZO", "NonFiniteObjective",
+    "ObjectiveError", "OneSidedSPSA",
     "Pairwise", "ParamSpace", "Population", "SPSA", "StepResult", "Trajectory", "TrajectoryError", "add_noise_",
     "check_precision", "derive_seed", "fingerprint_tensors", "lora_space", "prefix_space", "steering_space", "make_estimator",
     "make_optimizer", "chain", "noise_slice", "Schedule", "Spec",

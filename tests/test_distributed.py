@@ -16,7 +16,7 @@ import pytest
 
 from blackbox_zo.distributed import DistributedMeZO
 from blackbox_zo.distributed.driver import connect
-from blackbox_zo.distributed.plan import Task, combine, plan_step, shard_of
+from blackbox_zo.distributed.plan import Task, combine, group_values, plan_step, shard_of
 from blackbox_zo.distributed.worker import digest
 from blackbox_zo.running.artifacts import rebuild
 from blackbox_zo.running.config import ConfigError, load_config
@@ -43,6 +43,7 @@ def config(model_dir, out, workers=None, steps=3, task=None, **sections) -> dict
         "optim": {"lr": 1e-3, "eps": 1e-2, "seed": 3},
         "train": {"steps": steps, "batch_size": 8, "eval_every": steps, "plot": False},
         "distributed": {"workers": workers, "point_timeout_s": 60.0},
+        "space": {},
         "output": str(out),
     }
     for key, value in sections.items():
@@ -84,6 +85,13 @@ def test_combine_per_example_shards_equals_the_whole_batch_bitwise():
     assert whole == [sum(per) / 11]
     with pytest.raises(RuntimeError, match="point 0 is missing shard results"):
         combine(1, {Task(0, 0, 2): cut[Task(0, 0, 3)]})
+
+
+def test_group_values_tells_one_value_per_group_of_points():
+    assert group_values([1.0, 2.0, 3.0], [(0,), (1,), (2,)]) == [1.0, 2.0, 3.0]
+    assert group_values([0.5, 0.5, -1.0, -1.0], [(0, 1), (2, 3)]) == [0.5, -1.0]  # a pairwise preference per pair
+    with pytest.raises(ValueError, match=r"groups \[\[0, 1\]\] do not name points among the 1 scored"):
+        group_values([1.0], [(0, 1)])
 
 
 def test_config_section_is_validated():
@@ -145,6 +153,44 @@ def test_pairwise_on_workers_equals_one_process_bitwise(cluster, tiny_llama_dir,
     summary = run(config(tiny_llama_dir, out, 3, optim=optim, objective={"factory": task}), progress=False)
     assert (out / "trajectory.jsonl").read_text() == text and summary["final_fingerprint"] == ref["final_fingerprint"]
     assert summary["workers"] == 3 and summary["worker_rebuilds"] == []  # final digests all equal (else fingerprint() rebuilds)
+
+
+def test_a_batched_population_on_workers_scores_each_share_at_use_time(cluster, tiny_llama_dir, tmp_path):
+    """Low-rank directions: each worker applies its share of the members at use time (one batched forward per
+    share), the weights are written once per step, and every copy ends bitwise equal to the replayed log."""
+    optim, space = {"estimator": "population", "n": 2, "eps": 0.05}, {"noise": "lowrank"}  # 4 members, 2 per worker
+    text, _, ref = one_process(tiny_llama_dir, tmp_path / "one", optim=optim, space=space)
+    assert json.loads(text.splitlines()[0])["config"]["evaluate"] == "batched"
+    out = tmp_path / "ray"
+    summary = run(config(tiny_llama_dir, out, 2, optim=optim, space=space), progress=False)
+    mine = [json.loads(line) for line in (out / "trajectory.jsonl").read_text().splitlines()]
+    assert mine[0]["config"]["evaluate"] == "batched"
+    # a share's forward holds fewer rows than the whole population's, so values agree to float rounding only
+    for a, b in zip(mine[1:], [json.loads(line) for line in text.splitlines()[1:]]):
+        assert a["values"] == pytest.approx(b["values"], rel=1e-5) and a["values"] != [a["values"][0]] * 4
+    assert summary["worker_rebuilds"] == []  # every worker's final digest agreed
+    _, loaded, _ = rebuild(out, step="last")
+    assert loaded.space.fingerprint() == summary["final_fingerprint"]
+
+
+def test_rounds_patience_and_the_trainer_loop_run_on_workers_as_in_one_process(cluster, tiny_llama_dir, tmp_path):
+    """The Ray path is the one-process Trainer: rounds the objective draws at the weights (every 2 steps, on each
+    worker), validation every step and patience give the same trajectory, metrics rows and summary."""
+    task = {"factory": "tests.distributed_task:sentiment_rounds"}
+    train = {"steps": 6, "eval_every": 1, "patience": 1}
+    text, want, ref = one_process(tiny_llama_dir, tmp_path / "one", objective=task, train=train, optim={"lr": 5e-2})
+    out = tmp_path / "ray"
+    summary = run(config(tiny_llama_dir, out, 2, objective=task, train=train, optim={"lr": 5e-2}), progress=False)
+    assert (out / "trajectory.jsonl").read_text() == text and summary["final_fingerprint"] == ref["final_fingerprint"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    one = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "round" in r] == [r["step"] for r in one if "round" in r] == list(range(0, len(rows), 2))
+    assert [r.get("round") for r in rows] == [r.get("round") for r in one] and rows[0]["round"]["kept"] == 6
+    assert [r["val"] for r in rows] == [r["val"] for r in one] and all(r["workers"] == 2 for r in rows)
+    for key in ("val_start", "val_best", "best_step", "steps", "val_final"):
+        assert summary[key] == ref[key], key
+    assert summary["steps"] == len(rows) < train["steps"]  # the validation after step 4 did not improve: stopped
+    assert summary["workers"] == 2 and summary["worker_rebuilds"] == []
 
 
 FAULT_STEPS = 5

@@ -112,12 +112,13 @@ def test_replay_rebuilds_live_weights_bitwise(tmp_path, optimizer):
     assert log.stat().st_size < 25 * 400  # a log of scalars, not weights
 
 
-def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("noise", ["gaussian", "lowrank"])  # lowrank: a batched space (points applied at use time)
+def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path, noise):
     steps = 60
     ref = str(tmp_path / "ref.jsonl")
-    subprocess.run([sys.executable, "tests/zo_toy.py", ref, str(steps), "0"], check=True)
+    subprocess.run([sys.executable, "tests/zo_toy.py", ref, str(steps), "0", noise], check=True)
     log = tmp_path / "killed.jsonl"
-    proc = subprocess.Popen([sys.executable, "tests/zo_toy.py", str(log), str(steps), "0.05"])
+    proc = subprocess.Popen([sys.executable, "tests/zo_toy.py", str(log), str(steps), "0.05", noise])
     deadline = time.time() + 60
     while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < 15):
         time.sleep(0.02)
@@ -125,7 +126,8 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path):
     proc.wait()
     done = log.read_text().count("\n") - 1
     assert 10 <= done < steps, f"killed after {done} steps"
-    subprocess.run([sys.executable, "tests/zo_toy.py", str(log), str(steps), "0"], check=True)
+    subprocess.run([sys.executable, "tests/zo_toy.py", str(log), str(steps), "0", noise], check=True)
+    assert ('"evaluate":"batched"' in log.read_text()) == (noise == "lowrank")
     a, b = torch.load(ref + ".final.pt"), torch.load(str(log) + ".final.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
 

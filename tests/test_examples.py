@@ -6,6 +6,7 @@ Tests marked slow run the same mains on the embedded SmolLM2-135M-Instruct for 1
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,11 @@ def test_vader_steer_yaml_tunes_one_steering_vector_and_exports_it(tiny_llama, t
     assert summary["steps"] == 3 and summary["tuned_elements"] == 2 * model.config.hidden_size
     saved = load_file(str(tmp_path / "run" / "model" / "steer.safetensors"))
     assert sorted(saved) == ["model.layers.0.steer", "model.layers.1.steer"]  # 1/3 and 2/3 of 2 layers, rounded down
-    assert saved["model.layers.0.steer"].abs().sum() > 0  # three steps moved it
+    # a batched space (the steering default) moves only by its updates, never by perturb/restore drift: the tiny
+    # random model's texts score VADER 0, every gradient is 0, and the vectors must still be exactly 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "trajectory.jsonl").read_text().splitlines()[1:]]
+    updated = any(c != 0 for r in records for _, c in r["grad"])
+    assert bool(saved["model.layers.0.steer"].abs().sum() > 0) == updated
     from blackbox_zo.running.cli import main  # export rebuilds the vector from the trajectory alone
 
     assert main(["export", str(tmp_path / "run"), "--step", "last", "--out", str(tmp_path / "exported")]) == 0

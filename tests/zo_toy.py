@@ -21,14 +21,15 @@ def zero_one_error(model, X, y) -> float:
     return ((model(X).squeeze(-1) > 0).float() != y).float().mean().item()
 
 
-if __name__ == "__main__":  # used by the kill -9 test: python tests/zo_toy.py LOG STEPS SLEEP
+if __name__ == "__main__":  # used by the kill -9 test: python tests/zo_toy.py LOG STEPS SLEEP [NOISE]
     import time
 
     from blackbox_zo import MeZO
 
     log, steps, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    noise = sys.argv[4] if len(sys.argv) > 4 else "gaussian"  # lowrank: the points are applied at use time (batched)
     model, X, y = make_problem()
-    opt = MeZO(model, lr=0.05, eps=0.05, seed=3, optimizer="momentum", trajectory=log, resume=True)
+    opt = MeZO(model, lr=0.05, eps=0.05, seed=3, optimizer="momentum", trajectory=log, resume=True, noise=noise)
     while opt.step_count < steps:
         opt.step(lambda: zero_one_error(model, X, y))
         time.sleep(pause)

@@ -45,6 +45,8 @@ class AskTell(EngineFace):
             raise ValueError("the conservative optimizer re-evaluates the objective after the update: use MeZO.step")
         self._pending: list[Candidate] | None = None
         self._walk: Walker | None = None  # where the weights are within the current step
+        self._members = None  # batched spaces: the step's population (its LM results are shared between visits)
+        self._share: list[Candidate] = []  # the candidates that population holds
 
     def ask(self) -> list[Candidate]:
         """The candidates of the current step (asking again before tell returns the same ones)."""
@@ -62,6 +64,16 @@ class AskTell(EngineFace):
         """
         if self.backend is None:
             raise ValueError("visit() needs weights: build AskTell with a model, parameters or a backend")
+        if self.engine.batched:  # the candidate applied at use time; one population per step keeps the LM's batch
+            if self._members is None:
+                self.share(self.ask())
+            if candidate not in self._share:
+                raise ValueError(f"candidate {self._pending.index(candidate)} is not in this copy's share(): "
+                                 f"declare every candidate it evaluates")
+            with self._members, torch.no_grad():
+                self._members.select(self._share.index(candidate))
+                yield
+            return
         walker = self._walker()
         walker.move_to(self._pending.index(candidate))
         try:
@@ -70,6 +82,16 @@ class AskTell(EngineFace):
         except BaseException:
             walker.abort()
             raise
+
+    def share(self, candidates: Sequence[Candidate]) -> None:
+        """Batched spaces: the candidates this copy will visit this step (a Ray worker's share), so the LM scores
+        exactly those members in one batched forward; by default a copy's share is every candidate."""
+        pending = self.ask()
+        unknown = [c for c in candidates if c not in pending]
+        if unknown:
+            raise ValueError(f"share(): {len(unknown)} candidates are not among this step's ask()")
+        self._share = list(candidates)
+        self._members = self.backend.population([list(c.offset) for c in self._share]) if self.engine.batched else None
 
     def restore(self) -> None:
         """Put theta back now (e.g. to evaluate between visits); the step then no longer equals MeZO.step bitwise."""
@@ -83,24 +105,64 @@ class AskTell(EngineFace):
         return self._walk
 
     def tell(self, results: Sequence[Any]) -> StepResult:
-        """Finish the step from what the objective returned at each candidate (outputs, for 'pairwise')."""
-        points = [list(c.offset) for c in self._check(results)]
-        values = self.engine.estimator.reduce(list(results), points, self.step_count)
+        """Finish the step from what the objective returned at each candidate (outputs, for 'pairwise').
+
+        If the results cannot be reduced (a wrong count, a non-number, a compare that raises), theta is back
+        and the step can be visited and told again."""
+        try:
+            points = [list(c.offset) for c in self._check(results)]
+            values = self.engine.estimator.reduce(list(results), points, self.step_count)
+        except BaseException:
+            self.restore()
+            raise
         return self.tell_values(values)
 
     def tell_values(self, values: Sequence[float]) -> StepResult:
-        """Finish the step from reduced values: one per candidate, or one preference per direction for 'pairwise'."""
+        """Finish the step from reduced values: one per candidate, or one preference per direction for 'pairwise'.
+
+        On any failure the weights are back at theta: a bad value leaves the step to be told again; a failure
+        of the update itself (e.g. NonFiniteObjective, after the step was logged as skipped) ends the step."""
         if self._pending is None:
             self.ask()
-        vals = [as_scalar(v, f"step {self.step_count}, value {i}") for i, v in enumerate(values)]
-        expected = self.engine.estimator.value_count()
-        if len(vals) != expected:
-            raise ObjectiveError(f"tell_values() got {len(vals)} values for step {self.step_count}; expected {expected}")
+        t = self.step_count
+        try:
+            vals = [as_scalar(v, f"step {t}, value {i}") for i, v in enumerate(values)]
+            expected = self.engine.estimator.value_count()
+            if len(vals) != expected:
+                raise ObjectiveError(f"tell_values() got {len(vals)} values for step {t}; expected {expected}")
+        except BaseException:
+            self.restore()
+            raise
         with torch.no_grad():
-            restore = self._walker().finish() if self._walk is None or self._walk.cursor <= len(self._pending) else []
-            result = self.engine.finish(vals, restore)
-        self._pending, self._walk = None, None
+            if self.engine.batched:  # the weights were never moved
+                restore = []
+            else:
+                restore = self._walker().finish() if self._walk is None or self._walk.cursor <= len(self._pending) else []
+            try:
+                result = self.engine.finish(vals, restore)
+            except BaseException:
+                if self.step_count == t and self.backend is not None:  # the update never ran: undo the walk alone
+                    self.backend.apply(restore)
+                self._walk = None
+                if self.step_count != t:
+                    self._pending, self._members = None, None
+                raise
+        self._pending, self._walk, self._members = None, None, None
         return result
+
+    def groups(self) -> list[tuple[int, ...]]:
+        """The candidates each told value is measured from, in tell_values order: one each, or a pair per direction
+        for 'pairwise' (its value is the compare of the pair's outputs)."""
+        size = len(self.ask()) // self.engine.estimator.value_count()
+        return [tuple(range(k * size, (k + 1) * size)) for k in range(self.engine.estimator.value_count())]
+
+    def prefer(self, direction: int, out_plus: Any, out_minus: Any) -> float:
+        """'pairwise': the preference of `direction` of this step from its two outputs (the value tell_values takes)."""
+        if self.spec.estimator != "pairwise":
+            raise ValueError(f"prefer() judges output pairs of estimator 'pairwise', not {self.spec.estimator!r}")
+        if not 0 <= direction < self.engine.estimator.value_count():
+            raise ValueError(f"direction {direction} is not one of this step's 0-{self.engine.estimator.value_count() - 1}")
+        return self.engine.estimator.preference(out_plus, out_minus, self.step_count, direction)
 
     def _check(self, results: Sequence[Any]) -> list[Candidate]:
         cands = self.ask()
@@ -112,4 +174,4 @@ class AskTell(EngineFace):
         """Apply logged steps (Trajectory(path).records) without evaluating: how a replica catches up."""
         with torch.no_grad():
             self.engine.replay(records)
-        self._pending, self._walk = None, None
+        self._pending, self._walk, self._members = None, None, None

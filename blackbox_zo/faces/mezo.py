@@ -53,11 +53,15 @@ def load_replay(params, path: str | os.PathLike) -> tuple[Spec, Trajectory, dict
         raise TrajectoryError(f"{path} holds no trajectory header")
     cfg = log.header["config"]
     space_kwargs = {}
-    if is_backend(params):  # a ready backend: its noise kind must be the recorded one
+    evaluate = cfg.get("evaluate", "inplace")  # logs from before batched evaluation walked in place
+    if is_backend(params):  # a ready backend: its noise kind and evaluation must be the recorded ones
         if params.noise_kind != cfg["noise"]:
             raise TrajectoryError(f"{path} was recorded with {cfg['noise']} noise, the backend uses {params.noise_kind}")
+        if getattr(params, "evaluate_mode", "inplace") != evaluate:
+            raise TrajectoryError(f"{path} was recorded with evaluate={evaluate!r}, the space uses "
+                                  f"{getattr(params, 'evaluate_mode', 'inplace')!r}: build it with evaluate={evaluate!r}")
     elif params is not None:
-        space_kwargs["noise"] = cfg["noise"]
+        space_kwargs.update(noise=cfg["noise"], evaluate=evaluate)
     return Spec.from_dict(cfg["spec"]), log, space_kwargs
 
 
@@ -89,6 +93,10 @@ class EngineFace:
     @property
     def nonfinite_steps(self) -> int:
         return self.engine.nonfinite_steps
+
+    def record(self, result: StepResult) -> dict:
+        """The trajectory line of a step's result: what a log, or the driver of remote replicas, writes for it."""
+        return self.engine.record(result)
 
     def close(self) -> None:
         if self.engine.trajectory is not None:

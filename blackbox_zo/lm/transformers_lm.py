@@ -28,6 +28,8 @@ from blackbox_zo.lm.tokens import (
     uses_chat_template,
 )
 from blackbox_zo.lm.trunk import TrunkCache
+from blackbox_zo.weights.population import active as active_population
+from blackbox_zo.weights.population import member_major
 
 
 class TransformersLM:
@@ -39,12 +41,14 @@ class TransformersLM:
 
     def __init__(self, model, tokenizer, batch_size: int = 16,
                  use_chat_template: bool | None = None, max_length: int | None = None,
-                 trunk_cache: int | TrunkCache | None = None):
+                 trunk_cache: int | TrunkCache | None = None, population_rows: int = 256):
+        """`population_rows`: most rows in one forward when a batched population repeats a batch per member."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self._model = model
         self._tokenizer = tokenizer
         self.batch_size = batch_size
+        self.population_rows = population_rows
         self.max_length = max_length
         self.use_chat_template = uses_chat_template(tokenizer, use_chat_template)
         self.pad_id = self._pad_token_id()
@@ -105,9 +109,12 @@ class TransformersLM:
         encoded = [context_ids(self._tokenizer, p, self.max_length, reserve=1) for p in prompts]
         for indices in self._batches([len(e) for e in encoded]):
             input_ids, mask, positions = self._left_pad([encoded[i] for i in indices])
-            logits = self._forward(input_ids, mask, positions, keep=1)[:, -1]
-            logprobs = F.log_softmax(logits.float(), dim=-1)[:, word_ids]
-            rows.extend(zip(indices, logprobs.cpu()))
+
+            def next_word(logits):  # log p(word | prompt) of each word's first token
+                return F.log_softmax(logits[:, -1].float(), dim=-1)[:, word_ids].cpu()
+
+            logprobs = self._scores(input_ids, mask, positions, 1, next_word, ("words", tuple(word_ids)))
+            rows.extend(zip(indices, logprobs))
         out = torch.empty(len(prompts), len(word_ids), dtype=torch.float32)
         for i, row in rows:
             out[i] = row
@@ -138,6 +145,13 @@ class TransformersLM:
         encoded = [generation_ids(self._tokenizer, p, self.use_chat_template, self.max_length, max_new_tokens)
                    for p in prompts]
         options = self._generation_options(max_new_tokens, temperature, top_p)
+        members = active_population()
+        if members is not None:  # every member's completions from one batched generate per batch
+            key = ("generate", tuple(map(tuple, encoded)), repr(sorted(options.items())), seed if temperature > 0 else None,
+                   tuple(stop))
+            if key not in members.cache:
+                members.cache[key] = self._generate_members(members, encoded, options, stop, seed if temperature > 0 else None)
+            return list(members.cache[key][members.selected])
         completions = [""] * len(prompts)
         with self._sampling_rng(seed if temperature > 0 else None):
             for indices in self._batches([len(e) for e in encoded]):
@@ -145,6 +159,21 @@ class TransformersLM:
                 for i, text in zip(indices, texts):
                     completions[i] = truncate_at_stop(text, stop)
         return completions
+
+    def _generate_members(self, members, encoded: list[list[int]], options: dict, stop: list[str], seed: int | None):
+        """Completions of every member (one list each), each batch repeated per member in one generate call; all
+        members share the sampling seed."""
+        per_member = [[""] * len(encoded) for _ in range(members.n)]
+        with self._sampling_rng(seed):
+            for indices in self._batches([len(e) for e in encoded]):
+                rows = [encoded[i] for i in indices]
+                texts = self._each_member(  # run gets the row indices repeated once per member
+                    members, lambda idx: self._generate_batch([rows[i] for i in idx.tolist()], options, stop),
+                    torch.arange(len(rows)))
+                for m, member_texts in enumerate(texts):
+                    for i, text in zip(indices, member_texts):
+                        per_member[m][i] = truncate_at_stop(text, stop)
+        return per_member
 
     def _generate_batch(self, encoded: list[list[int]], options: dict, stop: list[str]) -> list[str]:
         input_ids, mask, _ = self._left_pad(encoded)
@@ -189,13 +218,45 @@ class TransformersLM:
             return [torch.empty(0) for _ in batch]
         # Logits at position j predict token j+1: the last `longest` targets need positions
         # [T-longest-1, T-1), i.e. the last longest+1 logits without the final one.
-        logits = self._forward(input_ids, mask, positions, keep=longest + 1)[:, -longest - 1:-1]
-        logits = logits.float()
-        tokens = input_ids[:, -longest:]
-        # log p(token) = logit[token] - logsumexp(logits): no full log-softmax tensor is kept.
-        picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-        picked = picked.cpu()  # [B, longest]
+
+        def target_logprobs(logits, ids):
+            logits = logits[:, -longest - 1:-1].float()
+            tokens = ids[:, -longest:]
+            # log p(token) = logit[token] - logsumexp(logits): no full log-softmax tensor is kept.
+            return (logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)).cpu()  # [B, longest]
+
+        # every member's copy of a row holds the same tokens, so the tokens of the b rows serve each copy
+        picked = self._scores(input_ids, mask, positions, longest + 1,
+                              lambda logits: target_logprobs(logits, input_ids.repeat(logits.shape[0] // len(batch), 1)),
+                              ("targets",))
         return [picked[row, longest - len(t):] for row, (_, t) in enumerate(batch)]
+
+    def _scores(self, input_ids, mask, positions, keep: int, finish, tag) -> torch.Tensor:
+        """finish(logits of the last `keep` positions): per-row scores. Inside a batched population, the first call
+        scores every member's copy of the rows in as few forwards as population_rows allows; the selected member's
+        rows come back, and the other members' wait in the population's cache for their own evaluation."""
+        members = active_population()
+        if members is None:
+            return finish(self._forward(input_ids, mask, positions, keep))
+        key = (tag, keep, tuple(input_ids.shape), input_ids.cpu().numpy().tobytes(), mask.cpu().numpy().tobytes())
+        if key not in members.cache:
+            members.cache[key] = self._each_member(
+                members, lambda ids, m, p: finish(self._forward(ids, m, p, keep)), input_ids, mask, positions)
+        return members.cache[key][members.selected]
+
+    def _each_member(self, members, run, *rows: torch.Tensor) -> list:
+        """run(*rows repeated once per member) in chunks of members, rows tagged with their member: one result each.
+"""
+        b = rows[0].shape[0]
+        per_call = max(1, self.population_rows // b)
+        out = []
+        for first in range(0, members.n, per_call):
+            k = min(per_call, members.n - first)
+            repeated = [r.repeat(k, *([1] * (r.ndim - 1))) for r in rows]  # member-major: all of member 0's rows first
+            with members.tagged(member_major(k, b, rows[0].device) + first, block=(first, k)):
+                result = run(*repeated)
+            out.extend(result.split(b) if torch.is_tensor(result) else [result[j * b:(j + 1) * b] for j in range(k)])
+        return out
 
     def _forward(self, input_ids, mask, positions, keep: int) -> torch.Tensor:
         """Logits of the last `keep` positions (only those go through the LM head)."""

@@ -9,11 +9,13 @@ import importlib
 import inspect
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from blackbox_zo.running.calls import compares_outputs
 from blackbox_zo.running.config import ConfigError, RunConfig
+from blackbox_zo.step.spec import Spec
 
 TRAJECTORY = "trajectory.jsonl"
 # What a factory may raise for bad input (a missing file, a bad row, an unknown task): reported as config errors.
@@ -74,6 +76,13 @@ def build_task(cfg: RunConfig) -> dict:
     return task
 
 
+def step_settings(cfg: RunConfig, objective: Any) -> tuple[Spec, Any]:
+    """The run's Spec (its `optim` section, maximize taken from the objective) and the compare a pairwise objective
+    brings (it judges its own outputs; else None): the driver and every Ray worker build their optimizer from these."""
+    spec = replace(cfg.optim, maximize=bool(getattr(objective, "maximize", True)))
+    return spec, objective if compares_outputs(objective) else None
+
+
 def check_model(cfg: RunConfig) -> None:
     """A model.name that is not 'embedded' must be a local model directory; fail before data or weights load."""
     from blackbox_zo.lm.loading import EMBEDDED_NAMES, looks_like_path, resolve_model_dir
@@ -106,13 +115,17 @@ def load_tuned(cfg: RunConfig) -> Loaded:
 
         if cfg.space.kind != "full" or cfg.space.include or cfg.space.exclude:
             raise ConfigError("model.backend 'vllm' tunes all weights: use space.kind 'full' without include/exclude")
-        if cfg.space.mask_density or cfg.space.blockwise:
-            raise ConfigError("model.backend 'vllm' supports neither space.mask_density nor space.blockwise")
+        if cfg.space.mask_density or cfg.space.blockwise or cfg.space.subspace:
+            raise ConfigError("model.backend 'vllm' supports neither space.mask_density, space.blockwise nor space.subspace")
+        if cfg.space.evaluate == "batched":  # no hooks inside vLLM's workers: each point moves the weights there
+            raise ConfigError("model.backend 'vllm' perturbs the weights in place: space.evaluate must be 'auto' or 'inplace'")
         backend = VLLMBackend(cfg.model.name, noise=cfg.space.noise, dtype=cfg.model.dtype)
         return Loaded(None, None, backend, backend)
     model, tok = load_model(cfg.model.name, dtype=cfg.model.dtype, device=cfg.model.device)
     s = cfg.space
     extra = {"noise": s.noise, "mask_density": s.mask_density, "blockwise": s.blockwise}
+    if s.evaluate != "auto":  # auto: each space's own default (low-rank and the small spaces batch)
+        extra["evaluate"] = s.evaluate
     if s.kind == "lora":
         from blackbox_zo.weights.spaces import lora_space
 
@@ -127,6 +140,13 @@ def load_tuned(cfg: RunConfig) -> Loaded:
         model, space = steering_space(model, tok, layers=s.steer_layers or None, **extra)
     else:
         space = ParamSpace(model, include=s.include or None, exclude=s.exclude or None, **extra)
+    if s.subspace:  # theta = theta0 + A z: the optimizer tunes the subspace's z
+        from blackbox_zo.weights.subspace import subspace
+
+        try:
+            space = subspace(space, dim=s.subspace, seed=s.subspace_seed)
+        except ValueError as e:
+            raise ConfigError(f"space.subspace: {e}") from None
     start = trunk_start(model, space.tensors.values())  # layers below the tuned ones: their outputs are cached
     trunk = TrunkCache(model, start, strict=False) if start else None
     return Loaded(model, tok, space, TransformersLM(model, tok, batch_size=cfg.model.batch_size, trunk_cache=trunk))

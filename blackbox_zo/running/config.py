@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from blackbox_zo.step.spec import Spec
+from blackbox_zo.weights.backend import EVALUATE
 
 
 class ConfigError(ValueError):
@@ -40,6 +41,9 @@ class SpaceConfig:
     mask_density: float | None = None
     blockwise: bool = False
     noise: str = "gaussian"
+    evaluate: str = "auto"  # "batched": a population at use time in one forward; "inplace": move the weights
+    subspace: int | None = None  # tune z of this many numbers, theta = theta0 + A z (bz.subspace; BBT uses 500)
+    subspace_seed: int = 0  # seed of the fixed random projection A
 
 
 @dataclass
@@ -182,6 +186,7 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
     if ":" not in cfg.objective.factory:
         raise ConfigError(f"objective.factory must be 'module:function', got {cfg.objective.factory!r}")
     choices = {"space.kind": (cfg.space.kind, ("full", "lora", "prefix", "steer")),
+               "space.evaluate": (cfg.space.evaluate, EVALUATE),
                "model.backend": (cfg.model.backend, ("transformers", "vllm")),
                "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16")),
                "distributed.split": (cfg.distributed.split, ("points", "batch"))}
@@ -192,4 +197,9 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
+    if cfg.space.subspace is not None and cfg.space.subspace < 1:
+        raise ConfigError(f"space.subspace must be an integer >= 1 (the dimension of z), got {cfg.space.subspace!r}")
+    if cfg.optim.optimizer == "cma" and (cfg.distributed.workers or cfg.optim.estimator == "pairwise"):
+        raise ConfigError("optim.optimizer 'cma' runs in one process on scored objectives: "
+                          "unset distributed.workers and use a scoring estimator")
     return cfg

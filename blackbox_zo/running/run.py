@@ -10,67 +10,90 @@ import dataclasses
 import json
 from pathlib import Path
 
+from blackbox_zo.distributed.driver import DistributedMeZO
 from blackbox_zo.faces.mezo import MeZO
 from blackbox_zo.running.artifacts import export, paired_flips, save_checkpoint
-from blackbox_zo.running.assembly import TRAJECTORY, build_task, check_model, load_tuned
+from blackbox_zo.running.assembly import TRAJECTORY, Loaded, build_task, check_model, load_tuned, step_settings
 from blackbox_zo.running.config import ConfigError, RunConfig, load_config
-from blackbox_zo.running.trainer import Trainer, compares_outputs
+from blackbox_zo.running.trainer import Trainer
 
-__all__ = ["run", "make_mezo"]
+__all__ = ["run", "make_face", "make_mezo"]
 
 
-def make_mezo(cfg: RunConfig, space, maximize: bool, trajectory: Path | None, resume: bool, compare=None) -> MeZO:
-    """The MeZO a config describes: its `optim` section is the Spec, with maximize taken from the objective."""
-    spec = dataclasses.replace(cfg.optim, maximize=maximize)
+def make_mezo(cfg: RunConfig, space, objective, trajectory: Path | None, resume: bool) -> MeZO:
+    """The MeZO a config describes over `space`: its `optim` section is the Spec, with maximize (and a pairwise
+    compare) taken from the objective."""
+    spec, compare = step_settings(cfg, objective)
+    if spec.optimizer == "cma":  # CMA-ES: n = population size (1: 4 + 3 ln d), eps = sigma0, in the space's units
+        from blackbox_zo.faces.cma import CMA
+
+        return CMA(space, sigma0=spec.eps, popsize=spec.n if spec.n > 1 else None, seed=spec.seed,
+                   maximize=spec.maximize, trajectory=trajectory, resume=resume)
     return MeZO(space, spec=spec, compare=compare, trajectory=trajectory, resume=resume)
 
 
-def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train as configured; returns (and writes) the summary with start/best/final validation values."""
-    cfg = config if isinstance(config, RunConfig) else load_config(config)
-    if cfg.distributed.workers:  # evaluate on Ray workers; null: in this process
-        from blackbox_zo.distributed import run_distributed
+def make_face(cfg: RunConfig, objective, trajectory: Path | None, resume: bool) -> tuple[MeZO | DistributedMeZO, Loaded | None]:
+    """The optimizer face a config describes, and the weights loaded here: DistributedMeZO when distributed.workers
+    is set (the weights live on the Ray workers: None), else a MeZO over the tuned weights loaded in this process."""
+    if cfg.distributed.workers:
+        return DistributedMeZO(cfg, trajectory=trajectory, resume=resume), None
+    loaded = load_tuned(cfg)
+    return make_mezo(cfg, loaded.space, objective, trajectory, resume), loaded
 
-        return run_distributed(cfg, resume, progress)
+
+def local_report(loaded: Loaded) -> dict:
+    """What the summary says about weights tuned in this process: their size, the cached trunk, the final fingerprint."""
+    report = {"tuned_elements": loaded.space.numel()}
+    trunk = getattr(loaded.lm, "trunk_cache", None)
+    if trunk is not None and not trunk.disabled:  # scoring ran only the layers from this one up
+        report["trunk_cached_below_layer"] = trunk.start
+    report["final_fingerprint"] = loaded.space.fingerprint()
+    return report
+
+
+def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train as configured, in this process or on Ray workers (distributed.workers): one Trainer either way.
+
+    Returns (and writes) the summary with start/best/final validation values."""
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
     out = Path(cfg.output)
     log = out / TRAJECTORY
     if log.exists() and log.stat().st_size and not resume:
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another output")
     check_model(cfg)
-    task = build_task(cfg)  # data and objectives are checked before the model is loaded
-    loaded = load_tuned(cfg)
+    task = build_task(cfg)  # data and objectives are checked before the model is loaded or a worker starts
     objective = task["objective"]
-    compare = objective if compares_outputs(objective) else None  # a pairwise objective judges its own outputs
-    opt = make_mezo(cfg, loaded.space, bool(getattr(objective, "maximize", True)), log, resume, compare)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    t = cfg.train
-    trainer = Trainer(loaded.lm, opt, objective, task["train"], val_objective=task.get("val_objective"),
-                      val_data=task.get("val"), out_dir=out, config=dataclasses.replace(t, progress=progress and t.progress))
-    result = trainer.fit()  # validates after the last step, so best_step is chosen among measured values
-    final_score = trainer.final_score
-    opt.close()
-    summary = {
-        "objective": getattr(objective, "name", "objective"), "maximize": trainer.maximize,
-        "val_start": result.start_value, "val_final": result.final_value, "val_best": result.best_value,
-        "best_step": result.best_step, "steps": result.steps_done, "seconds": round(result.seconds, 1),
-        "nonfinite_steps": opt.nonfinite_steps, "tuned_elements": loaded.space.numel(),
-    }
-    trunk = getattr(loaded.lm, "trunk_cache", None)
-    if trunk is not None and not trunk.disabled:  # scoring ran only the layers from this one up
-        summary["trunk_cached_below_layer"] = trunk.start
-    flips = paired_flips(trainer.start_per_example, getattr(final_score, "per_example", None))
+    opt, loaded = make_face(cfg, objective, log, resume)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        t = cfg.train
+        trainer = Trainer(loaded.lm if loaded else None, opt, objective, task["train"],
+                          val_objective=task.get("val_objective"), val_data=task.get("val"), out_dir=out,
+                          config=dataclasses.replace(t, progress=progress and t.progress))
+        result = trainer.fit()  # validates after the last step, so best_step is chosen among measured values
+        summary = {
+            "objective": getattr(objective, "name", "objective"), "maximize": trainer.maximize,
+            "val_start": result.start_value, "val_final": result.final_value, "val_best": result.best_value,
+            "best_step": result.best_step, "steps": result.steps_done, "seconds": round(result.seconds, 1),
+            "nonfinite_steps": opt.nonfinite_steps, **(local_report(loaded) if loaded else opt.report()),
+        }
+        steps_done = opt.step_count
+    finally:
+        opt.close()
+    fingerprint = summary.pop("final_fingerprint")
+    flips = paired_flips(trainer.start_per_example, getattr(trainer.final_score, "per_example", None))
     if flips:
         summary["val_flips"] = flips
     (out / "summary.json").write_text(json.dumps(summary, indent=2))  # export reads best_step from it
-    summary["final_fingerprint"] = loaded.space.fingerprint()
-    if cfg.export and cfg.model.backend == "vllm":
+    summary["final_fingerprint"] = fingerprint
+    if cfg.export and loaded and cfg.model.backend == "vllm":
         from safetensors.torch import save_file
 
         # the engine's own final weights, so `replay --compare` can diff a transformers replay against them
         save_file(loaded.space.state_dict(), str(out / "vllm_final.safetensors"))
     if cfg.export:
-        if cfg.model.backend == "transformers" and result.best_step == opt.step_count:
+        if loaded and cfg.model.backend == "transformers" and result.best_step == steps_done:
             exported = save_checkpoint(cfg, loaded, out / "model")  # the live weights are the best ones
         else:  # base + trajectory replayed to the best step
             exported, _ = export(out, out / "model", step="best", force=True)

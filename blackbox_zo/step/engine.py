@@ -21,7 +21,7 @@ from blackbox_zo.step.trajectory import Trajectory, TrajectoryError
 from blackbox_zo.step.transforms import DenseStep, StepContext, is_dense, make_optimizer
 from blackbox_zo.weights.noise import derive_seed
 
-__all__ = ["Engine", "NonFiniteObjective", "ObjectiveError", "StepResult", "Walker", "walk"]
+__all__ = ["Engine", "NonFiniteObjective", "ObjectiveError", "StepResult", "Walker", "batched", "evaluate_members", "walk"]
 
 
 RECENT = 10  # steps whose median value tells a plateau from a ceiling
@@ -88,6 +88,28 @@ class Walker:
         self.current, self.cursor = {}, len(self.points) + 1
 
 
+def batched(backend) -> bool:
+    """True when the backend evaluates a step's points at use time (weights untouched) instead of walking them."""
+    return getattr(backend, "evaluate_mode", "inplace") == "batched"
+
+
+def evaluate_members(backend, points, evaluate: Callable[[], Any], step: int) -> list[Any]:
+    """Evaluate at each point without moving the weights: the backend's population hooks apply the point at use
+    time, and an LM that knows populations batches every member's rows into one forward on the first call."""
+    results = []
+    with backend.population(points) as members:
+        for i, point in enumerate(points):
+            members.select(i)
+            try:
+                results.append(evaluate())
+            except Exception as e:
+                raise ObjectiveError(
+                    f"objective raised {type(e).__name__}: {e} (step {step}, point {i}: {describe_point(point)}); "
+                    "the weights were never moved"
+                ) from e
+    return results
+
+
 def walk(backend, points, evaluate: Callable[[], Any], step: int) -> tuple[list[Any], list[tuple[int, float]]]:
     """Evaluate at each point theta + offset in turn; return the results and the pairs that restore theta."""
     walker = Walker(backend, points)
@@ -112,9 +134,14 @@ class Engine:
     """Runs steps of a Spec against a Backend (or none: log-only), logging each to an optional trajectory."""
 
     def __init__(self, backend, spec: Spec, compare: Callable[[Any, Any], float] | None = None, max_nonfinite: int = 5):
+        if spec.optimizer == "cma":
+            raise ValueError("optimizer 'cma' is CMA-ES, not a seeded-direction step: use bz.CMA(space, ...) (faces/cma.py)")
         if is_dense(spec) and not hasattr(backend, "map_dense"):
             raise ValueError(f"optimizer {spec.optimizer!r} keeps dense state and needs an in-process ParamSpace backend")
         self.backend, self.spec, self.max_nonfinite = backend, spec, max_nonfinite
+        self.batched = batched(backend)  # points applied at use time: nothing to walk, nothing to restore
+        if self.batched and spec.optimizer == "conservative":
+            raise ValueError("the conservative optimizer evaluates theta +- u in place: build the space with evaluate='inplace'")
         self.estimator = make_estimator(spec, compare)
         self.transform = make_optimizer(spec)
         self.state = self.transform.init()
@@ -141,8 +168,11 @@ class Engine:
     # --- config and logs ---------------------------------------------------------------------------
     def config(self) -> dict:
         backend = self.backend
-        return {"spec": self.spec.to_dict(), "numel": backend.numel() if backend else None,
-                "noise": backend.noise_kind if backend else None, "generator": backend.generator_id() if backend else None}
+        config = {"spec": self.spec.to_dict(), "numel": backend.numel() if backend else None,
+                  "noise": backend.noise_kind if backend else None, "generator": backend.generator_id() if backend else None}
+        if self.batched:  # a log without the key walked in place (as every log before batched evaluation did)
+            config["evaluate"] = "batched"
+        return config
 
     def attach(self, trajectory: Trajectory, resume: bool) -> None:
         """Start logging; with resume, first replay the steps already in the log (weights must be the base)."""
@@ -166,7 +196,8 @@ class Engine:
                 raise TrajectoryError(f"trajectory step {rec['step']} found where step {self.step_count} was expected")
             if "eps" in rec and rec["eps"] != self.eps:
                 raise TrajectoryError(f"replay of step {rec['step']}: radius {self.eps} differs from the logged {rec['eps']}")
-            restore = Walker(self.backend, self.points()).finish()  # the same moves as the live step, unevaluated
+            # the same moves as the live step, unevaluated (a batched step makes none)
+            restore = [] if self.batched else Walker(self.backend, self.points()).finish()
             result = self.finish([float(v) for v in rec["values"]], restore, logged_checks=rec.get("checks"))
             if [list(p) for p in result.grad] != [list(p) for p in rec["grad"]]:
                 raise TrajectoryError(f"replay of step {rec['step']} does not reproduce the logged gradient")
@@ -176,7 +207,10 @@ class Engine:
         """Walk the points with `evaluate`, then finish the step from what it returned."""
         t = self.step_count
         points = self.points()
-        results, restore = walk(self.backend, points, evaluate, t)
+        if self.batched:
+            results, restore = evaluate_members(self.backend, points, evaluate, t), []
+        else:
+            results, restore = walk(self.backend, points, evaluate, t)
         try:
             values = self.estimator.reduce(results, points, t)
         except BaseException:
@@ -204,7 +238,8 @@ class Engine:
             else:
                 self.backend.apply(list(restore) + list(update))  # restore and update fused: one pass per seed
                 if self.keep_best is not None:
-                    checks = self.keep_best(self, update, values, evaluate, logged_checks)
+                    checks = self.keep_best(self.backend, update, self.estimator.value_estimate(values),
+                                            self.spec.maximize, t, evaluate, logged_checks)
             if self.spec.weight_decay:
                 self.backend.decay(1.0 - lr * self.spec.weight_decay)  # decoupled: theta <- (1 - lr wd) theta
         self._adapt_radius(values)
@@ -262,10 +297,12 @@ class Engine:
             )
         return result
 
+    def record(self, r: StepResult) -> dict:
+        """The trajectory line of step result `r`: the seeds and scalars a replay reproduces it from."""
+        return {"step": r.step, "seed": derive_seed(self.spec.seed, "step", r.step), "eps": r.eps, "values": r.values,
+                "checks": r.checks, "lr": r.lr, "grad": [[s, c] for s, c in r.grad], "skipped": r.skipped}
+
     def _log(self, r: StepResult, step_seed: int) -> None:
         self.step_count += 1
         if self.trajectory is not None:
-            self.trajectory.append({
-                "step": r.step, "seed": step_seed, "eps": r.eps, "values": r.values, "checks": r.checks, "lr": r.lr,
-                "grad": [[s, c] for s, c in r.grad], "skipped": r.skipped,
-            })
+            self.trajectory.append(self.record(r))

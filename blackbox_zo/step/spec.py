@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 ESTIMATORS = ("spsa", "one_sided", "population", "pairwise")
-OPTIMIZERS = ("sgd", "sign", "momentum", "adam", "conservative")
+OPTIMIZERS = ("sgd", "sign", "momentum", "adam", "conservative", "cma")  # cma: its own face, bz.CMA (faces/cma.py)
 RULES = ("normalized", "raw")
 SHAPINGS = ("zscore", "rank", "none")
 SCHEDULES = ("constant", "linear", "cosine")

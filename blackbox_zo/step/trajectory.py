@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-FORMAT = "blackbox_zo.step.trajectory"
+FORMAT = "blackbox_zo.trajectory"  # a file format name, not the module path: logs from 0.1 stay readable
 VERSION = 2  # 2: the header holds the Spec; records hold the radius eps
 
 

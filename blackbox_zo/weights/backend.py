@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Protocol, Sequence, runtime_checkable
 
 Pairs = Sequence[tuple[int, float]]  # implicit vector: sum_i c_i * z(seed_i)
+# how a backend evaluates a step's points: at use time in one batched forward, by moving the weights, or the
+# first where every tuned tensor's use can be hooked (ParamSpace(evaluate=...), config space.evaluate)
+EVALUATE = ("auto", "batched", "inplace")
 
 
 @runtime_checkable

@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from blackbox_zo.weights.noise import derive_seed
+from blackbox_zo.weights.noise import CHUNK, derive_seed
+from blackbox_zo.weights.rounding import add_rounded_
 
 PATTERN = re.compile(r"lowrank(\d*)$")
 
@@ -69,3 +70,28 @@ def lowrank_job(flat: torch.Tensor, shape: torch.Size, name: str, pairs: Sequenc
             mirror.copy_(flat)
 
     return [partial(job)]
+
+
+def lowrank_update_(param: torch.Tensor, name: str, pairs: Sequence[tuple[int, float]], rank: int, round_seed: int,
+                    drawn: dict | None = None) -> None:
+    """W += sum_i c_i U_i V_i^T / sqrt(r) in one pass over W: a single rank-(n r) product, not n passes.
+
+    float32: one addmm_ (K = n r is far below a GEMM's k-block, so no thread splits the sum and replays match).
+    bf16/fp16: row blocks of about CHUNK elements get the product in float32 and are rounded stochastically.
+    `drawn`: factors already drawn this step, {(seed, name): (U, V)} (the same bits `factors` gives).
+    """
+    matrix = as_matrix(param.detach())
+    rows, cols = matrix.shape
+    us, vs = [], []
+    for seed, coeff in pairs:
+        u, v = (drawn or {}).get((seed, name)) or factors(seed, name, rows, cols, rank, param.device)
+        us.append(u * (coeff / math.sqrt(rank)))  # fold c_i / sqrt(r) into U_i
+        vs.append(v)
+    u_all, v_all = torch.cat(us, 1), torch.cat(vs, 1)  # [rows, n r], [cols, n r]
+    if param.dtype == torch.float32:
+        matrix.addmm_(u_all, v_all.T)  # W += U_all V_all^T = sum_i c_i U_i V_i^T / sqrt(r)
+        return
+    block = max(1, CHUNK // cols)
+    for start in range(0, rows, block):
+        part = matrix[start:start + block]
+        add_rounded_(part, u_all[start:start + block] @ v_all.T, round_seed, f"{name}@{start}")

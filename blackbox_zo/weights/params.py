@@ -15,8 +15,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from blackbox_zo.weights.lowrank import add_lowrank_, lowrank_job, rank_of
-from blackbox_zo.weights.noise import KINDS, add_noise_, derive_seed, generator_id, noise_jobs, run_jobs
+from blackbox_zo.weights.backend import EVALUATE
+from blackbox_zo.weights.lowrank import add_lowrank_, lowrank_job, lowrank_update_, rank_of
+from blackbox_zo.weights.noise import KINDS, add_noise_, derive_seed, generator_id, noise_jobs, noise_slice, run_jobs
+from blackbox_zo.weights.population import Population, unsupported
+from blackbox_zo.weights.rounding import add_rounded_
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks)\.(\d+)\.")
 
@@ -72,7 +75,14 @@ class ParamSpace:
         mask_density: float | None = None,
         blockwise: bool = False,
         master_weights: bool | None = None,
+        evaluate: str = "auto",
+        module: nn.Module | None = None,
     ):
+        """`evaluate`: 'batched' applies a step's points at use time (hooks on `module`, the model that uses the
+        tensors; weights untouched, a population in one batched forward), 'inplace' moves the weights to each
+        point, 'auto' batches low-rank directions where every tuned tensor's use can be hooked."""
+        if evaluate not in EVALUATE:
+            raise ValueError(f"evaluate must be one of {EVALUATE}, got {evaluate!r}")
         self.rank = rank_of(noise)  # None: elementwise noise; r: low-rank directions for matrices
         if noise not in KINDS and self.rank is None:
             raise ValueError(f"noise must be one of {KINDS} or 'lowrank' / 'lowrank<r>', got {noise!r}")
@@ -100,8 +110,13 @@ class ParamSpace:
                 raise ValueError(f"tensor {n!r} has dtype {p.dtype}; only floating-point tensors can be tuned")
         self.noise_kind = noise
         self.tensors: dict[str, torch.Tensor] = tensors
+        self.module = module if module is not None else model_or_params if isinstance(model_or_params, nn.Module) else None
+        self.evaluate_mode = self._evaluate_mode(evaluate, mask_density, blockwise)
+        self.drawn: dict = {}  # low-rank factors a population drew this step, {(seed, name): (U, V)}, for its update
         low = any(p.dtype != torch.float32 for p in tensors.values())
-        self.master_weights = low if master_weights is None else master_weights
+        # float32 masters only where the weights are moved in place: a batched space writes each step once, rounded
+        # stochastically, and never perturbs-and-restores
+        self.master_weights = (low and self.evaluate_mode == "inplace") if master_weights is None else master_weights
         # float32 masters for bf16/fp16 tensors: theta lives in fp32, the model sees its rounding
         self.masters = (
             {n: p.detach().float().clone() for n, p in tensors.items()} if self.master_weights else {}
@@ -109,6 +124,28 @@ class ParamSpace:
         self.masks = {n: self._magnitude_mask(p, mask_density) for n, p in tensors.items()} if mask_density else {}
         self.blockwise = blockwise
         self.blocks = sorted({block_of_name(n) for n in tensors}) if blockwise else ["all"]
+
+    def _evaluate_mode(self, evaluate: str, mask_density, blockwise) -> str:
+        """'batched' or 'inplace' from the requested mode and what this space can hook (auto: low-rank only)."""
+        if evaluate == "inplace" or (evaluate == "auto" and self.rank is None):
+            return "inplace"
+        why = ("no module was given (pass module=the model that uses the tensors)" if self.module is None else
+               "mask_density / blockwise apply to in-place walks" if mask_density is not None or blockwise else None)
+        if why is None:
+            bad = unsupported(self.module, self.tensors, self.rank is not None)
+            why = f"the use of {bad[0]!r} cannot be hooked ({len(bad)} such tensors)" if bad else None
+        if why is None:
+            return "batched"
+        if evaluate == "batched":
+            raise ValueError(f"evaluate='batched' is not possible here: {why}; use evaluate='inplace'")
+        return "inplace"
+
+    def population(self, points):
+        """Context: the points applied at use time through hooks on the module (weights untouched): a Population."""
+        if self.evaluate_mode != "batched":
+            raise ValueError("this space evaluates in place (evaluate='inplace'): it has no batched population")
+        self.drawn.clear()  # factors of an earlier step (one that failed) are never needed again
+        return Population(self, points, self.module)
 
     @staticmethod
     def _magnitude_mask(p: torch.Tensor, density: float) -> torch.Tensor:
@@ -140,10 +177,15 @@ class ParamSpace:
         return [n for n in self.tensors if block_of_name(n) == block]
 
     def apply(self, pairs: Sequence[tuple[int, float]]) -> None:
-        """theta <- theta + sum_i c_i z(seed_i): per tensor, one chunked noise pass per distinct seed."""
+        """theta <- theta + sum_i c_i z(seed_i): per tensor, one chunked noise pass per distinct seed.
+
+        A batched space writes the whole sum in one pass per tensor (low-rank: one rank-(n r) product), rounded
+        stochastically into bf16/fp16 weights with bits from the pairs' seeds, so replay rounds the same way."""
         merged = merge_pairs(pairs)
         if not merged:
             return
+        if self.evaluate_mode == "batched" and not self.masters:
+            return self._write_once(merged)
         targets = {seed: set(self._names_for(seed)) for seed, _ in merged}
         jobs = []
         for name, p in self.tensors.items():
@@ -157,6 +199,20 @@ class ParamSpace:
             kind = "gaussian" if self.rank is not None else self.noise_kind
             jobs += noise_jobs(flat, name, work, kind=kind, mask=self.masks.get(name), mirror=mirror)
         run_jobs(jobs, self.device)  # chunks of all tensors at once: small tensors use every core too
+
+    @torch.no_grad()
+    def _write_once(self, merged: list[tuple[int, float]]) -> None:
+        round_seed = derive_seed("round", *[s for s, _ in merged])
+        for name, p in self.tensors.items():
+            if self.rank is not None and p.ndim >= 2:
+                lowrank_update_(p, name, merged, self.rank, round_seed, self.drawn)
+                continue
+            kind = "gaussian" if self.rank is not None else self.noise_kind
+            delta = torch.zeros(p.numel(), dtype=torch.float32, device=p.device)
+            for seed, coeff in merged:
+                delta.add_(noise_slice(seed, name, p.numel(), 0, p.numel(), kind, p.device), alpha=coeff)  # sum_i c_i z_i
+            add_rounded_(p, delta.view_as(p), round_seed, name)
+        self.drawn.clear()
 
     def decay(self, factor: float) -> None:
         """theta <- factor * theta for matrices only (decoupled weight decay skips biases and norms)."""
@@ -220,4 +276,5 @@ class ParamSpace:
             "master_weights": self.master_weights,
             "masked": bool(self.masks),
             "blockwise": self.blockwise,
+            "evaluate": self.evaluate_mode,
         }

@@ -13,9 +13,16 @@ import torch
 from torch import nn
 
 from blackbox_zo.weights.params import ParamSpace
+from blackbox_zo.weights.population import reads_own_offsets, row_offsets
 
 DEFAULT_INIT_TEXT = "The quick brown fox jumps over the lazy dog, and then it runs back into the quiet green forest."
 MEZO_LORA_TARGETS = ("q_proj", "v_proj")
+
+
+def with_batched_default(space_kwargs: dict) -> dict:
+    """A small space evaluates its population at use time unless told otherwise (or masked / block-wise, which walk)."""
+    walks = space_kwargs.get("mask_density") is not None or space_kwargs.get("blockwise")
+    return {"evaluate": "inplace" if walks else "batched", **space_kwargs}
 
 
 # --- LoRA -------------------------------------------------------------------------------------------
@@ -48,7 +55,7 @@ def lora_space(
     tensors = {n: p for n, p in peft_model.named_parameters() if "lora_" in n}
     if not tensors:
         raise ValueError(f"LoRA with target_modules={target_modules!r} added no lora_ tensors to the model")
-    return peft_model, ParamSpace(tensors, **space_kwargs)
+    return peft_model, ParamSpace(tensors, module=peft_model, **with_batched_default(space_kwargs))
 
 
 # --- prefix tuning ----------------------------------------------------------------------------------
@@ -77,8 +84,8 @@ class PrefixLM(nn.Module):
         self.prefix.layers = nn.ModuleList()
         for k, v in zip(keys, values):
             layer = nn.Module()
-            layer.key = nn.Parameter(k.detach().to(torch.float32).clone().contiguous())
-            layer.value = nn.Parameter(v.detach().to(torch.float32).clone().contiguous())
+            layer.key = reads_own_offsets(nn.Parameter(k.detach().to(torch.float32).clone().contiguous()))
+            layer.value = reads_own_offsets(nn.Parameter(v.detach().to(torch.float32).clone().contiguous()))
             self.prefix.layers.append(layer)
         self.num_tokens = int(keys[0].shape[-2])
         self.kv_dtype = keys[0].dtype  # the dtype the model's attention expects
@@ -102,9 +109,12 @@ class PrefixLM(nn.Module):
 
         data = []
         for layer in self.prefix.layers:
-            k = layer.key.to(self.kv_dtype).unsqueeze(0).expand(batch_size, -1, -1, -1)
-            v = layer.value.to(self.kv_dtype).unsqueeze(0).expand(batch_size, -1, -1, -1)
-            data.append((k, v))
+            kv = []
+            for t in (layer.key, layer.value):
+                offsets = row_offsets(t, batch_size)  # inside a batched population: each row's member's prefix
+                rows = t.unsqueeze(0).expand(batch_size, -1, -1, -1) if offsets is None else t + offsets
+                kv.append(rows.to(self.kv_dtype))
+            data.append(tuple(kv))
         return DynamicCache(data, config=self.model.config)
 
     def _extend_mask(self, mask: torch.Tensor | None, batch: int, length: int, device) -> torch.Tensor:
@@ -219,4 +229,4 @@ def prefix_space(
         for p in model.parameters():
             p.requires_grad_(False)
     wrapped = PrefixLM(model, keys, values, init_ids)
-    return wrapped, ParamSpace(wrapped.prefix_parameters(), **space_kwargs)
+    return wrapped, ParamSpace(wrapped.prefix_parameters(), module=wrapped, **with_batched_default(space_kwargs))

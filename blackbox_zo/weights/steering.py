@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from blackbox_zo.weights.params import ParamSpace
-from blackbox_zo.weights.spaces import DEFAULT_INIT_TEXT
+from blackbox_zo.weights.population import reads_own_offsets, row_offsets
+from blackbox_zo.weights.spaces import DEFAULT_INIT_TEXT, with_batched_default
 
 STEER = "steer"  # the parameter's name on each steered layer: `model.layers.10.steer`
 # a vector's unit is 1/GAIN of its layer's typical coordinate size, so the engine's default radius (eps 1e-3) moves
@@ -43,7 +44,10 @@ def default_layers(num_layers: int) -> list[int]:
 def _add_steering(module: nn.Module, args, output):
     """Forward hook: hidden <- hidden + scale * steer at every position (output is a tensor or a tuple);
     steer_scale = GAIN x the layer's typical coordinate size."""
-    shift = (module.steer * module.steer_scale).to((output[0] if isinstance(output, tuple) else output).dtype)
+    hidden = output[0] if isinstance(output, tuple) else output
+    offsets = row_offsets(module.steer, hidden.shape[0])  # [B, H] inside a batched population: each row's member
+    steer = module.steer if offsets is None else (module.steer + offsets).unsqueeze(1)
+    shift = (steer * module.steer_scale).to(hidden.dtype)
     if isinstance(output, tuple):
         return (output[0] + shift,) + tuple(output[1:])
     return output + shift
@@ -103,8 +107,9 @@ def steering_space(
     hidden = next(model.parameters())
     for i in layers:
         block, scale = blocks[i], GAIN * scales[i]
-        block.register_parameter(STEER, nn.Parameter(torch.zeros(model.config.hidden_size, device=hidden.device)))
+        vector = reads_own_offsets(nn.Parameter(torch.zeros(model.config.hidden_size, device=hidden.device)))
+        block.register_parameter(STEER, vector)
         block.register_buffer("steer_scale", torch.tensor(scale, device=hidden.device), persistent=False)
         block.register_forward_hook(_add_steering)
     tensors = {n: p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1] == STEER}
-    return model, ParamSpace(tensors, **space_kwargs)
+    return model, ParamSpace(tensors, module=model, **with_batched_default(space_kwargs))
