@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 
 from blackbox_zo.weights.noise import CHUNK, add_noise_, noise_slice
-from blackbox_zo.weights.noise_kernel import kernel_jobs, run_kernel_jobs, use_kernel
 
 KEEP_REPACK_ENV = "BLACKBOX_ZO_VLLM_KEEP_REPACK"
 _ORIGINAL_DISPATCH = None
@@ -249,8 +248,11 @@ class ZOWorkerExtension:
     def zo_apply(self, pairs: list, noise_kind: str | None = None) -> None:
         """theta <- theta + sum_i c_i z(seed_i); pairs are already merged by the driver."""
         kind = noise_kind or self._zo_kind
-        if self._zo_segments and use_kernel(self._zo_segments[0].param):
-            return self._zo_apply_kernel(pairs, kind)
+        if self._zo_segments and self._zo_segments[0].param.is_cuda:  # CPU workers never import triton
+            from blackbox_zo.weights.noise_kernel import use_kernel
+
+            if use_kernel(self._zo_segments[0].param):
+                return self._zo_apply_kernel(pairs, kind)
         with torch.no_grad():
             for i, seg in enumerate(self._zo_segments):  # same order as ParamSpace: per tensor, per seed
                 store = self._zo_store(i)
@@ -263,6 +265,8 @@ class ZOWorkerExtension:
 
         Segment row r, column c is canonical element (crow + r) * row_len + ccol + c: start and canon_ld say so.
         """
+        from blackbox_zo.weights.noise_kernel import kernel_jobs, run_kernel_jobs
+
         jobs = []
         for i, seg in enumerate(self._zo_segments):
             mirror = seg.local() if self._zo_masters is not None else None  # live = round(master), same pass
