@@ -49,6 +49,8 @@ HEADLINES = [
      [f"reward_vader_600s_grpo_s{s}.json" for s in range(3)]),
     ("VADER reward", "ZO defaults, steering vectors after layers 10 and 20: +0.491 +- 0.059 (3 seeds, 1.11-1.12 GiB)",
      [f"reward_vader_600s_zo_steer2_s{s}.json" for s in range(3)]),
+    ("VADER reward", "ZO steering vectors 10 and 20, batched (issue 20): +0.543 +- 0.022; in place side by side +0.483 +- 0.065 "
+     "(3 seeds, 1.14-1.18 GiB)", [f"reward_vader_600s_zo_steer2_{m}_s{s}.json" for m in ("batched", "inplace") for s in range(3)]),
     ("VADER reward", "TRL GRPO rerun beside it: +0.497 +- 0.013 (3 seeds, 3.13-3.18 GiB)",
      [f"reward_vader_600s_grpo_r2_s{s}.json" for s in range(3)]),
     ("keyword reward", "ZO steering vectors (10, 20): +0.356 (1.11 GiB) vs TRL GRPO +0.476 (3.05 GiB), one seed",
