@@ -93,6 +93,15 @@ def batched(backend) -> bool:
     return getattr(backend, "evaluate_mode", "inplace") == "batched"
 
 
+def evaluate_at(evaluate: Callable[[], Any], step: int, i: int, point, weights: str) -> Any:
+    """One evaluation; any failure becomes an ObjectiveError naming the step, the point and what the weights did."""
+    try:
+        return evaluate()
+    except Exception as e:
+        raise ObjectiveError(f"objective raised {type(e).__name__}: {e} (step {step}, point {i}: "
+                             f"{describe_point(point)}); {weights}") from e
+
+
 def evaluate_members(backend, points, evaluate: Callable[[], Any], step: int) -> list[Any]:
     """Evaluate at each point without moving the weights: the backend's population hooks apply the point at use
     time, and an LM that knows populations batches every member's rows into one forward on the first call."""
@@ -100,13 +109,7 @@ def evaluate_members(backend, points, evaluate: Callable[[], Any], step: int) ->
     with backend.population(points) as members:
         for i, point in enumerate(points):
             members.select(i)
-            try:
-                results.append(evaluate())
-            except Exception as e:
-                raise ObjectiveError(
-                    f"objective raised {type(e).__name__}: {e} (step {step}, point {i}: {describe_point(point)}); "
-                    "the weights were never moved"
-                ) from e
+            results.append(evaluate_at(evaluate, step, i, point, "the weights were never moved"))
     return results
 
 
@@ -117,13 +120,7 @@ def walk(backend, points, evaluate: Callable[[], Any], step: int) -> tuple[list[
     try:
         for i, point in enumerate(points):
             walker.move_to(i)
-            try:
-                results.append(evaluate())
-            except Exception as e:
-                raise ObjectiveError(
-                    f"objective raised {type(e).__name__}: {e} (step {step}, point {i}: {describe_point(point)}); "
-                    "weights were restored"
-                ) from e
+            results.append(evaluate_at(evaluate, step, i, point, "weights were restored"))
     except BaseException:
         walker.abort()  # restore theta before propagating
         raise
