@@ -126,18 +126,24 @@ class LabelWordClassifier(Objective):
             out["content_free"] = lm.label_word_logits([self.content_free_prompt], words).tolist()[0]
         return out
 
-    def score(self, batch: list[dict], outputs: dict | list) -> Score:
+    def rows(self, batch: list[dict], outputs: dict | list) -> list[list[float]]:
+        """The label-word log-probs per example, checked, and calibrated as `calibrate` says."""
         rows = outputs["logprobs"] if isinstance(outputs, dict) else outputs
         k = len(self.verbalizer.words)
         if len(rows) != len(batch):
             raise ObjectiveError(f"{self.name}: logprobs has length {len(rows)}, expected {len(batch)} (one per example)")
         rows = [check_values(self.name, r, k, what=f"logprobs[{i}]") for i, r in enumerate(rows)]
         if self.calibrate == "batch":
-            mean = [sum(r[c] for r in rows) / len(rows) for c in range(k)]
+            mean = [sum(r[c] for r in rows) / len(rows) for c in range(k)]  # s'[i,c] = s[i,c] - mean_j s[j,c]
             rows = [[r[c] - mean[c] for c in range(k)] for r in rows]
         elif self.calibrate == "content_free":
             cf = check_values(self.name, outputs["content_free"], k, what="content_free logprobs")
-            rows = [[r[c] - cf[c] for c in range(k)] for r in rows]
+            rows = [[r[c] - cf[c] for c in range(k)] for r in rows]  # s'[i,c] = s[i,c] - s_cf[c]
+        return rows
+
+    def score(self, batch: list[dict], outputs: dict | list) -> Score:
+        rows = self.rows(batch, outputs)
+        k = len(self.verbalizer.words)
         labels = self.verbalizer.labels
         preds = [labels[max(range(k), key=r.__getitem__)] for r in rows]  # argmax, first wins ties
         score = classification_score(self.name, preds, batch, self.verbalizer, self.label_key,

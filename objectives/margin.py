@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .base import ObjectiveError, Score, check_values
+from .base import ObjectiveError, Score
 from .classification import LabelWordClassifier, Template, Verbalizer
 
 
@@ -28,21 +28,6 @@ class LabelWordMargin(LabelWordClassifier):
         if len(self.verbalizer.words) < 2:
             raise ValueError(f"{self.name}: a margin needs at least 2 label words, got {self.verbalizer.word_list}")
         self.cap = cap
-
-    def rows(self, batch: list[dict], outputs: dict | list) -> list[list[float]]:
-        """The label-word log-probs per example, calibrated as LabelWordClassifier does."""
-        rows = outputs["logprobs"] if isinstance(outputs, dict) else outputs
-        k = len(self.verbalizer.words)
-        if len(rows) != len(batch):
-            raise ObjectiveError(f"{self.name}: logprobs has length {len(rows)}, expected {len(batch)} (one per example)")
-        rows = [check_values(self.name, r, k, what=f"logprobs[{i}]") for i, r in enumerate(rows)]
-        if self.calibrate == "batch":
-            mean = [sum(r[c] for r in rows) / len(rows) for c in range(k)]  # s'[i,c] = s[i,c] - mean_j s[j,c]
-            rows = [[r[c] - mean[c] for c in range(k)] for r in rows]
-        elif self.calibrate == "content_free":
-            cf = check_values(self.name, outputs["content_free"], k, what="content_free logprobs")
-            rows = [[r[c] - cf[c] for c in range(k)] for r in rows]  # s'[i,c] = s[i,c] - s_cf[c]
-        return rows
 
     def score(self, batch: list[dict], outputs: dict | list) -> Score:
         margins = []
