@@ -55,6 +55,8 @@ HEADLINES = [
      [f"reward_vader_600s_grpo_r2_s{s}.json" for s in range(3)]),
     ("keyword reward", "ZO steering vectors (10, 20): +0.356 (1.11 GiB) vs TRL GRPO +0.476 (3.05 GiB), one seed",
      ["reward_personal_600s_zo_steer2_s0.json", "reward_personal_600s_grpo_r2_s0.json"]),
+    ("keyword reward", "ZO steering vectors 10 and 20, batched (issue 20): +0.495 vs in place side by side +0.350, one seed",
+     [f"reward_personal_600s_zo_steer2_{m}_s0.json" for m in ("batched", "inplace")]),
     ("keyword reward", "ZO defaults, all weights: +0.003 vs TRL GRPO +0.434, one seed",
      ["reward_personal_600s_zo_s0.json", "reward_personal_600s_grpo_s0.json"]),
     ("guarded judge", "win-rate vs the base model 0.672 / 0.969 / 0.750 (3 seeds, every p < 0.01, 1.07-1.09 GiB)",
