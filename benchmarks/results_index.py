@@ -65,6 +65,9 @@ HEADLINES = [
      "batched / in-place low-rank 2.36 / 3.16 / 2.67 (SmolLM2-135M, float32)", ["population_throughput.json"]),
     ("memory", "bfloat16 step peak / inference: batched low-rank population 1.03x, in place with float32 masters 1.60x "
      "(float32: 1.04x / 1.00x)", ["population_memory_bfloat16.json", "population_memory_float32.json"]),
+    ("guarded judge", "all weights, seed 0, side by side: low-rank batched win-rate 0.984 (by short-word babble, word length "
+     "4.44 -> 2.56) vs Gaussian in place 0.587 (p = 0.21)",
+     ["preference_600s_guarded_lowrank_batched_s0.json", "preference_600s_guarded_default_rerun_s0.json"]),
     ("demo task", "`blackbox-zo demo`: validation accuracy 0.685 -> 0.866 in 50 steps (README, Results)", []),
     ("ZO-Bench features", "held-out accuracy of each feature vs the default at equal forward passes (tiny MLP)",
      ["zo_bench_features.json"]),
