@@ -240,6 +240,7 @@ class Population:
             return out + d.view(b, *([1] * (out.ndim - 2)), -1)
 
         probing = []  # set while the norm runs again below (functional_call runs this hook too)
+        nonzero = []  # [whether every entry of the parameter is non-zero], decided on the first call
 
         def rerun(mod, x, value: float) -> torch.Tensor:
             params = dict(mod.named_parameters(recurse=False))
@@ -259,7 +260,9 @@ class Population:
                 slope = rerun(mod, x, 1.0)
                 known[attr] = bool(torch.allclose(out, slope * p.to(out.dtype), rtol=1e-3, atol=1e-5) and
                                    not rerun(mod, x, 0.0).any())
-            if known[attr] and bool(p.ne(0).all()):
+            if not nonzero:  # the weights do not change while a population is evaluated: one host sync, not one a call
+                nonzero.append(bool(p.ne(0).all()))
+            if known[attr] and nonzero[0]:
                 slope = out / p.to(out.dtype)  # g(x) = f(p) / p, elementwise
             else:
                 slope = rerun(mod, x, 1.0) - rerun(mod, x, 0.0)
