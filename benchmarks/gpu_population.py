@@ -69,6 +69,20 @@ def batched_closure(model, ids):
     return closure
 
 
+def profile_batched(model, ids, n: int, device) -> None:
+    """torch.profiler over one batched step: where its time goes (kernels by device time, launches by count)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    opt = bz.MeZO(model, estimator="population", n=n // 2, noise="lowrank", evaluate="batched", seed=99)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        opt.step(batched_closure(model, ids))
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=14, max_name_column_width=48), flush=True)
+    opt.engine.backend.apply([(sd, -c) for sd, c in opt.last.update])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="1.7b", choices=list(CONFIGS))
@@ -78,6 +92,7 @@ def main() -> None:
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", default=None)
+    p.add_argument("--profile", action="store_true", help="print the top operators of one batched step at the largest N")
     args = p.parse_args()
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -110,6 +125,8 @@ def main() -> None:
               f"inplace {out['inplace']['seconds']:.3f}s | batched/plain throughput {out['batched_over_plain']:.2f} "
               f"| batched vs inplace {out['batched_over_inplace']:.2f}x | peaks {[out[k]['peak_bytes'] for k in ('plain', 'batched', 'inplace')]}",
               flush=True)
+    if args.profile:
+        profile_batched(model, ids, max(args.sizes), device)
     payload = {"command": "python " + " ".join(sys.argv), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                "torch": torch.__version__, "config": args.config, "dtype": args.dtype, "batch": args.batch, "seq": args.seq,
                "date": time.strftime("%Y-%m-%d"), "rows": rows}

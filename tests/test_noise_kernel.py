@@ -46,6 +46,15 @@ def test_shards_and_fused_blocks_regenerate_their_slice_of_the_whole():
     assert live[:16].abs().sum() == 0 and live[:, :10].abs().sum() == 0 and live[:, 80:].abs().sum() == 0
 
 
+def test_slices_at_every_offset_modulo_four_match_the_whole():
+    """Elements 4g..4g+3 share counter g: a slice starting inside a group still gets exactly its elements."""
+    whole = z_of(9, "w", 64)
+    for start in range(8):
+        for stop in (start + 1, start + 3, 61):
+            part = nk.kernel_slice(9, "w", 64, start, stop, device="cpu")
+            assert torch.equal(part, whole[start:stop]), (start, stop)
+
+
 def test_worker_segments_get_the_canonical_noise_on_the_kernel_path():
     """vLLM layout: q and k stacked in one parameter, and a row-parallel column shard, master + bf16 live copy."""
     q_shape, k_shape, o_shape = (32, 24), (8, 24), (24, 32)
@@ -68,7 +77,9 @@ def test_gaussian_mean_variance_and_correlations():
     band = 4 / math.sqrt(N)
     assert abs(float(z.mean())) < band and abs(float(z.var()) - 1) < 4 * math.sqrt(2 / N)
     assert abs(corr(z, other)) < band  # two seeds: uncorrelated
-    assert abs(corr(z[1:], z[:-1])) < band  # lag-1 autocorrelation of neighbouring counters
+    for lag in (1, 2, 3, 4):  # four neighbours share one Philox counter (its four words): still uncorrelated
+        assert abs(corr(z[lag:], z[:-lag])) < band
+        assert abs(corr(z[lag:] ** 2, z[:-lag] ** 2)) < band  # Box-Muller's pair shares a radius: not its squares
     assert abs(corr(z, z_of(11, "v"))) < band  # two tensors under one seed
     assert abs(float((z.abs() > 3).double().mean()) - 0.0027) < 0.0007  # the tails of N(0, 1), not a uniform's
 

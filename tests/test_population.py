@@ -15,7 +15,7 @@ import torch
 import blackbox_zo as bz
 from blackbox_zo.lm import TransformersLM
 from blackbox_zo.step.engine import Walker
-from blackbox_zo.weights import population
+from blackbox_zo.weights import lowrank, population
 
 PROMPTS = ["the movie was", "a long and dull film about", "I loved it", "terrible"]
 TARGETS = [" great", " boring indeed", " so much", " acting"]
@@ -168,7 +168,7 @@ def test_bfloat16_batched_keeps_no_float32_copy_and_rounds_stochastically(tiny_l
     pairs = [(21, 1e-5)]  # far below bf16's half-ulp for most entries: round-to-nearest would lose nearly all
     space.apply(pairs)
     moved = (weight.float() - before.float())
-    u, v = population.factors(21, "model.layers.0.mlp.up_proj.weight", *weight.shape, 1, weight.device)
+    u, v = lowrank.factors(21, "model.layers.0.mlp.up_proj.weight", *weight.shape, 1, weight.device)
     intended = 1e-5 * (u @ v.T)
     lost_nearest = ((before.float() + intended).to(torch.bfloat16) == before).float().mean()
     assert lost_nearest > 0.8

@@ -15,7 +15,9 @@ from typing import Callable, Sequence
 
 import torch
 
+from blackbox_zo.weights.lowrank_kernel import lowrank_rounded_kernel_
 from blackbox_zo.weights.noise import CHUNK, derive_seed
+from blackbox_zo.weights.noise_kernel import available, draw_rows
 from blackbox_zo.weights.rounding import add_rounded_
 
 PATTERN = re.compile(r"lowrank(\d*)$")
@@ -38,13 +40,31 @@ def as_matrix(t: torch.Tensor) -> torch.Tensor | None:
 
 
 def factors(seed: int, name: str, rows: int, cols: int, rank: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """U (rows x rank), V (cols x rank), N(0, 1) entries, from their own generators keyed by (seed, name)."""
-    gen_device = device if device.type == "cuda" else torch.device("cpu")
+    """U (rows x rank), V (cols x rank), N(0, 1) entries, from their own streams keyed by (seed, name, side)."""
+    u, v = factors_many([seed], name, rows, cols, rank, device)
+    return u[0], v[0]
+
+
+def factors_many(seeds: Sequence[int], name: str, rows: int, cols: int, rank: int,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """U [S, rows, rank], V [S, cols, rank] of every seed: on CUDA one Philox launch per side, else a generator each.
+
+    CUDA (noise_kernel's stream): U_s = Philox Gaussians under key derive_seed(s, name, 'lowrank', 'U'), elements
+    0 .. rows * rank - 1, row-major. CPU: a torch generator seeded with the same key (bitwise what it always was).
+    """
     out = []
     for side, n in (("U", rows), ("V", cols)):
-        gen = torch.Generator(device=gen_device)
-        gen.manual_seed(derive_seed(seed, name, "lowrank", side))
-        out.append(torch.randn(n, rank, generator=gen, device=gen_device).to(device))
+        keys = [derive_seed(seed, name, "lowrank", side) for seed in seeds]
+        if device.type == "cuda" and available():
+            out.append(draw_rows(keys, n * rank, device).view(len(keys), n, rank))
+            continue
+        gen_device = device if device.type == "cuda" else torch.device("cpu")
+        drawn = []
+        for key in keys:
+            gen = torch.Generator(device=gen_device)
+            gen.manual_seed(key)
+            drawn.append(torch.randn(n, rank, generator=gen, device=gen_device))
+        out.append(torch.stack(drawn).to(device) if drawn else torch.zeros(0, n, rank, device=device))
     return out[0], out[1]
 
 
@@ -90,6 +110,9 @@ def lowrank_update_(param: torch.Tensor, name: str, pairs: Sequence[tuple[int, f
     u_all, v_all = torch.cat(us, 1), torch.cat(vs, 1)  # [rows, n r], [cols, n r]
     if param.dtype == torch.float32:
         matrix.addmm_(u_all, v_all.T)  # W += U_all V_all^T = sum_i c_i U_i V_i^T / sqrt(r)
+        return
+    if matrix.is_cuda and available():  # one pass: W <- SR(W + U_all V_all^T), bits from round_seed and the name
+        lowrank_rounded_kernel_(matrix, u_all, v_all, derive_seed(round_seed, name, "round"))
         return
     block = max(1, CHUNK // cols)
     for start in range(0, rows, block):

@@ -18,7 +18,7 @@ import torch
 
 from blackbox_zo.weights.seeds import KINDS, derive_seed
 
-STREAM = "triton-philox-v1"  # recorded as the generator id of CUDA tensors
+STREAM = "triton-philox4-v2"  # recorded as the generator id of CUDA tensors (v1: one Philox call per element)
 ROUNDINGS = ("nearest", "stochastic")
 _LOW = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}  # storage codes the kernel branches on
 _KERNELS: dict = {}
@@ -49,41 +49,47 @@ def kernel_key(seed: int, name: str, *extra: object) -> int:
     return derive_seed(seed, name, *extra)
 
 
-def _body(dst, dst_ld, mirror, mirror_ld, mask, keys, coeffs, n_pairs, rows, cols, start, canon_ld, round_key,
-          BLOCK: tl.constexpr, STRIDED: tl.constexpr, KIND: tl.constexpr, HAS_MIRROR: tl.constexpr,
-          HAS_MASK: tl.constexpr, LOW: tl.constexpr, ROUND: tl.constexpr, MIRROR_LOW: tl.constexpr):
-    """dst[r, c] += sum_k coeffs[k] * z(keys[k], start + r * canon_ld + c), one read and one write per element."""
-    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # local element, row-major over rows x cols
-    live = i < rows * cols
-    if STRIDED:  # a 2-D view: rows of `cols` elements, `dst_ld` apart in memory, `canon_ld` apart canonically
-        r = i // cols
-        c = i - r * cols
-        at = r * dst_ld + c
-        at_mirror = r * mirror_ld + c
-        canon = start + r * canon_ld + c
-    else:
-        at = i
-        at_mirror = i
-        canon = start + i  # canonical flat index of local element i
+def _body(dst, dst_ld, mirror, mirror_ld, mask, keys, key_ld, coeffs, n_pairs, cols, start, canon_ld, round_key, row_blocks,
+          GROUPS: tl.constexpr, KIND: tl.constexpr, HAS_MIRROR: tl.constexpr, HAS_MASK: tl.constexpr,
+          LOW: tl.constexpr, ROUND: tl.constexpr, MIRROR_LOW: tl.constexpr):
+    """dst[r, c] += sum_k coeffs[k] * z(keys[k], start + r * canon_ld + c), one read and one write per element.
+
+    One Philox-4x32-10 call gives four 32-bit words, so canonical elements 4g..4g+3 share counter g (all four
+    outputs used: a quarter of the integer work of one call per element). A program covers GROUPS counters of one row.
+    Row r reads its keys at keys + r * key_ld (key_ld = 0: every row the same tensor; 1: a key per row, see draw_rows).
+    """
+    p = tl.program_id(0).to(tl.int64)
+    r = p // row_blocks  # the row this program writes
+    first = start + r * canon_ld  # canonical index of the row's first element
+    g = first // 4 + (p - r * row_blocks) * GROUPS + tl.arange(0, GROUPS)  # Philox counters of this program
+    lane = tl.arange(0, 4)[None, :]
+    c = g[:, None] * 4 + lane - first  # column within the row of canonical element 4 g + lane: [GROUPS, 4]
+    live = (c >= 0) & (c < cols)
+    at = r * dst_ld + c
     x = tl.load(dst + at, mask=live, other=0.0).to(tl.float32)
     if HAS_MASK:
-        keep = tl.load(mask + i, mask=live, other=0) != 0
+        keep = tl.load(mask + r * cols + c, mask=live, other=0) != 0
     for k in range(n_pairs):
-        key = tl.load(keys + k)
+        key = tl.load(keys + r * key_ld + k)
         coeff = tl.load(coeffs + k)
         if KIND == 0:
-            z = tl.randn(key, canon)  # Philox-4x32-10 of (key, canon), Box-Muller: z ~ N(0, 1)
+            n0, n1, n2, n3 = tl.randn4x(key, g)  # Philox-4x32-10 of (key, g), two Box-Mullers: four N(0, 1)
         else:
-            z = (tl.randint(key, canon) & 1).to(tl.float32) * 2.0 - 1.0  # z = +-1 with probability 1/2
+            n0, n1, n2, n3 = tl.randint4x(key, g)
+        z = tl.where(lane == 0, n0[:, None], tl.where(lane == 1, n1[:, None], tl.where(lane == 2, n2[:, None], n3[:, None])))
+        if KIND != 0:
+            z = (z & 1).to(tl.float32) * 2.0 - 1.0  # z = +-1 with probability 1/2
         if HAS_MASK:
             z = tl.where(keep, z, 0.0)
         x = x + coeff * z  # theta <- theta + c_k z_k, pair by pair in float32 registers
+    if ROUND == 1:  # 32 seeded bits per element, from the same counter layout under round_key
+        u0, u1, u2, u3 = tl.randint4x(round_key, g)
+        u = tl.where(lane == 0, u0[:, None], tl.where(lane == 1, u1[:, None], tl.where(lane == 2, u2[:, None], u3[:, None])))
+        u = u.to(tl.uint32, bitcast=True)
     if ROUND == 1 and LOW == 1:  # bf16 = the top 16 bits of fp32: add 16 random bits, truncate
         bits = x.to(tl.uint32, bitcast=True)
-        noise = tl.randint(round_key, canon) & 0xFFFF  # P(carry) = low16 / 2^16 = (x - lo) / (hi - lo)
-        x = ((bits + noise) & 0xFFFF0000).to(tl.float32, bitcast=True)
+        x = ((bits + (u & 0xFFFF)) & 0xFFFF0000).to(tl.float32, bitcast=True)  # P(carry) = low16 / 2^16 = (x - lo) / (hi - lo)
     if ROUND == 1 and LOW == 2:  # fp16: 13 bits below its mantissa for normals, a fixed 2^-24 grid below 2^-14
-        u = tl.randint(round_key, canon)
         bits = x.to(tl.uint32, bitcast=True)
         normal = ((bits + (u & 0x1FFF)) & 0xFFFFE000).to(tl.float32, bitcast=True)
         t = x * 16777216.0  # x / 2^-24, exact
@@ -92,6 +98,7 @@ def _body(dst, dst_ld, mirror, mirror_ld, mask, keys, coeffs, n_pairs, rows, col
         tiny = (fl + up.to(tl.float32)) * 5.960464477539063e-08
         x = tl.where(tl.abs(x) < 6.103515625e-05, tiny, normal)
     if HAS_MIRROR:  # the model's copy = round-to-nearest-even(master); bf16 in bits (the interpreter truncates)
+        at_mirror = r * mirror_ld + c
         if MIRROR_LOW == 1:
             bits = x.to(tl.uint32, bitcast=True)
             near = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).to(tl.float32, bitcast=True)
@@ -110,12 +117,14 @@ def _kernel():
     if mode not in _KERNELS:
         if not available():
             raise RuntimeError("the fused noise kernel needs triton; `pip install triton` (CUDA) or use the CPU path")
-        _KERNELS[mode] = triton.jit(_body, do_not_specialize=["n_pairs", "rows", "cols", "start", "canon_ld", "round_key"])
+        _KERNELS[mode] = triton.jit(_body, do_not_specialize=["key_ld", "n_pairs", "cols", "start", "canon_ld", "round_key",
+                                                              "row_blocks"])
     return _KERNELS[mode]
 
 
-def _block(t: torch.Tensor) -> int:
-    return 1 << 14 if not t.is_cuda else 1024  # interpreter: numpy likes big blocks; GPU: 4 warps x 8 elements
+def _groups(t: torch.Tensor) -> int:
+    """Philox counters per program (4 elements each): interpreter: numpy likes big blocks; GPU: 4 warps x 8 elements."""
+    return 1 << 12 if not t.is_cuda else 256
 
 
 def _coeff32(c: float) -> float:
@@ -138,16 +147,19 @@ class KernelJob:
         """Run on device tables holding this job's keys and coefficients (views, possibly of one shared table)."""
         d, m = self.dst, self.mirror
         lds = (d.stride(0), m.stride(0) if m is not None else self.cols, self.canon_ld) if d.ndim == 2 else ()
-        strided = self.rows > 1 and any(ld != self.cols for ld in lds)  # flat indexing unless rows are apart
-        block = _block(d)
-        grid = (triton.cdiv(self.rows * self.cols, block),)
+        if self.rows > 1 and any(ld != self.cols for ld in lds):  # rows apart in memory or canonically: row by row
+            rows, cols, dst_ld, canon_ld = self.rows, self.cols, d.stride(0), self.canon_ld
+            mirror_ld = m.stride(0) if m is not None else 0
+        else:  # contiguous: one row of every element
+            rows, cols, dst_ld, mirror_ld, canon_ld = 1, self.rows * self.cols, 0, 0, 0
+        groups = _groups(d)
+        row_blocks = triton.cdiv((cols + 6) // 4, groups)  # a row spans at most (cols + 6) // 4 counters (any offset mod 4)
         mask = self.mask.view(torch.uint8) if self.mask is not None and self.mask.dtype == torch.bool else self.mask
-        _kernel()[grid](
-            d, d.stride(0) if d.ndim == 2 else 1, m if m is not None else d, m.stride(0) if m is not None and m.ndim == 2 else 1,
-            mask if mask is not None else d, keys, coeffs, len(self.keys), self.rows, self.cols, self.start, self.canon_ld,
-            self.round_key, BLOCK=block, STRIDED=strided, KIND=KINDS.index(self.kind), HAS_MIRROR=m is not None,
-            HAS_MASK=mask is not None, LOW=_LOW[d.dtype], ROUND=self.round,
-            MIRROR_LOW=_LOW.get(m.dtype, 0) if m is not None else 0,
+        _kernel()[(rows * row_blocks,)](
+            d, dst_ld, m if m is not None else d, mirror_ld, mask if mask is not None else d, keys, 0, coeffs,
+            len(self.keys), cols, self.start, canon_ld, self.round_key, row_blocks, GROUPS=groups,
+            KIND=KINDS.index(self.kind), HAS_MIRROR=m is not None, HAS_MASK=mask is not None, LOW=_LOW[d.dtype],
+            ROUND=self.round, MIRROR_LOW=_LOW.get(m.dtype, 0) if m is not None else 0,
         )
 
     def __call__(self) -> None:
@@ -223,6 +235,26 @@ def kernel_slice(seed: int, name: str, numel: int, start: int, stop: int, kind: 
     z = torch.zeros(stop - start, dtype=torch.float32, device=device)
     run_kernel_jobs(kernel_jobs(z, name, [(seed, 1.0)], numel, start, kind))
     return z.to(dtype)
+
+
+def draw_rows(keys: Sequence[int], n: int, device: torch.device | str) -> torch.Tensor:
+    """[len(keys), n] float32: row s holds elements [0, n) of the Gaussian stream under keys[s], in one launch.
+
+    Row s equals kernel_slice of a tensor whose key is keys[s]: low-rank factors of every seed of a step at once.
+    """
+    out = torch.zeros(len(keys), n, dtype=torch.float32, device=device)
+    if not keys or n == 0:
+        return out
+    table = torch.tensor(list(keys), dtype=torch.int64).to(device, non_blocking=True)
+    one = torch.ones(1, dtype=torch.float32, device=device)
+    groups = _groups(out)
+    row_blocks = triton.cdiv((n + 6) // 4, groups)
+    with torch.no_grad():
+        _kernel()[(len(keys) * row_blocks,)](
+            out, n, out, 0, out, table, 1, one, 1, n, 0, 0, 0, row_blocks, GROUPS=groups, KIND=0,
+            HAS_MIRROR=False, HAS_MASK=False, LOW=0, ROUND=0, MIRROR_LOW=0,
+        )
+    return out
 
 
 def add_rounded_kernel_(param: torch.Tensor, pairs: Sequence[tuple[int, float]], name: str, round_key: int,

@@ -18,6 +18,7 @@ from torch import nn
 from blackbox_zo.weights.backend import EVALUATE
 from blackbox_zo.weights.lowrank import add_lowrank_, lowrank_job, lowrank_update_, rank_of
 from blackbox_zo.weights.noise import KINDS, add_noise_, derive_seed, generator_id, noise_jobs, noise_slice, run_jobs
+from blackbox_zo.weights.noise_kernel import kernel_jobs, run_kernel_jobs, use_kernel
 from blackbox_zo.weights.population import Population, unsupported
 from blackbox_zo.weights.rounding import add_rounded_
 
@@ -208,6 +209,11 @@ class ParamSpace:
                 lowrank_update_(p, name, merged, self.rank, round_seed, self.drawn)
                 continue
             kind = "gaussian" if self.rank is not None else self.noise_kind
+            if use_kernel(p):  # CUDA: SR(p + sum_i c_i z_i) in one fused pass (noise_kernel's stream and bits)
+                rounding = "nearest" if p.dtype == torch.float32 else "stochastic"
+                run_kernel_jobs(kernel_jobs(p.detach().view(-1), name, merged, kind=kind, rounding=rounding,
+                                            round_key=derive_seed(round_seed, name, "round")))
+                continue
             delta = torch.zeros(p.numel(), dtype=torch.float32, device=p.device)
             for seed, coeff in merged:
                 delta.add_(noise_slice(seed, name, p.numel(), 0, p.numel(), kind, p.device), alpha=coeff)  # sum_i c_i z_i

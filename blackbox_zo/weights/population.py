@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from blackbox_zo.weights.lowrank import as_matrix, factors
+from blackbox_zo.weights.lowrank import as_matrix, factors_many
 from blackbox_zo.weights.noise import noise_slice
 
 _ACTIVE: contextvars.ContextVar[Population | None] = contextvars.ContextVar("blackbox_zo_population", default=None)
@@ -118,23 +118,30 @@ class Population:
         self.selected = i
 
     # --- per-member offsets, drawn from the same (seed, name) rule as ParamSpace.apply ---------------------
+    def _terms(self, device) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """(distinct seeds, index [n, K] of each member's k-th seed among them, coefficient [n, K]; 0 pads short points)."""
+        seeds = list(dict.fromkeys(seed for point in self.points for seed, _ in point))  # antithetic points share one
+        width = max((len(p) for p in self.points), default=1) or 1
+        at = {seed: j for j, seed in enumerate(seeds)}
+        index = torch.zeros(self.n, width, dtype=torch.long)
+        coeff = torch.zeros(self.n, width, dtype=torch.float32)
+        for i, point in enumerate(self.points):
+            for k, (seed, scale) in enumerate(point):
+                index[i, k], coeff[i, k] = at[seed], scale
+        return seeds, index.to(device), coeff.to(device)
+
     def lowrank_factors(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(U [n, rows, K], V [n, cols, K]) with member i's direction sum_k s_k U_k V_k^T / sqrt(r) = U[i] V[i]^T."""
         if name not in self._lowrank:
             t, r = self.space.tensors[name], self.space.rank
             rows, cols = as_matrix(t).shape
-            width = r * max((len(p) for p in self.points), default=1) or r
-            u = torch.zeros(self.n, rows, width, device=t.device)
-            v = torch.zeros(self.n, cols, width, device=t.device)
-            drawn: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # antithetic points share a seed: draw it once
-            for i, point in enumerate(self.points):
-                for k, (seed, scale) in enumerate(point):
-                    if seed not in drawn:
-                        drawn[seed] = factors(seed, name, rows, cols, r, t.device)
-                        self.space.drawn[(seed, name)] = drawn[seed]  # the step's update reuses them
-                    a, b = drawn[seed]
-                    u[i, :, k * r:(k + 1) * r] = a * (scale / math.sqrt(r))  # E_i = sum_k (s_k / sqrt(r)) U_k V_k^T
-                    v[i, :, k * r:(k + 1) * r] = b
+            seeds, index, coeff = self._terms(t.device)
+            u_all, v_all = factors_many(seeds, name, rows, cols, r, t.device)  # every seed of the step: one draw each
+            for j, seed in enumerate(seeds):
+                self.space.drawn[(seed, name)] = (u_all[j], v_all[j])  # the step's update reuses them
+            scale = (coeff / math.sqrt(r))[:, :, None, None]  # E_i = sum_k (s_k / sqrt(r)) U_k V_k^T
+            u = (u_all[index] * scale).transpose(1, 2).reshape(self.n, rows, -1)  # [n, rows, K r]
+            v = (v_all[index] * (coeff != 0)[:, :, None, None]).transpose(1, 2).reshape(self.n, cols, -1)
             self._lowrank[name] = (u, v)
         return self._lowrank[name]
 
@@ -143,10 +150,11 @@ class Population:
         if name not in self._dense:
             t = self.space.tensors[name]
             kind = "gaussian" if self.space.rank is not None else self.space.noise_kind
-            out = torch.zeros(self.n, t.numel(), device=t.device)
-            for i, point in enumerate(self.points):
-                for seed, scale in point:
-                    out[i].add_(noise_slice(seed, name, t.numel(), 0, t.numel(), kind, t.device), alpha=scale)
+            seeds, index, coeff = self._terms(t.device)
+            z = torch.stack([noise_slice(seed, name, t.numel(), 0, t.numel(), kind, t.device) for seed in seeds])
+            out = z[index[:, 0]] * coeff[:, :1]  # sum_k s_k z_k, term by term
+            for k in range(1, index.shape[1]):
+                out.addcmul_(z[index[:, k]], coeff[:, k:k + 1])
             self._dense[name] = out.view(self.n, *t.shape)
         return self._dense[name]
 
