@@ -98,16 +98,19 @@ def lowrank_update_(param: torch.Tensor, name: str, pairs: Sequence[tuple[int, f
 
     float32: one addmm_ (K = n r is far below a GEMM's k-block, so no thread splits the sum and replays match).
     bf16/fp16: row blocks of about CHUNK elements get the product in float32 and are rounded stochastically.
-    `drawn`: factors already drawn this step, {(seed, name): (U, V)} (the same bits `factors` gives).
+    `drawn`: factors a population drew this step, {name: (seeds, U [S, rows, r], V [S, cols, r])} (the same bits).
     """
     matrix = as_matrix(param.detach())
     rows, cols = matrix.shape
-    us, vs = [], []
-    for seed, coeff in pairs:
-        u, v = (drawn or {}).get((seed, name)) or factors(seed, name, rows, cols, rank, param.device)
-        us.append(u * (coeff / math.sqrt(rank)))  # fold c_i / sqrt(r) into U_i
-        vs.append(v)
-    u_all, v_all = torch.cat(us, 1), torch.cat(vs, 1)  # [rows, n r], [cols, n r]
+    seeds = [seed for seed, _ in pairs]
+    known, u_drawn, v_drawn = (drawn or {}).get(name, ([], None, None))
+    if not set(seeds) <= set(known):  # not drawn by a population this step: draw them now (the same bits)
+        known, (u_drawn, v_drawn) = seeds, factors_many(seeds, name, rows, cols, rank, param.device)
+    at = {seed: j for j, seed in enumerate(known)}
+    index = torch.tensor([at[seed] for seed in seeds], device=param.device)
+    coeff = torch.tensor([c / math.sqrt(rank) for _, c in pairs], dtype=torch.float32, device=param.device)
+    u_all = (u_drawn[index] * coeff[:, None, None]).transpose(0, 1).reshape(rows, -1)  # [rows, n r]: c_i U_i / sqrt(r)
+    v_all = v_drawn[index].transpose(0, 1).reshape(cols, -1)  # [cols, n r]
     if param.dtype == torch.float32:
         matrix.addmm_(u_all, v_all.T)  # W += U_all V_all^T = sum_i c_i U_i V_i^T / sqrt(r)
         return

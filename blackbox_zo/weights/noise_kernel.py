@@ -55,15 +55,16 @@ def _body(dst, dst_ld, mirror, mirror_ld, mask, keys, key_ld, coeffs, n_pairs, c
     """dst[r, c] += sum_k coeffs[k] * z(keys[k], start + r * canon_ld + c), one read and one write per element.
 
     One Philox-4x32-10 call gives four 32-bit words, so canonical elements 4g..4g+3 share counter g (all four
-    outputs used: a quarter of the integer work of one call per element). A program covers GROUPS counters of one row.
+    outputs used: a quarter of the integer work of one call per element). A program covers GROUPS counters of one row;
+    join + reshape put a counter's four words in one thread, beside the four elements it loads (no layout shuffle).
     Row r reads its keys at keys + r * key_ld (key_ld = 0: every row the same tensor; 1: a key per row, see draw_rows).
     """
     p = tl.program_id(0).to(tl.int64)
     r = p // row_blocks  # the row this program writes
     first = start + r * canon_ld  # canonical index of the row's first element
-    g = first // 4 + (p - r * row_blocks) * GROUPS + tl.arange(0, GROUPS)  # Philox counters of this program
-    lane = tl.arange(0, 4)[None, :]
-    c = g[:, None] * 4 + lane - first  # column within the row of canonical element 4 g + lane: [GROUPS, 4]
+    g0 = first // 4 + (p - r * row_blocks) * GROUPS  # first Philox counter of this program
+    g = g0 + tl.arange(0, GROUPS)
+    c = g0 * 4 + tl.arange(0, 4 * GROUPS) - first  # column within the row of canonical element 4 g + lane
     live = (c >= 0) & (c < cols)
     at = r * dst_ld + c
     x = tl.load(dst + at, mask=live, other=0.0).to(tl.float32)
@@ -74,18 +75,17 @@ def _body(dst, dst_ld, mirror, mirror_ld, mask, keys, key_ld, coeffs, n_pairs, c
         coeff = tl.load(coeffs + k)
         if KIND == 0:
             n0, n1, n2, n3 = tl.randn4x(key, g)  # Philox-4x32-10 of (key, g), two Box-Mullers: four N(0, 1)
+            z = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), (4 * GROUPS,))  # element 4 g + j: word j of g
         else:
-            n0, n1, n2, n3 = tl.randint4x(key, g)
-        z = tl.where(lane == 0, n0[:, None], tl.where(lane == 1, n1[:, None], tl.where(lane == 2, n2[:, None], n3[:, None])))
-        if KIND != 0:
+            i0, i1, i2, i3 = tl.randint4x(key, g)
+            z = tl.reshape(tl.join(tl.join(i0, i2), tl.join(i1, i3)), (4 * GROUPS,))
             z = (z & 1).to(tl.float32) * 2.0 - 1.0  # z = +-1 with probability 1/2
         if HAS_MASK:
             z = tl.where(keep, z, 0.0)
         x = x + coeff * z  # theta <- theta + c_k z_k, pair by pair in float32 registers
     if ROUND == 1:  # 32 seeded bits per element, from the same counter layout under round_key
         u0, u1, u2, u3 = tl.randint4x(round_key, g)
-        u = tl.where(lane == 0, u0[:, None], tl.where(lane == 1, u1[:, None], tl.where(lane == 2, u2[:, None], u3[:, None])))
-        u = u.to(tl.uint32, bitcast=True)
+        u = tl.reshape(tl.join(tl.join(u0, u2), tl.join(u1, u3)), (4 * GROUPS,)).to(tl.uint32, bitcast=True)
     if ROUND == 1 and LOW == 1:  # bf16 = the top 16 bits of fp32: add 16 random bits, truncate
         bits = x.to(tl.uint32, bitcast=True)
         x = ((bits + (u & 0xFFFF)) & 0xFFFF0000).to(tl.float32, bitcast=True)  # P(carry) = low16 / 2^16 = (x - lo) / (hi - lo)

@@ -113,7 +113,7 @@ class ParamSpace:
         self.tensors: dict[str, torch.Tensor] = tensors
         self.module = module if module is not None else model_or_params if isinstance(model_or_params, nn.Module) else None
         self.evaluate_mode = self._evaluate_mode(evaluate, mask_density, blockwise)
-        self.drawn: dict = {}  # low-rank factors a population drew this step, {(seed, name): (U, V)}, for its update
+        self.drawn: dict = {}  # low-rank factors a population drew this step, {name: (seeds, U, V)}, for its update
         low = any(p.dtype != torch.float32 for p in tensors.values())
         # float32 masters only where the weights are moved in place: a batched space writes each step once, rounded
         # stochastically, and never perturbs-and-restores

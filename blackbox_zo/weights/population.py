@@ -111,6 +111,7 @@ class Population:
         self._lowrank: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._dense: dict[str, torch.Tensor] = {}
         self._names = {id(t): n for n, t in space.tensors.items()}
+        self._term_cache: dict = {}
 
     def select(self, i: int) -> None:
         if not 0 <= i < self.n:
@@ -119,16 +120,18 @@ class Population:
 
     # --- per-member offsets, drawn from the same (seed, name) rule as ParamSpace.apply ---------------------
     def _terms(self, device) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-        """(distinct seeds, index [n, K] of each member's k-th seed among them, coefficient [n, K]; 0 pads short points)."""
-        seeds = list(dict.fromkeys(seed for point in self.points for seed, _ in point))  # antithetic points share one
-        width = max((len(p) for p in self.points), default=1) or 1
-        at = {seed: j for j, seed in enumerate(seeds)}
-        index = torch.zeros(self.n, width, dtype=torch.long)
-        coeff = torch.zeros(self.n, width, dtype=torch.float32)
-        for i, point in enumerate(self.points):
-            for k, (seed, scale) in enumerate(point):
-                index[i, k], coeff[i, k] = at[seed], scale
-        return seeds, index.to(device), coeff.to(device)
+        """(distinct seeds, index [n, K] of each member's k-th seed among them, coefficient [n, K]; 0 pads short points).
+
+        Built once per device for the population (two host-to-device copies, not one per tensor and entry)."""
+        if device not in self._term_cache:
+            seeds = list(dict.fromkeys(seed for point in self.points for seed, _ in point))  # antithetic points share one
+            width = max((len(p) for p in self.points), default=1) or 1
+            at = {seed: j for j, seed in enumerate(seeds)}
+            index = [[at[seed] for seed, _ in point] + [0] * (width - len(point)) for point in self.points]
+            coeff = [[float(c) for _, c in point] + [0.0] * (width - len(point)) for point in self.points]
+            self._term_cache[device] = (seeds, torch.tensor(index, dtype=torch.long).to(device),
+                                        torch.tensor(coeff, dtype=torch.float32).to(device))
+        return self._term_cache[device]
 
     def lowrank_factors(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(U [n, rows, K], V [n, cols, K]) with member i's direction sum_k s_k U_k V_k^T / sqrt(r) = U[i] V[i]^T."""
@@ -137,8 +140,7 @@ class Population:
             rows, cols = as_matrix(t).shape
             seeds, index, coeff = self._terms(t.device)
             u_all, v_all = factors_many(seeds, name, rows, cols, r, t.device)  # every seed of the step: one draw each
-            for j, seed in enumerate(seeds):
-                self.space.drawn[(seed, name)] = (u_all[j], v_all[j])  # the step's update reuses them
+            self.space.drawn[name] = (seeds, u_all, v_all)  # the step's update reuses them
             scale = (coeff / math.sqrt(r))[:, :, None, None]  # E_i = sum_k (s_k / sqrt(r)) U_k V_k^T
             u = (u_all[index] * scale).transpose(1, 2).reshape(self.n, rows, -1)  # [n, rows, K r]
             v = (v_all[index] * (coeff != 0)[:, :, None, None]).transpose(1, 2).reshape(self.n, cols, -1)
@@ -207,6 +209,21 @@ class Population:
             out.view(b, -1, width).baddbmm_(xl, right[m.to(right.device)].to(out.dtype))
         return out
 
+    def scale_rows_(self, out: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """out * table[m] along the last dimension for each row's member m, in place where autograd allows."""
+        b, width = out.shape[0], out.shape[-1]
+        m = self.members(b)
+        in_place = not torch.is_grad_enabled()
+        if m is None:
+            factor = table[self.selected].to(out.dtype)
+            return out.mul_(factor) if in_place else out * factor
+        if self.block is not None:
+            first, k = self.block
+            grouped, factor = out.view(k, -1, width), table[first:first + k, None, :].to(out.dtype)
+        else:
+            grouped, factor = out.view(b, -1, width), table[m.to(table.device)][:, None, :].to(out.dtype)
+        return (grouped.mul_(factor) if in_place else grouped * factor).view_as(out)
+
     def offsets_for(self, param: torch.Tensor, batch: int) -> torch.Tensor:
         return self.per_row(self.dense_offsets(self._names[id(param)]), batch)
 
@@ -249,6 +266,7 @@ class Population:
 
         probing = []  # set while the norm runs again below (functional_call runs this hook too)
         nonzero = []  # [whether every entry of the parameter is non-zero], decided on the first call
+        ratios: dict[str, torch.Tensor] = {}  # name -> [n, *shape] 1 + d_i / p, for f(p) = p g(x)
 
         def rerun(mod, x, value: float) -> torch.Tensor:
             params = dict(mod.named_parameters(recurse=False))
@@ -270,10 +288,11 @@ class Population:
                                    not rerun(mod, x, 0.0).any())
             if not nonzero:  # the weights do not change while a population is evaluated: one host sync, not one a call
                 nonzero.append(bool(p.ne(0).all()))
-            if known[attr] and nonzero[0]:
-                slope = out / p.to(out.dtype)  # g(x) = f(p) / p, elementwise
-            else:
-                slope = rerun(mod, x, 1.0) - rerun(mod, x, 0.0)
+            if known[attr] and nonzero[0]:  # f(p + d) = (p + d) g(x) = f(p) (1 + d / p): one multiply per row
+                if name not in ratios:
+                    ratios[name] = 1 + self.dense_offsets(name) / p.float()
+                return self.scale_rows_(out, ratios[name])
+            slope = rerun(mod, x, 1.0) - rerun(mod, x, 0.0)
             d = self.per_row(self.dense_offsets(name), b).to(out.dtype)
             return out + slope * d.view(b, *([1] * (out.ndim - 2)), -1)
 
