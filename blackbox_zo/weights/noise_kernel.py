@@ -20,6 +20,8 @@ from blackbox_zo.weights.seeds import KINDS, derive_seed
 
 STREAM = "triton-philox4-v2"  # recorded as the generator id of CUDA tensors (v1: one Philox call per element)
 ROUNDINGS = ("nearest", "stochastic")
+ROUNDS = 10  # Philox-4x32 rounds per counter (Random123's default): part of the stream
+FAST_MATH = True  # compiled CUDA: Box-Muller's log / cos / sin on the approximate units (part of the stream there)
 _LOW = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}  # storage codes the kernel branches on
 _KERNELS: dict = {}
 
@@ -51,7 +53,7 @@ def kernel_key(seed: int, name: str, *extra: object) -> int:
 
 def _body(dst, dst_ld, mirror, mirror_ld, mask, keys, key_ld, coeffs, n_pairs, cols, start, canon_ld, round_key, row_blocks,
           GROUPS: tl.constexpr, KIND: tl.constexpr, HAS_MIRROR: tl.constexpr, HAS_MASK: tl.constexpr,
-          LOW: tl.constexpr, ROUND: tl.constexpr, MIRROR_LOW: tl.constexpr):
+          LOW: tl.constexpr, ROUND: tl.constexpr, MIRROR_LOW: tl.constexpr, ROUNDS: tl.constexpr, FAST: tl.constexpr):
     """dst[r, c] += sum_k coeffs[k] * z(keys[k], start + r * canon_ld + c), one read and one write per element.
 
     One Philox-4x32-10 call gives four 32-bit words, so canonical elements 4g..4g+3 share counter g (all four
@@ -73,18 +75,26 @@ def _body(dst, dst_ld, mirror, mirror_ld, mask, keys, key_ld, coeffs, n_pairs, c
     for k in range(n_pairs):
         key = tl.load(keys + r * key_ld + k)
         coeff = tl.load(coeffs + k)
-        if KIND == 0:
-            n0, n1, n2, n3 = tl.randn4x(key, g)  # Philox-4x32-10 of (key, g), two Box-Mullers: four N(0, 1)
-            z = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), (4 * GROUPS,))  # element 4 g + j: word j of g
+        i0, i1, i2, i3 = tl.randint4x(key, g, ROUNDS)  # Philox-4x32 of (key, counter g): four 32-bit words
+        if KIND == 0:  # Box-Muller on the pairs (w0, w1), (w2, w3): N(0, 1) = sqrt(-2 ln a) (cos, sin)(2 pi b)
+            a = tl.maximum(1.0e-7, tl.join(tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i2)))  # [G, 2]: pair i's a
+            th = 6.283185307179586 * tl.join(tl.uint_to_uniform_float(i1), tl.uint_to_uniform_float(i3))
+            if FAST:  # the GPU's approximate units (abs error ~1e-6): Box-Muller without libdevice's long paths
+                ln_a = 0.6931471805599453 * tl.inline_asm_elementwise("lg2.approx.f32 $0, $1;", "=r,r", [a], tl.float32, True, 1)
+                cos = tl.inline_asm_elementwise("cos.approx.f32 $0, $1;", "=r,r", [th], tl.float32, True, 1)
+                sin = tl.inline_asm_elementwise("sin.approx.f32 $0, $1;", "=r,r", [th], tl.float32, True, 1)
+            else:
+                ln_a, cos, sin = tl.log(a), tl.cos(th), tl.sin(th)
+            rad = tl.sqrt(-2.0 * ln_a)
+            z = tl.reshape(tl.join(rad * cos, rad * sin), (4 * GROUPS,))  # [g, i, j] -> element 4 g + 2 i + j
         else:
-            i0, i1, i2, i3 = tl.randint4x(key, g)
             z = tl.reshape(tl.join(tl.join(i0, i2), tl.join(i1, i3)), (4 * GROUPS,))
             z = (z & 1).to(tl.float32) * 2.0 - 1.0  # z = +-1 with probability 1/2
         if HAS_MASK:
             z = tl.where(keep, z, 0.0)
         x = x + coeff * z  # theta <- theta + c_k z_k, pair by pair in float32 registers
     if ROUND == 1:  # 32 seeded bits per element, from the same counter layout under round_key
-        u0, u1, u2, u3 = tl.randint4x(round_key, g)
+        u0, u1, u2, u3 = tl.randint4x(round_key, g, ROUNDS)
         u = tl.reshape(tl.join(tl.join(u0, u2), tl.join(u1, u3)), (4 * GROUPS,)).to(tl.uint32, bitcast=True)
     if ROUND == 1 and LOW == 1:  # bf16 = the top 16 bits of fp32: add 16 random bits, truncate
         bits = x.to(tl.uint32, bitcast=True)
@@ -127,6 +137,11 @@ def _groups(t: torch.Tensor) -> int:
     return 1 << 12 if not t.is_cuda else 256
 
 
+def _variant(t: torch.Tensor) -> dict:
+    """The stream's compile-time settings for tensor t (the interpreter has no approximate units: exact math there)."""
+    return {"ROUNDS": ROUNDS, "FAST": FAST_MATH and t.is_cuda and os.environ.get("TRITON_INTERPRET", "0") == "0"}
+
+
 def _coeff32(c: float) -> float:
     return struct.unpack("f", struct.pack("f", c))[0]  # the float32 value torch's add_(alpha=c) uses
 
@@ -159,7 +174,7 @@ class KernelJob:
             d, dst_ld, m if m is not None else d, mirror_ld, mask if mask is not None else d, keys, 0, coeffs,
             len(self.keys), cols, self.start, canon_ld, self.round_key, row_blocks, GROUPS=groups,
             KIND=KINDS.index(self.kind), HAS_MIRROR=m is not None, HAS_MASK=mask is not None, LOW=_LOW[d.dtype],
-            ROUND=self.round, MIRROR_LOW=_LOW.get(m.dtype, 0) if m is not None else 0,
+            ROUND=self.round, MIRROR_LOW=_LOW.get(m.dtype, 0) if m is not None else 0, **_variant(d),
         )
 
     def __call__(self) -> None:
@@ -252,7 +267,7 @@ def draw_rows(keys: Sequence[int], n: int, device: torch.device | str) -> torch.
     with torch.no_grad():
         _kernel()[(len(keys) * row_blocks,)](
             out, n, out, 0, out, table, 1, one, 1, n, 0, 0, 0, row_blocks, GROUPS=groups, KIND=0,
-            HAS_MIRROR=False, HAS_MASK=False, LOW=0, ROUND=0, MIRROR_LOW=0,
+            HAS_MIRROR=False, HAS_MASK=False, LOW=0, ROUND=0, MIRROR_LOW=0, **_variant(out),
         )
     return out
 

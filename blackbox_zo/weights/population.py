@@ -144,7 +144,8 @@ class Population:
             scale = (coeff / math.sqrt(r))[:, :, None, None]  # E_i = sum_k (s_k / sqrt(r)) U_k V_k^T
             u = (u_all[index] * scale).transpose(1, 2).reshape(self.n, rows, -1)  # [n, rows, K r]
             v = (v_all[index] * (coeff != 0)[:, :, None, None]).transpose(1, 2).reshape(self.n, cols, -1)
-            self._lowrank[name] = (u, v)
+            low = t.dtype if t.is_floating_point() and t.dtype != torch.float32 else None  # the layer's compute dtype
+            self._lowrank[name] = (u.to(low), v.to(low)) if low else (u, v)  # cast once, not at every forward
         return self._lowrank[name]
 
     def dense_offsets(self, name: str) -> torch.Tensor:
