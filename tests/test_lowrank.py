@@ -62,3 +62,18 @@ def test_lowrank_with_a_mask_or_a_bad_rank_is_refused():
         bz.ParamSpace(torch.nn.Linear(3, 2), noise="lowrank0")
     with pytest.raises(ValueError, match="lowrank"):
         bz.ParamSpace(torch.nn.Linear(3, 2), noise="lowrnk")
+
+
+def test_grouped_draws_equal_one_generator_per_key_on_cpu():
+    """draw_factors (every matrix and seed at once) gives the bits of a fresh generator per (seed, name, side)."""
+    from blackbox_zo.weights.lowrank import draw_factors
+    from blackbox_zo.weights.seeds import derive_seed
+
+    got = draw_factors([("a", 5, 3, [7, 8]), ("b", 4, 6, [8])], 2, torch.device("cpu"))
+    for name, rows, cols, seeds in (("a", 5, 3, [7, 8]), ("b", 4, 6, [8])):
+        drawn_seeds, u, v = got[name]
+        assert drawn_seeds == seeds and u.shape == (len(seeds), rows, 2) and v.shape == (len(seeds), cols, 2)
+        for i, seed in enumerate(seeds):
+            for side, n, mat in (("U", rows, u[i]), ("V", cols, v[i])):
+                gen = torch.Generator().manual_seed(derive_seed(seed, name, "lowrank", side))
+                assert torch.equal(mat, torch.randn(n, 2, generator=gen))

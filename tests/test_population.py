@@ -245,6 +245,22 @@ def test_rows_tagged_in_any_order_get_their_members_product(tiny_llama):
         torch.testing.assert_close(members.times(x[order], v), expected[order])
 
 
+def test_a_second_population_gets_its_own_members_factors(tiny_llama):
+    """Every matrix's factors are drawn at a population's first use; a new population draws its own seeds."""
+    model, _ = tiny_llama
+    name = "model.layers.0.mlp.up_proj.weight"
+    space = bz.ParamSpace(model, noise="lowrank")
+    first = space.population([[(1, 0.5)], [(2, -0.5)]])
+    first.lowrank_factors(name)
+    second_points = [[(3, 0.25)], [(1, -1.0)], [(2, 2.0)]]
+    u, v = space.population(second_points).lowrank_factors(name)
+    space.drawn.clear()
+    fresh_u, fresh_v = space.population(second_points).lowrank_factors(name)
+    assert torch.equal(u, fresh_u) and torch.equal(v, fresh_v)
+    a, b = lowrank.factors(1, name, *space.tensors[name].shape, 1, u.device)
+    assert torch.equal(u[1], -1.0 * a) and torch.equal(v[1], b)  # member 1 is -1 x seed 1's U V^T
+
+
 @pytest.mark.parametrize("kind", ["steer", "prefix", "lora"])
 def test_small_spaces_batch_by_default_and_equal_in_place(kind, tiny_llama):
     """Steering vectors and prefixes add their own per-row offsets; LoRA factors are hooked linear layers."""

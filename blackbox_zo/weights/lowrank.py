@@ -47,45 +47,74 @@ def factors(seed: int, name: str, rows: int, cols: int, rank: int, device: torch
 
 def factors_many(seeds: Sequence[int], name: str, rows: int, cols: int, rank: int,
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """U [S, rows, rank], V [S, cols, rank] of every seed: on CUDA one Philox launch per side, else a generator each.
+    """U [S, rows, rank], V [S, cols, rank] of every seed for one matrix (draw_factors for a single tensor)."""
+    _, u, v = draw_factors([(name, rows, cols, list(seeds))], rank, device)[name]
+    return u, v
 
-    CUDA (noise_kernel's stream): U_s = Philox Gaussians under key derive_seed(s, name, 'lowrank', 'U'), elements
-    0 .. rows * rank - 1, row-major. CPU: a torch generator seeded with the same key (bitwise what it always was).
+
+def draw_factors(requests: Sequence[tuple[str, int, int, Sequence[int]]], rank: int,
+                 device: torch.device) -> dict[str, tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """{name: (seeds, U [S, rows, rank], V [S, cols, rank])} for requests (name, rows, cols, seeds).
+
+    U_s of `name` is the Gaussian stream under key derive_seed(s, name, 'lowrank', 'U'), elements 0 .. rows r - 1
+    row-major (V likewise). CUDA: noise_kernel's Philox stream, one launch per distinct length over every
+    tensor and seed (a model has a handful of shapes). CPU: a torch generator per key (bitwise what it always was).
     """
-    out = []
-    for side, n in (("U", rows), ("V", cols)):
-        keys = [derive_seed(seed, name, "lowrank", side) for seed in seeds]
-        if device.type == "cuda" and available():
-            out.append(draw_rows(keys, n * rank, device).view(len(keys), n, rank))
-            continue
-        gen_device = device if device.type == "cuda" else torch.device("cpu")
-        drawn = []
-        for key in keys:
-            gen = torch.Generator(device=gen_device)
-            gen.manual_seed(key)
-            drawn.append(torch.randn(n, rank, generator=gen, device=gen_device))
-        out.append(torch.stack(drawn).to(device) if drawn else torch.zeros(0, n, rank, device=device))
-    return out[0], out[1]
+    wants = [(name, side, n * rank, seed) for name, rows, cols, seeds in requests
+             for side, n in (("U", rows), ("V", cols)) for seed in seeds]
+    keys = [derive_seed(seed, name, "lowrank", side) for name, side, _, seed in wants]
+    got: list[torch.Tensor | None] = [None] * len(wants)
+    if device.type == "cuda" and available():
+        by_length: dict[int, list[int]] = {}
+        for i, (_, _, length, _) in enumerate(wants):
+            by_length.setdefault(length, []).append(i)
+        for length, idx in by_length.items():
+            block = draw_rows([keys[i] for i in idx], length, device)
+            for j, i in enumerate(idx):
+                got[i] = block[j]
+    else:
+        gen = torch.Generator(device=device if device.type == "cuda" else "cpu")
+        for i, (_, _, length, _) in enumerate(wants):
+            gen.manual_seed(keys[i])  # the same bits as a fresh generator seeded with keys[i]
+            got[i] = torch.randn(length // rank, rank, generator=gen, device=gen.device).view(-1).to(device)
+    out, at = {}, 0
+    for name, rows, cols, seeds in requests:
+        s = len(seeds)
+        u = torch.stack(got[at:at + s]).view(s, rows, rank) if s else torch.zeros(0, rows, rank, device=device)
+        v = torch.stack(got[at + s:at + 2 * s]).view(s, cols, rank) if s else torch.zeros(0, cols, rank, device=device)
+        out[name] = (list(seeds), u, v)
+        at += 2 * s
+    return out
 
 
-def add_lowrank_(matrix: torch.Tensor, name: str, pairs: Sequence[tuple[int, float]], rank: int) -> None:
-    """In place: W += sum_i c_i U_i V_i^T / sqrt(r), one rank-one term at a time."""
+def add_lowrank_(matrix: torch.Tensor, name: str, pairs: Sequence[tuple[int, float]], rank: int,
+                 drawn: dict | None = None) -> None:
+    """In place: W += sum_i c_i U_i V_i^T / sqrt(r), one rank-one term at a time (`drawn`: draw_factors' output)."""
     rows, cols = matrix.shape
+    seeds, us, vs = _factors_of(name, [s for s, _ in pairs], rows, cols, rank, matrix.device, drawn)
     for seed, scale in pairs:
-        u, v = factors(seed, name, rows, cols, rank, matrix.device)
+        u, v = us[seeds.index(seed)], vs[seeds.index(seed)]
         for k in range(rank):
             matrix.addr_(u[:, k], v[:, k], alpha=scale / math.sqrt(rank))  # W_ij += c u_ik v_jk / sqrt(r)
 
 
+def _factors_of(name, seeds, rows, cols, rank, device, drawn):
+    """(seeds, U, V) covering `seeds`: from `drawn` when it has them all, else drawn now (the same bits)."""
+    known = (drawn or {}).get(name)
+    if known is not None and set(seeds) <= set(known[0]):
+        return known
+    return draw_factors([(name, rows, cols, list(dict.fromkeys(seeds)))], rank, device)[name]
+
+
 def lowrank_job(flat: torch.Tensor, shape: torch.Size, name: str, pairs: Sequence[tuple[int, float]], rank: int,
-                mirror: torch.Tensor | None = None) -> list[Callable[[], None]]:
+                mirror: torch.Tensor | None = None, drawn: dict | None = None) -> list[Callable[[], None]]:
     """One job for one tensor (fp32 `flat` of `shape`; `mirror`, a low-precision copy, gets its rounding)."""
     pairs = [(s, c) for s, c in pairs if c != 0.0]
     if not pairs:
         return []
 
     def job() -> None:
-        add_lowrank_(flat.view(shape[0], -1), name, pairs, rank)
+        add_lowrank_(flat.view(shape[0], -1), name, pairs, rank, drawn)
         if mirror is not None:
             mirror.copy_(flat)
 
@@ -103,9 +132,7 @@ def lowrank_update_(param: torch.Tensor, name: str, pairs: Sequence[tuple[int, f
     matrix = as_matrix(param.detach())
     rows, cols = matrix.shape
     seeds = [seed for seed, _ in pairs]
-    known, u_drawn, v_drawn = (drawn or {}).get(name, ([], None, None))
-    if not set(seeds) <= set(known):  # not drawn by a population this step: draw them now (the same bits)
-        known, (u_drawn, v_drawn) = seeds, factors_many(seeds, name, rows, cols, rank, param.device)
+    known, u_drawn, v_drawn = _factors_of(name, seeds, rows, cols, rank, param.device, drawn)
     at = {seed: j for j, seed in enumerate(known)}
     index = torch.tensor([at[seed] for seed in seeds], device=param.device)
     coeff = torch.tensor([c / math.sqrt(rank) for _, c in pairs], dtype=torch.float32, device=param.device)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from blackbox_zo.weights.backend import EVALUATE
-from blackbox_zo.weights.lowrank import add_lowrank_, lowrank_job, lowrank_update_, rank_of
+from blackbox_zo.weights.lowrank import add_lowrank_, as_matrix, draw_factors, lowrank_job, lowrank_update_, rank_of
 from blackbox_zo.weights.noise import KINDS, add_noise_, derive_seed, generator_id, noise_jobs, noise_slice, run_jobs
 from blackbox_zo.weights.noise_kernel import kernel_jobs, run_kernel_jobs, use_kernel
 from blackbox_zo.weights.population import Population, unsupported
@@ -188,6 +188,7 @@ class ParamSpace:
         if self.evaluate_mode == "batched" and not self.masters:
             return self._write_once(merged)
         targets = {seed: set(self._names_for(seed)) for seed, _ in merged}
+        drawn = self._draw_all(merged, targets) if self.rank is not None and self.device.type == "cuda" else None
         jobs = []
         for name, p in self.tensors.items():
             work = [(s, c) for s, c in merged if name in targets[s]]
@@ -195,11 +196,17 @@ class ParamSpace:
             flat = (master if master is not None else p.detach()).view(-1)
             mirror = p.detach().view(-1) if master is not None else None  # the model sees round(theta_master)
             if self.rank is not None and p.ndim >= 2:
-                jobs += lowrank_job(flat, p.shape, name, work, self.rank, mirror)
+                jobs += lowrank_job(flat, p.shape, name, work, self.rank, mirror, drawn)
                 continue
             kind = "gaussian" if self.rank is not None else self.noise_kind
             jobs += noise_jobs(flat, name, work, kind=kind, mask=self.masks.get(name), mirror=mirror)
         run_jobs(jobs, self.device)  # chunks of all tensors at once: small tensors use every core too
+
+    def _draw_all(self, merged: Sequence[tuple[int, float]], targets: dict) -> dict:
+        """Every matrix's factors for these seeds in a few launches (CUDA: one per distinct length, not two per matrix)."""
+        requests = [(name, *as_matrix(p).shape, [s for s, c in merged if c != 0.0 and name in targets[s]])
+                    for name, p in self.tensors.items() if p.ndim >= 2]
+        return draw_factors([r for r in requests if r[3]], self.rank, self.device)
 
     @torch.no_grad()
     def _write_once(self, merged: list[tuple[int, float]]) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from blackbox_zo.weights.lowrank import as_matrix, factors_many
+from blackbox_zo.weights.lowrank import as_matrix, draw_factors
 from blackbox_zo.weights.noise import noise_slice
 
 _ACTIVE: contextvars.ContextVar[Population | None] = contextvars.ContextVar("blackbox_zo_population", default=None)
@@ -139,8 +139,10 @@ class Population:
             t, r = self.space.tensors[name], self.space.rank
             rows, cols = as_matrix(t).shape
             seeds, index, coeff = self._terms(t.device)
-            u_all, v_all = factors_many(seeds, name, rows, cols, r, t.device)  # every seed of the step: one draw each
-            self.space.drawn[name] = (seeds, u_all, v_all)  # the step's update reuses them
+            if self.space.drawn.get(name, (None,))[0] != seeds:  # every matrix at once: a few launches on CUDA
+                mats = [(n, *as_matrix(x).shape, seeds) for n, x in self.space.tensors.items() if x.ndim >= 2]
+                self.space.drawn.update(draw_factors(mats, r, t.device))  # the step's update reuses them
+            _, u_all, v_all = self.space.drawn[name]
             scale = (coeff / math.sqrt(r))[:, :, None, None]  # E_i = sum_k (s_k / sqrt(r)) U_k V_k^T
             u = (u_all[index] * scale).transpose(1, 2).reshape(self.n, rows, -1)  # [n, rows, K r]
             v = (v_all[index] * (coeff != 0)[:, :, None, None]).transpose(1, 2).reshape(self.n, cols, -1)
