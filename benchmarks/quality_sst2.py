@@ -105,12 +105,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ft-epochs", type=int, default=5, help="AdamW epochs over the 2k examples (--budget: until time)")
     p.add_argument("--ft-lr", type=float, default=1e-5, help="AdamW learning rate (paper grid 1e-5, 5e-5)")
     p.add_argument("--ft-batch", type=int, default=8)
-    p.add_argument("--subspace", type=int, default=500, help="bbt rows: dimension of z (BBT: 500)")
+    p.add_argument("--template", default=None, help="prompt for every row, e.g. 'Review: {sentence}\\nSentiment:' "
+                   "(default MeZO's '{sentence} It was'; choose it on the dev split: sst2_templates.py)")
+    p.add_argument("--label-words", default=None, metavar="NEG,POS", help="label words for classes 0,1 (default terrible,great)")
+    p.add_argument("--subspace", type=int, default=500, help="bbt rows: dimension of z (BBT: 500); 0: search the space itself")
+    p.add_argument("--bbt-space", default="prefix",
+                   help="bbt rows: what A z moves: prefix (BBT's soft prompt), norm (the final norm's weight, scored over "
+                        "a cached trunk with --trunk-cache), steer:L1,L2 (steering vectors after those layers; needs "
+                        "--subspace-scale)")
+    p.add_argument("--subspace-scale", type=float, default=None,
+                   help="bbt rows: std of each coordinate of A z for z ~ N(0, I) (default: the spread of theta0)")
     p.add_argument("--prefix-tokens", type=int, default=5, help="bbt rows: prefix length")
     p.add_argument("--bbt-objective", default="margin", choices=["margin", "nll", "accuracy"])
+    p.add_argument("--margin-cap", type=float, default=None,
+                   help="bbt rows with the margin objective: per-example margins count up to this cap (a hinge)")
     p.add_argument("--cma-sigma", type=float, default=1.0, help="bbt rows: sigma0 (CMA) / eps (ES) in z units")
     p.add_argument("--cma-popsize", type=int, default=None, help="bbt rows: lambda (default 4 + 3 ln d)")
     p.add_argument("--es-lr", type=float, default=0.3, help="bbt_es: step per z coordinate at radius eps")
+    p.add_argument("--bbt-steps", type=int, default=None,
+                   help="bbt rows: stop after this many generations (early stopping chosen on the dev split), "
+                        "or at --budget seconds if that comes first")
     p.add_argument("--holdout", type=int, default=0, help="bbt rows: select the step on H held-back examples per class")
     p.add_argument("--select-every", type=int, default=5, help="bbt rows with --holdout: steps between selections")
     p.add_argument("--out", default=str(common.RESULTS_DIR / "quality_sst2.json"))
@@ -140,14 +154,27 @@ def eval_examples(args) -> list[dict]:
     return kshot(rest, args.val_size // 2, 1)
 
 
-def task_for(args, seed: int, train_objective: str | None, holdout: int = 0) -> dict:
+def task_spec(args):
+    """"sst2" (MeZO's prompt), or a task dict with --template / --label-words in its place."""
+    from objectives.tasks import TEMPLATES
+
+    if args.template is None and args.label_words is None:
+        return "sst2"
+    words = args.label_words.split(",") if args.label_words else list(TEMPLATES["sst2"]["label_words"].values())
+    template = args.template.replace("\\n", "\n") if args.template else TEMPLATES["sst2"]["template"]
+    return {"name": "sst2", "template": template, "label_words": {"0": words[0], "1": words[1]}}
+
+
+def task_for(args, seed: int, train_objective: str | None, holdout: int = 0, margin_cap: float | None = None) -> dict:
     from objectives.recipes import classification
 
-    task = classification(task="sst2", data=args.data, k=args.k, val_size=DEV_SIZE, seed=seed,
-                          train_objective=train_objective, calibrate=args.calibrate, holdout=holdout)
+    task = classification(task=task_spec(args), data=args.data, k=args.k, val_size=DEV_SIZE, seed=seed,
+                          train_objective=train_objective, calibrate=args.calibrate, holdout=holdout,
+                          margin_cap=margin_cap)
     if holdout:
         task["held"] = task["val"]  # held back from the 2k training examples: what selects the step
     task["val"] = eval_examples(args)  # the same examples for every row and seed
+    task["spec"] = task_spec(args)
     return task
 
 
@@ -173,9 +200,9 @@ def evaluate(lm, task) -> tuple[float, float, dict]:
     t0 = time.perf_counter()
     objective = task["val_objective"]
     if objective.calibrate != "content_free":  # one more content-free prompt gives the calibrated score too
-        objective = get_task("sst2").objective(calibrate="content_free")
+        objective = get_task(task["spec"]).objective(calibrate="content_free")
     outputs = objective.outputs(lm, task["val"])
-    both = {calibrate or "none": get_task("sst2").objective(calibrate=calibrate).score(task["val"], outputs).value
+    both = {calibrate or "none": get_task(task["spec"]).objective(calibrate=calibrate).score(task["val"], outputs).value
             for calibrate in (None, "content_free")}
     acc = task["val_objective"].score(task["val"], outputs).value
     return float(acc), time.perf_counter() - t0, both
@@ -189,7 +216,7 @@ def zero_shot_rows(args) -> list[dict]:
     task = task_for(args, 0, None)
     model, tok = load(args)
     lm = lm_for(model, tok, args)
-    t = get_task("sst2")
+    t = get_task(task_spec(args))
     cf = t.objective(calibrate="content_free")
     t0 = time.perf_counter()
     outputs = cf.outputs(lm, task["val"])
@@ -251,15 +278,16 @@ def bbt_row(args, row: str, seed: int) -> dict:
     """Black-Box Tuning on our model: a prefix reparametrised as prefix0 + A z, z searched by CMA-ES or population ES."""
     import blackbox_zo as bz
     from blackbox_zo import derive_seed
+    from blackbox_zo.faces.cma import VectorAccess
     from blackbox_zo.running.trainer import batch_for_step
-    from blackbox_zo.weights.spaces import prefix_space
 
     objective = args.bbt_objective
-    task = task_for(args, seed, None if objective == "accuracy" else objective, holdout=args.holdout)
+    task = task_for(args, seed, None if objective == "accuracy" else objective, holdout=args.holdout,
+                    margin_cap=args.margin_cap)
     model, tok = load(args)
-    model, prefix = prefix_space(model, tok, num_tokens=args.prefix_tokens)
-    space = bz.subspace(prefix, dim=args.subspace, seed=seed)
-    lm = lm_for(model, tok, args)
+    model, inner = bbt_space(args, model, tok)
+    space = bz.subspace(inner, dim=args.subspace, seed=seed, scale=args.subspace_scale) if args.subspace else inner
+    lm = lm_for(model, tok, args, space)
     maximize = bool(getattr(task["objective"], "maximize", True))
     if row == "bbt_cma":
         opt = bz.CMA(space, sigma0=args.cma_sigma, popsize=args.cma_popsize, seed=seed, maximize=maximize)
@@ -272,10 +300,12 @@ def bbt_row(args, row: str, seed: int) -> dict:
         settings = {"eps": args.cma_sigma, "n": n, "lr": args.es_lr}
     held = task.get("held")
     held_objective = task["val_objective"]
-    best = (held_objective.evaluate(lm, held).value, 0, space.vector()) if held else None
+    access = VectorAccess(space)  # z of a subspace, or the space's own numbers flattened (--subspace 0)
+    best = (held_objective.evaluate(lm, held).value, 0, access.get()) if held else None
     selections, values = [], []
     t0 = time.perf_counter()
-    while (time.perf_counter() - t0 < args.budget) if args.budget else (opt.step_count < args.steps):
+    limit = args.bbt_steps if args.bbt_steps is not None else None if args.budget else args.steps  # generations
+    while (not args.budget or time.perf_counter() - t0 < args.budget) and (limit is None or opt.step_count < limit):
         t = opt.step_count
         batch = batch_for_step(task["train"], args.batch, derive_seed(seed, "data"), t)
         values.append(opt.step(lambda: task["objective"].evaluate(lm, batch).value))
@@ -283,19 +313,37 @@ def bbt_row(args, row: str, seed: int) -> dict:
             acc = held_objective.evaluate(lm, held).value
             selections.append((opt.step_count, acc))
             if acc >= best[0]:  # a tie goes to the later step, as the trainer's best step does
-                best = (acc, opt.step_count, space.vector())
+                best = (acc, opt.step_count, access.get())
     train_s = time.perf_counter() - t0
     last_acc, _, _ = evaluate(lm, task) if held else (None, None, None)
     if held:
-        space.set_vector(best[2])  # the selected step's z
+        access.set(best[2])  # the selected step's z
     acc, eval_s, both = evaluate(lm, task)
     return {"row": row, "seed": seed, "accuracy": acc, "accuracy_by_calibration": both, "steps": opt.step_count,
-            "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), "objective": objective, "space": "prefix subspace",
-            "subspace": args.subspace, "prefix_tokens": args.prefix_tokens, "settings": settings,
+            "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), "objective": objective, "space": args.bbt_space,
+            "subspace": args.subspace, "subspace_scale": args.subspace_scale, "margin_cap": args.margin_cap, "prefix_tokens": args.prefix_tokens,
+            "trunk_cache": lm.trunk_cache.start if lm.trunk_cache else None, "settings": settings,
             "tuned_elements": space.numel(), "train_objective_first5": mean(values[:5]),
             "train_objective_last5": mean(values[-5:]), "holdout_per_class": args.holdout,
             "train_examples": len(task["train"]), "selected_step": best[1] if held else None,
             "accuracy_last_step": last_acc, "holdout_selections": selections}
+
+
+def bbt_space(args, model, tok):
+    """(model, the space A z moves): BBT's prefix, the final norm's weight, or steering vectors (--bbt-space)."""
+    if args.bbt_space == "prefix":
+        from blackbox_zo.weights.spaces import prefix_space
+
+        return prefix_space(model, tok, num_tokens=args.prefix_tokens)
+    if args.bbt_space == "norm":  # logit_w - logit_w' = sum_j g_j n_j(x) (E_w - E_w')_j: a linear probe in g
+        from blackbox_zo import ParamSpace
+
+        return model, ParamSpace(model, include=[r"^model\.norm\."])
+    if args.bbt_space.startswith("steer:"):
+        from blackbox_zo import steering_space
+
+        return steering_space(model, tok, layers=[int(i) for i in args.bbt_space[6:].split(",")])
+    raise SystemExit(f"--bbt-space {args.bbt_space!r}: expected prefix, norm or steer:L1,L2")
 
 
 def ft_row(args, seed: int) -> dict:
@@ -311,7 +359,7 @@ def ft_row(args, seed: int) -> dict:
     task = task_for(args, seed, None)
     model, tok = load(args)
     lm = lm_for(model, tok, args)
-    t = get_task("sst2")
+    t = get_task(task_spec(args))
     words = t.label_words
     pairs = [split_context_target(tok, t.prompt(ex), " " + words[str(ex["label"])], lm.max_length)
              for ex in task["train"]]
