@@ -41,15 +41,8 @@ def as_matrix(t: torch.Tensor) -> torch.Tensor | None:
 
 def factors(seed: int, name: str, rows: int, cols: int, rank: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """U (rows x rank), V (cols x rank), N(0, 1) entries, from their own streams keyed by (seed, name, side)."""
-    u, v = factors_many([seed], name, rows, cols, rank, device)
+    _, u, v = draw_factors([(name, rows, cols, [seed])], rank, device)[name]
     return u[0], v[0]
-
-
-def factors_many(seeds: Sequence[int], name: str, rows: int, cols: int, rank: int,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """U [S, rows, rank], V [S, cols, rank] of every seed for one matrix (draw_factors for a single tensor)."""
-    _, u, v = draw_factors([(name, rows, cols, list(seeds))], rank, device)[name]
-    return u, v
 
 
 def draw_factors(requests: Sequence[tuple[str, int, int, Sequence[int]]], rank: int,
