@@ -7,14 +7,11 @@ Philox words keyed by (round_key, row, column // 4), so a replay rounds every el
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from blackbox_zo.weights.noise_kernel import available, tl, triton
+from blackbox_zo.weights.noise_kernel import jitted, tl, triton
 
 _LOW = {torch.bfloat16: 1, torch.float16: 2}
-_KERNELS: dict = {}
 
 
 def _body(w, ld, u, v, rows, cols, width, quads, round_key,
@@ -49,13 +46,7 @@ def _body(w, ld, u, v, rows, cols, width, quads, round_key,
 
 
 def _kernel():
-    """Jitted on first use, so TRITON_INTERPRET set before the call is honoured (as noise_kernel does)."""
-    mode = os.environ.get("TRITON_INTERPRET", "0")
-    if mode not in _KERNELS:
-        if not available():
-            raise RuntimeError("the low-rank update kernel needs triton")
-        _KERNELS[mode] = triton.jit(_body, do_not_specialize=["rows", "cols", "width", "quads", "round_key"])
-    return _KERNELS[mode]
+    return jitted(_body, ["rows", "cols", "width", "quads", "round_key"])
 
 
 def lowrank_rounded_kernel_(matrix: torch.Tensor, u: torch.Tensor, v: torch.Tensor, round_key: int) -> None:

@@ -123,15 +123,18 @@ def _body(dst, dst_ld, mirror, mirror_ld, mask, keys, key_ld, coeffs, n_pairs, c
     tl.store(dst + at, x.to(dst.dtype.element_ty), mask=live)
 
 
-def _kernel():
-    """The jitted kernel, built on first use so TRITON_INTERPRET set by a test before the call is honoured."""
-    mode = os.environ.get("TRITON_INTERPRET", "0")
-    if mode not in _KERNELS:
+def jitted(body, do_not_specialize: Sequence[str]):
+    """body as a triton kernel, jitted on first use per TRITON_INTERPRET mode (set by a test before the call is honoured)."""
+    key = (body, os.environ.get("TRITON_INTERPRET", "0"))
+    if key not in _KERNELS:
         if not available():
-            raise RuntimeError("the fused noise kernel needs triton; `pip install triton` (CUDA) or use the CPU path")
-        _KERNELS[mode] = triton.jit(_body, do_not_specialize=["key_ld", "n_pairs", "cols", "start", "canon_ld", "round_key",
-                                                              "row_blocks"])
-    return _KERNELS[mode]
+            raise RuntimeError("the fused CUDA kernels need triton; `pip install triton` (CUDA) or use the CPU path")
+        _KERNELS[key] = triton.jit(body, do_not_specialize=list(do_not_specialize))
+    return _KERNELS[key]
+
+
+def _kernel():
+    return jitted(_body, ["key_ld", "n_pairs", "cols", "start", "canon_ld", "round_key", "row_blocks"])
 
 
 def _groups(t: torch.Tensor) -> int:
