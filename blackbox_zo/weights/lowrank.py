@@ -127,8 +127,9 @@ def lowrank_update_(param: torch.Tensor, name: str, pairs: Sequence[tuple[int, f
     seeds = [seed for seed, _ in pairs]
     known, u_drawn, v_drawn = _factors_of(name, seeds, rows, cols, rank, param.device, drawn)
     at = {seed: j for j, seed in enumerate(known)}
-    index = torch.tensor([at[seed] for seed in seeds], device=param.device)
-    coeff = torch.tensor([c / math.sqrt(rank) for _, c in pairs], dtype=torch.float32, device=param.device)
+    # small host tables copied without a blocking transfer (a blocking one would wait for the GPU queue per matrix)
+    index = torch.tensor([at[seed] for seed in seeds]).to(param.device, non_blocking=True)
+    coeff = torch.tensor([c / math.sqrt(rank) for _, c in pairs], dtype=torch.float32).to(param.device, non_blocking=True)
     u_all = (u_drawn[index] * coeff[:, None, None]).transpose(0, 1).reshape(rows, -1)  # [rows, n r]: c_i U_i / sqrt(r)
     v_all = v_drawn[index].transpose(0, 1).reshape(cols, -1)  # [cols, n r]
     if param.dtype == torch.float32:

@@ -112,6 +112,8 @@ class Population:
         self._dense: dict[str, torch.Tensor] = {}
         self._names = {id(t): n for n, t in space.tensors.items()}
         self._term_cache: dict = {}
+        self._norms: set[str] = set()  # tensors hooked with the norm rule
+        self._nonzero: dict[str, bool] | None = None
 
     def select(self, i: int) -> None:
         if not 0 <= i < self.n:
@@ -129,8 +131,8 @@ class Population:
             at = {seed: j for j, seed in enumerate(seeds)}
             index = [[at[seed] for seed, _ in point] + [0] * (width - len(point)) for point in self.points]
             coeff = [[float(c) for _, c in point] + [0.0] * (width - len(point)) for point in self.points]
-            self._term_cache[device] = (seeds, torch.tensor(index, dtype=torch.long).to(device),
-                                        torch.tensor(coeff, dtype=torch.float32).to(device))
+            self._term_cache[device] = (seeds, torch.tensor(index, dtype=torch.long).to(device, non_blocking=True),
+                                        torch.tensor(coeff, dtype=torch.float32).to(device, non_blocking=True))
         return self._term_cache[device]
 
     def lowrank_factors(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,7 +270,6 @@ class Population:
             return out + d.view(b, *([1] * (out.ndim - 2)), -1)
 
         probing = []  # set while the norm runs again below (functional_call runs this hook too)
-        nonzero = []  # [whether every entry of the parameter is non-zero], decided on the first call
         ratios: dict[str, torch.Tensor] = {}  # name -> [n, *shape] 1 + d_i / p, for f(p) = p g(x)
 
         def rerun(mod, x, value: float) -> torch.Tensor:
@@ -289,9 +290,7 @@ class Population:
                 slope = rerun(mod, x, 1.0)
                 known[attr] = bool(torch.allclose(out, slope * p.to(out.dtype), rtol=1e-3, atol=1e-5) and
                                    not rerun(mod, x, 0.0).any())
-            if not nonzero:  # the weights do not change while a population is evaluated: one host sync, not one a call
-                nonzero.append(bool(p.ne(0).all()))
-            if known[attr] and nonzero[0]:  # f(p + d) = (p + d) g(x) = f(p) (1 + d / p): one multiply per row
+            if known[attr] and self.nonzero(name):  # f(p + d) = (p + d) g(x) = f(p) (1 + d / p): one multiply per row
                 if name not in ratios:
                     ratios[name] = 1 + self.dense_offsets(name) / p.float()
                 return self.scale_rows_(out, ratios[name])
@@ -300,6 +299,15 @@ class Population:
             return out + slope * d.view(b, *([1] * (out.ndim - 2)), -1)
 
         return {"linear": linear, "conv1d": conv1d, "embedding": embedding, "bias": bias, "norm": norm}[rule]
+
+    def nonzero(self, name: str) -> bool:
+        """Whether every entry of norm tensor `name` is non-zero: decided for all norms at once, one host sync a population
+        (the weights do not change while it is evaluated)."""
+        if self._nonzero is None:
+            names = sorted(self._norms)
+            flags = torch.stack([self.space.tensors[n].detach().ne(0).all() for n in names]).tolist() if names else []
+            self._nonzero = dict(zip(names, flags))
+        return self._nonzero[name]
 
     def __enter__(self) -> Population:
         """Hooks on every module that uses a tuned tensor, and this population active (re-enterable per visit)."""
@@ -311,6 +319,8 @@ class Population:
                 if rule is None:
                     raise ValueError(f"tensor {name!r} ({type(sub).__name__}.{attr}) cannot be perturbed at use time: "
                                      "evaluate it in place (evaluate='inplace')")
+                if rule == "norm":
+                    self._norms.add(name)
                 if rule != "own":
                     self._handles.append(sub.register_forward_hook(self.hook(sub, attr, name, rule)))
         except BaseException:
