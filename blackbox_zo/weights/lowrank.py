@@ -119,7 +119,8 @@ def lowrank_update_(param: torch.Tensor, name: str, pairs: Sequence[tuple[int, f
     """W += sum_i c_i U_i V_i^T / sqrt(r) in one pass over W: a single rank-(n r) product, not n passes.
 
     float32: one addmm_ (K = n r is far below a GEMM's k-block, so no thread splits the sum and replays match).
-    bf16/fp16: row blocks of about CHUNK elements get the product in float32 and are rounded stochastically.
+    bf16/fp16: on CUDA one fused pass (lowrank_kernel: the tile's product in registers, then seeded rounding); on
+    CPU, row blocks of about CHUNK elements get the product in float32 and are rounded stochastically.
     `drawn`: factors a population drew this step, {name: (seeds, U [S, rows, r], V [S, cols, r])} (the same bits).
     """
     matrix = as_matrix(param.detach())
