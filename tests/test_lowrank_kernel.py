@@ -68,3 +68,15 @@ def test_rounded_update_names_bad_input():
         lowrank_rounded_kernel_(torch.zeros(4, 4), torch.zeros(4, 1), torch.zeros(4, 1), 0)
     with pytest.raises(ValueError, match="do not fit"):
         lowrank_rounded_kernel_(torch.zeros(4, 4, dtype=torch.bfloat16), torch.zeros(3, 1), torch.zeros(4, 1), 0)
+
+
+def test_the_device_check_script_passes_under_the_interpreter():
+    """benchmarks/gpu_kernel_check.py is what a GPU session runs first: keep it runnable (here on CPU tensors)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import gpu_kernel_check
+
+    results = gpu_kernel_check.checks("cpu")
+    assert len(results) == 6 and all(results.values()), results
