@@ -21,7 +21,8 @@ Rows (`--rows`, in this order; seeds are interleaved so a partial run has one se
   ft_adam            backprop fine-tuning, AdamW + cross-entropy of the label word, same k-shot data (paper's FT)
   zo_lora            MeZO's raw rule over LoRA (r=8, q/v) only, objective `--space-objective` (default cross-entropy)
   zo_prefix          MeZO's raw rule over 5 prefix tokens only, objective `--space-objective`
-  bbt_cma            Black-Box Tuning: CMA-ES (bz.CMA) on a `--subspace`-dim z, prefix = prefix0 + A z (bz.subspace),
+  bbt_cma            Black-Box Tuning: CMA-ES (bz.CMA) on a `--subspace`-dim z, prefix = prefix0 + A z (bz.subspace;
+                     `--bbt-space norm`: the final norm's weight instead, scored over a cached trunk),
                      objective `--bbt-objective` (default the label-word margin); `--holdout H` selects the step on
                      H of the k training examples per class held back (no other labelled data chooses anything)
   bbt_es             the same subspace and objective with MeZO's population ES (estimator population, n = lambda/2)
@@ -64,8 +65,8 @@ LABELS = {
     "zo_default_tb": "ZO defaults (accuracy, ties by p(gold))",
     "zo_default_ce": "ZO defaults (cross-entropy)", "zo_acc": "MeZO raw full (accuracy)",
     "zo_ce": "MeZO raw full (cross-entropy)", "ft_adam": "FT AdamW (cross-entropy, backprop)",
-    "zo_lora": "MeZO LoRA", "zo_prefix": "MeZO prefix", "bbt_cma": "BBT: CMA-ES on a prefix subspace",
-    "bbt_es": "population ES on a prefix subspace",
+    "zo_lora": "MeZO LoRA", "zo_prefix": "MeZO prefix", "bbt_cma": "BBT: CMA-ES on a subspace (--bbt-space)",
+    "bbt_es": "population ES on the same subspace",
 }
 
 
