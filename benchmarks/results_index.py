@@ -57,6 +57,14 @@ HEADLINES = [
      ["reward_personal_600s_zo_steer2_s0.json", "reward_personal_600s_grpo_r2_s0.json"]),
     ("keyword reward", "ZO steering vectors 10 and 20, batched (issue 20): +0.495 vs in place side by side +0.350, one seed",
      [f"reward_personal_600s_zo_steer2_{m}_s0.json" for m in ("batched", "inplace")]),
+    ("keyword reward", "ZO steering 10 and 20, batched: +0.464 +- 0.055 vs TRL GRPO +0.500 +- 0.069 (3 seeds; 1.13-1.18 / "
+     "3.05-3.16 GiB)", [f"reward_personal_600s_{m}_s{s}.json" for m in ("zo_steer2_batched", "grpo_r2") for s in range(3)]),
+    ("GPU step (H200)", "7B bf16 step / 2 forwards 1.87 (masters) / 1.77 (none), noise pass 1.59x / 2.40x the floor; "
+     "1.7B fp32 1.14", ["gpu_step_7b.json", "gpu_step_1.7b.json"]),
+    ("GPU population (H200)", "1.7B bf16 batched step 0.289 / 1.099 s vs in place 0.402 / 1.744 s (N = 8 / 32); "
+     "0.49-0.53x plain inference", ["gpu_population.json"]),
+    ("population throughput", "CPU batched / plain inference 0.86 / 0.87 / 0.80 at N = 8 / 32 / 128 (one thread)",
+     ["population_throughput_session8.json"]),
     ("keyword reward", "ZO defaults, all weights: +0.003 vs TRL GRPO +0.434, one seed",
      ["reward_personal_600s_zo_s0.json", "reward_personal_600s_grpo_s0.json"]),
     ("guarded judge", "win-rate vs the base model 0.672 / 0.969 / 0.750 (3 seeds, every p < 0.01, 1.07-1.09 GiB)",
@@ -86,9 +94,17 @@ def load(name: str) -> dict:
     return {
         "command": extra.get("command") or machine.get("command") or data.get("command") or UNKNOWN,
         "commit": extra.get("commit") or data.get("git") or data.get("commit") or UNKNOWN,
-        "machine": extra.get("machine") or (f"{cpu}, {cores} cores" if cpu and cores else cpu) or UNKNOWN,
+        "machine": extra.get("machine") or gpu_first(data.get("gpu") or data.get("device"),
+                                                     f"{cpu}, {cores} cores" if cpu and cores else cpu) or UNKNOWN,
         "date": extra.get("date") or data.get("date") or machine.get("date") or UNKNOWN,
     }
+
+
+def gpu_first(gpu, host: str | None) -> str | None:
+    """'NVIDIA H200 (host: Xeon, 16 cores)' for a GPU run, else the host alone (a CPU run records device 'cpu')."""
+    if isinstance(gpu, str) and gpu and gpu != "cpu":
+        return f"{gpu} (host: {host})" if host else gpu
+    return host
 
 
 def clean_command(cmd: str) -> str:
