@@ -65,6 +65,11 @@ HEADLINES = [
      "0.49-0.53x plain inference", ["gpu_population.json"]),
     ("population throughput", "CPU batched / plain inference 0.86 / 0.87 / 0.80 at N = 8 / 32 / 128 (one thread)",
      ["population_throughput_session8.json"]),
+    ("population throughput", "CPU, two threads, quiet, N = 32: 0.59 / 0.86 / 0.62 (session-7 code beside it: 0.60 / 0.54)",
+     [f"population_throughput_session8_2t_{x}.json" for x in "abc"] +
+     [f"population_throughput_session7code_2t_{x}.json" for x in "bc"]),
+    ("step overhead", "ZO step / its 2 evaluations, quiet, end of session 8: 1.259 (low-rank 1.021, Algorithm 1 2.040)",
+     ["step_overhead_session8_quiet.json"]),
     ("keyword reward", "ZO defaults, all weights: +0.003 vs TRL GRPO +0.434, one seed",
      ["reward_personal_600s_zo_s0.json", "reward_personal_600s_grpo_s0.json"]),
     ("guarded judge", "win-rate vs the base model 0.672 / 0.969 / 0.750 (3 seeds, every p < 0.01, 1.07-1.09 GiB)",
