@@ -114,6 +114,7 @@ class Population:
         self._term_cache: dict = {}
         self._norms: set[str] = set()  # tensors hooked with the norm rule
         self._nonzero: dict[str, bool] | None = None
+        self._ratios: dict[str, torch.Tensor] = {}  # norm name -> [n, *shape] 1 + d_i / p, where f(p) = p g(x)
 
     def select(self, i: int) -> None:
         if not 0 <= i < self.n:
@@ -270,7 +271,6 @@ class Population:
             return out + d.view(b, *([1] * (out.ndim - 2)), -1)
 
         probing = []  # set while the norm runs again below (functional_call runs this hook too)
-        ratios: dict[str, torch.Tensor] = {}  # name -> [n, *shape] 1 + d_i / p, for f(p) = p g(x)
 
         def rerun(mod, x, value: float) -> torch.Tensor:
             params = dict(mod.named_parameters(recurse=False))
@@ -291,9 +291,9 @@ class Population:
                 known[attr] = bool(torch.allclose(out, slope * p.to(out.dtype), rtol=1e-3, atol=1e-5) and
                                    not rerun(mod, x, 0.0).any())
             if known[attr] and self.nonzero(name):  # f(p + d) = (p + d) g(x) = f(p) (1 + d / p): one multiply per row
-                if name not in ratios:
-                    ratios[name] = 1 + self.dense_offsets(name) / p.float()
-                return self.scale_rows_(out, ratios[name])
+                if name not in self._ratios:  # kept by the population: a re-entered visit reuses it
+                    self._ratios[name] = 1 + self.dense_offsets(name) / p.float()
+                return self.scale_rows_(out, self._ratios[name])
             slope = rerun(mod, x, 1.0) - rerun(mod, x, 0.0)
             d = self.per_row(self.dense_offsets(name), b).to(out.dtype)
             return out + slope * d.view(b, *([1] * (out.ndim - 2)), -1)
