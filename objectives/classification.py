@@ -9,7 +9,7 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from . import metrics
 from .base import Objective, ObjectiveError, Score, check_texts, check_values, prompts_for
@@ -85,12 +85,51 @@ def content_free(template: str) -> str:
     return template.format_map(defaultdict(lambda: "N/A"))
 
 
+CALIBRATIONS = (None, "batch", "content_free", "reference")
+
+
+def as_verbalizer(words: Verbalizer | Mapping[Any, str]) -> Verbalizer:
+    return words if isinstance(words, Verbalizer) else Verbalizer(dict(words))
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """One prompt of a label-word classifier: its template, label words and content-free prompt (if calibrated so)."""
+
+    template: Template
+    verbalizer: Verbalizer
+    content_free: str | None
+
+    @staticmethod
+    def make(template: Template, verbalizer: Verbalizer, calibrate: str | None, content_free_prompt: str | None) -> _Prompt:
+        if calibrate == "content_free" and content_free_prompt is None:
+            if not isinstance(template, str):
+                raise ValueError("calibrate='content_free' with a callable template needs content_free_prompt")
+            content_free_prompt = content_free(template)
+        return _Prompt(template, verbalizer, content_free_prompt if calibrate == "content_free" else None)
+
+    def outputs(self, lm: LM, batch: list[dict], reference: list[dict] | None) -> dict:
+        """Label-word log-probs of the batch, plus the content-free prompt's and the reference examples' when used."""
+        words = self.verbalizer.word_list
+        out = {"logprobs": lm.label_word_logits(prompts_for(self.template, batch), words).tolist()}
+        if self.content_free is not None:
+            out["content_free"] = lm.label_word_logits([self.content_free], words).tolist()[0]
+        if reference is not None:
+            out["reference"] = lm.label_word_logits(prompts_for(self.template, reference), words).tolist()
+        return out
+
+
 class LabelWordClassifier(Objective):
     """Predict the label whose word has the highest next-token log-probability after the prompt.
 
     calibrate=None: raw log-probs. "batch": subtract each class's mean log-prob over the batch,
     s'[i,c] = s[i,c] - mean_j s[j,c] (removes a prior towards one word; depends on batch make-up).
     "content_free": subtract the log-probs after the content-free prompt, s'[i,c] = s[i,c] - s_cf[c].
+    "reference": subtract each class's mean log-prob over fixed `reference` examples (e.g. the training inputs;
+    their labels are not read), s'[i,c] = s[i,c] - mean_{j in R} s_j[c]: batch calibration that does not
+    depend on what else is in the batch, recomputed under the current weights at every evaluation.
+    ensemble=[(template, label_words), ...]: more prompts for the same classes; their calibrated rows are
+    averaged with this prompt's, s[i,c] = mean_p s'_p[i,c] (a prompt ensemble: less sensitive to one wording).
     tiebreak=True (accuracy only): value = accuracy + mean_i p_i / (B + 1), p_i = softmax over the label
     words of the gold word's probability. The added term moves by less than one example's flip (1/B), so
     any change of accuracy still decides, and a step whose two sides score the same accuracy (a plateau)
@@ -102,39 +141,57 @@ class LabelWordClassifier(Objective):
     def __init__(self, template: Template, verbalizer: Verbalizer | Mapping[Any, str], *,
                  label_key: str = "label", metric: str = "accuracy", average: str = "macro",
                  pos_label: Any = None, calibrate: str | None = None,
-                 content_free_prompt: str | None = None, tiebreak: bool = False, name: str | None = None) -> None:
+                 content_free_prompt: str | None = None, reference: Sequence[dict] | None = None,
+                 ensemble: Sequence[tuple[Template, Verbalizer | Mapping[Any, str]]] = (),
+                 tiebreak: bool = False, name: str | None = None) -> None:
         _check_metric(metric, average)
         if tiebreak and metric != "accuracy":
             raise ValueError(f"tiebreak applies to metric='accuracy' (F1 moves in steps smaller than 1/B), got {metric!r}")
-        if calibrate not in (None, "batch", "content_free"):
-            raise ValueError(f"calibrate must be None, 'batch' or 'content_free', got {calibrate!r}")
-        if calibrate == "content_free" and content_free_prompt is None:
-            if not isinstance(template, str):
-                raise ValueError("calibrate='content_free' with a callable template needs content_free_prompt")
-            content_free_prompt = content_free(template)
+        if calibrate not in CALIBRATIONS:
+            raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {calibrate!r}")
+        if (calibrate == "reference") != bool(reference):
+            raise ValueError("calibrate='reference' needs reference=[examples] (and reference needs calibrate='reference'), "
+                             f"got calibrate={calibrate!r} with {len(reference or [])} reference examples")
         self.template, self.label_key, self.metric, self.average = template, label_key, metric, average
-        self.verbalizer = verbalizer if isinstance(verbalizer, Verbalizer) else Verbalizer(dict(verbalizer))
-        self.pos_label, self.calibrate, self.content_free_prompt = pos_label, calibrate, content_free_prompt
+        self.verbalizer = as_verbalizer(verbalizer)
+        self.pos_label, self.calibrate, self.reference = pos_label, calibrate, list(reference or [])
+        self.prompts = [_Prompt.make(template, self.verbalizer, calibrate, content_free_prompt)]
+        for i, (extra, words) in enumerate(ensemble):
+            prompt = _Prompt.make(extra, as_verbalizer(words), calibrate, None)
+            if [str(x) for x in prompt.verbalizer.labels] != [str(x) for x in self.verbalizer.labels]:
+                raise ValueError(f"ensemble[{i}] names labels {prompt.verbalizer.labels}, expected the same classes in the "
+                                 f"same order as the first prompt: {self.verbalizer.labels}")
+            self.prompts.append(prompt)
+        self.content_free_prompt = self.prompts[0].content_free
         self.tiebreak = tiebreak
         self.name = name or (f"label_word_{metric}" if metric == "accuracy" else f"label_word_f1_{average}")
         self.name += "_tiebreak" if tiebreak and not name else ""
 
     def outputs(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> dict:
-        words = self.verbalizer.word_list
-        out = {"logprobs": lm.label_word_logits(prompts_for(self.template, batch), words).tolist()}
-        if self.calibrate == "content_free":
-            out["content_free"] = lm.label_word_logits([self.content_free_prompt], words).tolist()[0]
-        return out
+        views = [prompt.outputs(lm, batch, self.reference if self.calibrate == "reference" else None)
+                 for prompt in self.prompts]
+        return views[0] if len(views) == 1 else {"views": views}
 
     def rows(self, batch: list[dict], outputs: dict | list) -> list[list[float]]:
-        """The label-word log-probs per example, checked, and calibrated as `calibrate` says."""
+        """The label-word log-probs per example, checked, calibrated as `calibrate` says, averaged over the prompts."""
+        views = outputs["views"] if isinstance(outputs, dict) and "views" in outputs else [outputs]
+        if len(views) != len(self.prompts):
+            raise ObjectiveError(f"{self.name}: outputs hold {len(views)} prompts' scores, expected {len(self.prompts)}")
+        per = [self._calibrated(batch, view) for view in views]
+        k = len(self.verbalizer.words)
+        return [[sum(p[i][c] for p in per) / len(per) for c in range(k)]  # s[i,c] = mean_p s'_p[i,c]
+                for i in range(len(batch))] if len(per) > 1 else per[0]
+
+    def _calibrated(self, batch: list[dict], outputs: dict | list) -> list[list[float]]:
         rows = outputs["logprobs"] if isinstance(outputs, dict) else outputs
         k = len(self.verbalizer.words)
         if len(rows) != len(batch):
             raise ObjectiveError(f"{self.name}: logprobs has length {len(rows)}, expected {len(batch)} (one per example)")
         rows = [check_values(self.name, r, k, what=f"logprobs[{i}]") for i, r in enumerate(rows)]
-        if self.calibrate == "batch":
-            mean = [sum(r[c] for r in rows) / len(rows) for c in range(k)]  # s'[i,c] = s[i,c] - mean_j s[j,c]
+        if self.calibrate in ("batch", "reference"):
+            pool = rows if self.calibrate == "batch" else [
+                check_values(self.name, r, k, what=f"reference logprobs[{i}]") for i, r in enumerate(outputs["reference"])]
+            mean = [sum(r[c] for r in pool) / len(pool) for c in range(k)]  # s'[i,c] = s[i,c] - mean_j s[j,c]
             rows = [[r[c] - mean[c] for c in range(k)] for r in rows]
         elif self.calibrate == "content_free":
             cf = check_values(self.name, outputs["content_free"], k, what="content_free logprobs")
@@ -175,7 +232,7 @@ class GeneratedLabelClassifier(Objective):
                  parse: Callable[[str], Any] | None = None, name: str | None = None) -> None:
         _check_metric(metric, average)
         self.template, self.label_key, self.metric, self.average = template, label_key, metric, average
-        self.verbalizer = verbalizer if isinstance(verbalizer, Verbalizer) else Verbalizer(dict(verbalizer))
+        self.verbalizer = as_verbalizer(verbalizer)
         self.pos_label, self.max_new_tokens, self.temperature = pos_label, max_new_tokens, temperature
         self.parse = parse or self.verbalizer.parse
         self.name = name or (f"generated_{metric}" if metric == "accuracy" else f"generated_f1_{average}")

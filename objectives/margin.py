@@ -18,13 +18,12 @@ class LabelWordMargin(LabelWordClassifier):
 
     maximize = True
 
-    def __init__(self, template: Template, verbalizer: Verbalizer | Mapping[Any, str], *, label_key: str = "label",
-                 calibrate: str | None = None, content_free_prompt: str | None = None, cap: float | None = None,
-                 name: str | None = None) -> None:
+    def __init__(self, template: Template, verbalizer: Verbalizer | Mapping[Any, str], *, cap: float | None = None,
+                 name: str | None = None, **options: Any) -> None:
+        """`options`: LabelWordClassifier's (label_key, calibrate, content_free_prompt, reference, ensemble)."""
         if cap is not None and not cap > 0:
             raise ValueError(f"cap must be a number > 0 or None, got {cap!r}")
-        super().__init__(template, verbalizer, label_key=label_key, calibrate=calibrate,
-                         content_free_prompt=content_free_prompt, name=name or "label_word_margin")
+        super().__init__(template, verbalizer, name=name or "label_word_margin", **options)
         if len(self.verbalizer.words) < 2:
             raise ValueError(f"{self.name}: a margin needs at least 2 label words, got {self.verbalizer.word_list}")
         self.cap = cap

@@ -49,6 +49,8 @@ def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int 
     validation always reports plain `metric`. holdout=h keeps h of the k examples per class out of training and
     validates on them (best step, train.patience) instead of on validation.tsv, which is returned as "test": no
     labelled data beyond the 2k examples chooses anything, at the price of training on k - h per class.
+    calibrate="reference" calibrates with the 2k training inputs (LabelWordClassifier); a task with an "ensemble"
+    averages the calibrated scores of its prompts ("nll" trains on the first prompt only).
     """
     if train_objective not in (None, "nll", "tiebreak", "margin"):
         raise ValueError(f"train_objective must be None, 'nll', 'tiebreak' or 'margin', got {train_objective!r}")
@@ -62,10 +64,12 @@ def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int 
     train = kshot(load_examples(root / "train.tsv"), k, seed)
     val = load_examples(root / "validation.tsv")
     val = kshot(val, val_size // max(1, len(t.label_words)), seed) if val_size else val
-    val_objective = t.objective(metric=metric, calibrate=calibrate)
+    # calibrate="reference": each class's mean score over the 2k training inputs (their labels are not read)
+    calibration = {"calibrate": calibrate, "reference": train if calibrate == "reference" else None}
+    val_objective = t.objective(metric=metric, **calibration)
     objective = val_objective
     if train_objective == "tiebreak":
-        objective = t.objective(metric=metric, calibrate=calibrate, tiebreak=True)
+        objective = t.objective(metric=metric, tiebreak=True, **calibration)
     if train_objective == "nll":
         from .likelihood import NegativeLogLikelihood
 
@@ -74,7 +78,7 @@ def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int 
     if train_objective == "margin":
         from .margin import LabelWordMargin
 
-        objective = LabelWordMargin(t.template, t.verbalizer(), label_key=t.label_key, calibrate=calibrate, cap=margin_cap)
+        objective = LabelWordMargin(t.template, t.verbalizer(), cap=margin_cap, **t.classifier_options(), **calibration)
     if holdout:
         train, held = hold_back(train, holdout, t.label_key)
         return {"train": train, "val": held, "test": val, "objective": objective, "val_objective": val_objective}

@@ -38,6 +38,8 @@ class Task:
     label_key: str = "label"
     choices_key: str = "choices"
     answers_key: str = "answers"
+    # more prompts for the same classes, [{"template": ..., "label_words": {...}}]: their label-word scores are averaged
+    ensemble: tuple[dict, ...] = ()
 
     def prompt(self, example: dict) -> str:
         return self.template.format_map(example)
@@ -52,7 +54,7 @@ class Task:
         """The natural objective: label-word scoring, multiple choice, or SQuAD F1 (kwargs pass through)."""
         if self.kind == "classification":
             from .classification import LabelWordClassifier
-            return LabelWordClassifier(self.template, self.verbalizer(), label_key=self.label_key, **kwargs)
+            return LabelWordClassifier(self.template, self.verbalizer(), **self.classifier_options(), **kwargs)
         if self.kind == "multiple_choice":
             from .classification import MultipleChoice
             return MultipleChoice(self.template, choices_key=self.choices_key, label_key=self.label_key, **kwargs)
@@ -61,9 +63,19 @@ class Task:
             return SquadObjective(self.template, answers_key=self.answers_key, **kwargs)
         raise ValueError(f"task {self.name!r}: unknown kind {self.kind!r}")
 
+    def classifier_options(self) -> dict[str, Any]:
+        """label_key and the ensemble's (template, label words) pairs, as LabelWordClassifier and its subclasses take them."""
+        return {"label_key": self.label_key,
+                "ensemble": [(p["template"], {str(k): v for k, v in p["label_words"].items()}) for p in self.ensemble]}
+
 
 def task_from_dict(name: str, spec: dict[str, Any]) -> Task:
-    return Task(name=name, **{**spec, "label_words": {str(k): v for k, v in spec.get("label_words", {}).items()}})
+    ensemble = tuple(spec.get("ensemble", ()))
+    for i, prompt in enumerate(ensemble):
+        if not isinstance(prompt, dict) or set(prompt) != {"template", "label_words"}:
+            raise ValueError(f"task {name!r}: ensemble[{i}] must be {{'template': ..., 'label_words': {{...}}}}, got {prompt!r}")
+    return Task(name=name, **{**spec, "label_words": {str(k): v for k, v in spec.get("label_words", {}).items()},
+                              "ensemble": ensemble})
 
 
 def get_task(name_or_spec: str | dict[str, Any] | Path) -> Task:
