@@ -13,6 +13,7 @@ Rows (`--rows`, in this order; seeds are interleaved so a partial run has one se
   zero_shot          no tuning
   calibrated_cf      zero-shot, content-free calibration (objectives: calibrate="content_free")
   calibrated_batch   zero-shot, batch calibration over the validation subset (calibrate="batch")
+  calibrated_ref     zero-shot, calibrated with each seed's 2k training inputs (calibrate="reference"; --seeds)
   zo_default         `bz.MeZO(model, maximize=True)`, library defaults (or --spec), objective = minibatch accuracy
   zo_default_tb      as zo_default, objective = minibatch accuracy, ties decided by the gold word's probability
   zo_default_ce      `bz.MeZO(model)`, library defaults (or --spec), objective = cross-entropy of the label word
@@ -56,12 +57,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
 from spec_args import add_space_arg, add_spec_arg, space_overrides, spec_overrides  # noqa: E402
 
-ROWS = ("zero_shot", "calibrated_cf", "calibrated_batch", "zo_default", "zo_default_tb", "zo_default_ce", "zo_acc", "zo_ce",
+ROWS = ("zero_shot", "calibrated_cf", "calibrated_batch", "calibrated_ref", "zo_default", "zo_default_tb", "zo_default_ce", "zo_acc", "zo_ce",
         "ft_adam", "zo_lora", "zo_prefix", "bbt_cma", "bbt_es")
-SEEDED = {"zo_default", "zo_default_tb", "zo_default_ce", "zo_acc", "zo_ce", "ft_adam"}  # --seeds; space rows use --space-seeds
+SEEDED = {"calibrated_ref", "zo_default", "zo_default_tb", "zo_default_ce", "zo_acc", "zo_ce", "ft_adam"}  # --seeds; space rows use --space-seeds
 LABELS = {
     "zero_shot": "zero-shot", "calibrated_cf": "zero-shot + content-free calib.",
-    "calibrated_batch": "zero-shot + batch calib.", "zo_default": "ZO defaults (accuracy)",
+    "calibrated_batch": "zero-shot + batch calib.", "calibrated_ref": "zero-shot + training-input calib.",
+    "zo_default": "ZO defaults (accuracy)",
     "zo_default_tb": "ZO defaults (accuracy, ties by p(gold))",
     "zo_default_ce": "ZO defaults (cross-entropy)", "zo_acc": "MeZO raw full (accuracy)",
     "zo_ce": "MeZO raw full (cross-entropy)", "ft_adam": "FT AdamW (cross-entropy, backprop)",
@@ -101,13 +103,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="zo_default rows tune LoRA adapters of rank R (q/v) instead of all weights (0: all weights)")
     p.add_argument("--trunk-cache", action="store_true",
                    help="ZO rows whose space leaves the bottom layers frozen reuse those layers' outputs (lm/trunk.py)")
-    p.add_argument("--calibrate", default=None, choices=["content_free", "batch"],
+    p.add_argument("--calibrate", default=None, choices=["content_free", "batch", "reference"],
                    help="calibrated label-word scores for the tuned rows (training objective and evaluation)")
     p.add_argument("--ft-epochs", type=int, default=5, help="AdamW epochs over the 2k examples (--budget: until time)")
     p.add_argument("--ft-lr", type=float, default=1e-5, help="AdamW learning rate (paper grid 1e-5, 5e-5)")
     p.add_argument("--ft-batch", type=int, default=8)
     p.add_argument("--template", default=None, help="prompt for every row, e.g. 'Review: {sentence}\\nSentiment:' "
                    "(default MeZO's '{sentence} It was'; choose it on the dev split: sst2_templates.py)")
+    p.add_argument("--task", default=None, metavar="JSON",
+                   help="a task spec file (template, label_words, optional ensemble of more prompts) instead of "
+                        "--template / --label-words, e.g. examples/sst2_prompts.json")
     p.add_argument("--label-words", default=None, metavar="NEG,POS", help="label words for classes 0,1 (default terrible,great)")
     p.add_argument("--subspace", type=int, default=500, help="bbt rows: dimension of z (BBT: 500); 0: search the space itself")
     p.add_argument("--bbt-space", default="prefix",
@@ -156,9 +161,13 @@ def eval_examples(args) -> list[dict]:
 
 
 def task_spec(args):
-    """"sst2" (MeZO's prompt), or a task dict with --template / --label-words in its place."""
+    """"sst2" (MeZO's prompt), a --task JSON spec, or a task dict with --template / --label-words in its place."""
     from objectives.tasks import TEMPLATES
 
+    if args.task is not None:
+        if args.template or args.label_words:
+            raise SystemExit("--task names the prompts: drop --template / --label-words")
+        return {"name": "sst2", **json.loads(Path(args.task).read_text())}
     if args.template is None and args.label_words is None:
         return "sst2"
     words = args.label_words.split(",") if args.label_words else list(TEMPLATES["sst2"]["label_words"].values())
@@ -174,6 +183,7 @@ def task_for(args, seed: int, train_objective: str | None, holdout: int = 0, mar
                           margin_cap=margin_cap)
     if holdout:
         task["held"] = task["val"]  # held back from the 2k training examples: what selects the step
+    task["reference"] = task["train"] + task.get("held", [])  # the 2k training inputs (calibrate="reference")
     task["val"] = eval_examples(args)  # the same examples for every row and seed
     task["spec"] = task_spec(args)
     return task
@@ -195,18 +205,27 @@ def lm_for(model, tok, args, space=None):
 
 
 def evaluate(lm, task) -> tuple[float, float, dict]:
-    """Accuracy on the fixed subset with the task's objective, plus the other calibration from the same outputs."""
+    """Accuracy on the fixed subset with the task's objective, plus every other calibration from the same outputs
+    (and, for a prompt ensemble, its first prompt alone as "first_prompt/<calibration>")."""
     from objectives import get_task
+    from objectives.base import prompts_for
 
     t0 = time.perf_counter()
-    objective = task["val_objective"]
-    if objective.calibrate != "content_free":  # one more content-free prompt gives the calibrated score too
-        objective = get_task(task["spec"]).objective(calibrate="content_free")
-    outputs = objective.outputs(lm, task["val"])
-    both = {calibrate or "none": get_task(task["spec"]).objective(calibrate=calibrate).score(task["val"], outputs).value
-            for calibrate in (None, "content_free")}
+    spec = task["spec"]
+    full = get_task(spec).objective(calibrate="content_free")
+    outputs = full.outputs(lm, task["val"])
+    views = outputs["views"] if "views" in outputs else [outputs]
+    for prompt, view in zip(full.prompts, views):  # the training inputs' scores under the same weights
+        view["reference"] = lm.label_word_logits(prompts_for(prompt.template, task["reference"]),
+                                                 prompt.verbalizer.word_list).tolist()
+    first = {k: v for k, v in spec.items() if k != "ensemble"} if isinstance(spec, dict) and spec.get("ensemble") else None
+    readings = {}
+    for name, t, out in (("", get_task(spec), outputs), ("first_prompt/", first and get_task(first), views[0])):
+        for calibrate in ((None, "content_free", "reference") if t else ()):
+            objective = t.objective(calibrate=calibrate, reference=task["reference"] if calibrate == "reference" else None)
+            readings[name + (calibrate or "none")] = objective.score(task["val"], out).value
     acc = task["val_objective"].score(task["val"], outputs).value
-    return float(acc), time.perf_counter() - t0, both
+    return float(acc), time.perf_counter() - t0, readings
 
 
 # --- rows ------------------------------------------------------------------------------------------
@@ -228,6 +247,15 @@ def zero_shot_rows(args) -> list[dict]:
         rows.append({"row": row, "seed": None, "accuracy": float(acc), "steps": 0, "train_s": 0.0,
                      "eval_s": round(eval_s, 1), "note": "one shared forward pass over the subset"})
     return rows
+
+
+def calibrated_ref_row(args, seed: int) -> dict:
+    """Zero-shot, calibrated with this seed's 2k training inputs (their labels unread): no tuning."""
+    task = task_for(args, seed, None)
+    model, tok = load(args)
+    _, eval_s, readings = evaluate(lm_for(model, tok, args), task)
+    return {"row": "calibrated_ref", "seed": seed, "accuracy": readings["reference"], "accuracy_by_calibration": readings,
+            "steps": 0, "train_s": 0.0, "eval_s": round(eval_s, 1)}
 
 
 def zo_row(args, row: str, seed: int) -> dict:
@@ -483,6 +511,8 @@ def main(argv=None) -> dict:
                 new = [bbt_row(args, row, seed)]
             elif row == "ft_adam":
                 new = [ft_row(args, seed)]
+            elif row == "calibrated_ref":
+                new = [calibrated_ref_row(args, seed)]
             else:
                 new = [zo_row(args, row, seed)]
         except Exception as e:  # keep the other rows; the error is recorded

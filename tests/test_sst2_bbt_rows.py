@@ -76,3 +76,21 @@ def test_the_prompt_norm_example_tunes_a_norm_subspace_over_the_whole_cached_tru
     summary = run(load_config(cfg), progress=False)
     assert summary["steps"] == 2 and summary["tuned_elements"] == 10 and summary["objective"] == "label_word_margin"
     assert summary["trunk_cached_below_layer"] == 2  # the tiny Llama's 2 layers are all frozen: only the norm runs
+
+
+def test_task_file_names_an_ensemble_and_calibrated_ref_reads_it(sst2_folder, tiny_llama_dir, tmp_path):
+    spec = {"template": "Review: {sentence}\nSentiment:", "label_words": {"0": "negative", "1": "positive"},
+            "ensemble": [{"template": "{sentence} It was", "label_words": {"0": "bad", "1": "good"}}]}
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps(spec))
+    assert quality_sst2.task_spec(quality_sst2.parse_args(["--data", "x", "--task", str(path)])) == {"name": "sst2", **spec}
+    with pytest.raises(SystemExit, match="drop --template"):
+        quality_sst2.task_spec(quality_sst2.parse_args(["--data", "x", "--task", str(path), "--template", TEMPLATE]))
+    argv = ["--data", str(sst2_folder), "--model", str(tiny_llama_dir), "--eval-set", "train-dev", "--k", "2",
+            "--task", str(path), "--rows", "calibrated_ref", "--seeds", "2", "--out", str(tmp_path / "r.json")]
+    quality_sst2.main(argv)
+    runs = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert [r["seed"] for r in runs] == [0, 1], runs
+    for r in runs:  # the row's accuracy is the reference reading; the first prompt alone is read beside it
+        assert r["accuracy"] == r["accuracy_by_calibration"]["reference"]
+        assert {"none", "content_free", "first_prompt/none", "first_prompt/reference"} <= set(r["accuracy_by_calibration"])
