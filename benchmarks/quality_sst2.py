@@ -75,14 +75,16 @@ LABELS = {
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="folder with train.tsv and validation.tsv")
+    p.add_argument("--data", required=True, help="folder with train.tsv and validation.tsv, or builtin:sentiment / "
+                   "builtin:topics (the project's own tasks, objectives.builtin; use --eval-set all, and --task topics)")
     p.add_argument("--model", default="embedded", help="'embedded' or a local Hugging Face model folder")
     p.add_argument("--device", default="cpu")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma list from {list(ROWS)}")
     p.add_argument("--k", type=int, default=16, help="training examples per class (MeZO: 16 or 512)")
-    p.add_argument("--eval-set", default="test", choices=["test", "dev", "train-dev"],
+    p.add_argument("--eval-set", default="test", choices=["test", "dev", "train-dev", "all"],
                    help="test: --val-size sentences disjoint from dev; dev: the 200 settings were chosen on; "
-                        "train-dev: 200 sentences of train.tsv outside every seed's k-shot sample (validation.tsv unused)")
+                        "train-dev: 200 sentences of train.tsv outside every seed's k-shot sample (validation.tsv unused); "
+                        "all: every row of validation.tsv (for a task nothing was chosen on, e.g. a built-in one)")
     p.add_argument("--val-size", type=int, default=872, help="size of the balanced test subset")
     p.add_argument("--seeds", type=int, default=3, help="seeds for zo_default(_ce), zo_acc, zo_ce, ft_adam")
     p.add_argument("--space-seeds", type=int, default=1, help="seeds for zo_lora, zo_prefix")
@@ -111,8 +113,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--template", default=None, help="prompt for every row, e.g. 'Review: {sentence}\\nSentiment:' "
                    "(default MeZO's '{sentence} It was'; choose it on the dev split: sst2_templates.py)")
     p.add_argument("--task", default=None, metavar="JSON",
-                   help="a task spec file (template, label_words, optional ensemble of more prompts) instead of "
-                        "--template / --label-words, e.g. examples/sst2_prompts.json")
+                   help="a task spec file (template, label_words, optional ensemble of more prompts) or a built-in task "
+                        "name (objectives.tasks) instead of --template / --label-words, e.g. examples/sst2_prompts.json")
     p.add_argument("--label-words", default=None, metavar="NEG,POS", help="label words for classes 0,1 (default terrible,great)")
     p.add_argument("--subspace", type=int, default=500, help="bbt rows: dimension of z (BBT: 500); 0: search the space itself")
     p.add_argument("--bbt-space", default="prefix",
@@ -134,7 +136,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--holdout", type=int, default=0, help="bbt rows: select the step on H held-back examples per class")
     p.add_argument("--select-every", type=int, default=5, help="bbt rows with --holdout: steps between selections")
     p.add_argument("--out", default=str(common.RESULTS_DIR / "quality_sst2.json"))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.data.startswith("builtin:"):  # written once into a temporary folder in the layout the recipes read
+        import tempfile
+
+        from objectives.builtin import write_tsv
+
+        folder = tempfile.mkdtemp(prefix="bz_builtin_")
+        write_tsv(args.data.split(":", 1)[1], folder)
+        args.data = folder
+    return args
 
 
 # --- data and model --------------------------------------------------------------------------------
@@ -147,6 +158,8 @@ def eval_examples(args) -> list[dict]:
 
     from objectives import kshot, load_examples
 
+    if args.eval_set == "all":
+        return load_examples(P(args.data) / "validation.tsv")
     if args.eval_set == "train-dev":  # choose settings without touching validation.tsv at all
         train = load_examples(P(args.data) / "train.tsv")
         used = {ex["sentence"] for s in range(max(args.seeds, args.space_seeds)) for ex in kshot(train, args.k, s)}
@@ -167,6 +180,8 @@ def task_spec(args):
     if args.task is not None:
         if args.template or args.label_words:
             raise SystemExit("--task names the prompts: drop --template / --label-words")
+        if not Path(args.task).exists() and args.task in TEMPLATES:
+            return args.task
         return {"name": "sst2", **json.loads(Path(args.task).read_text())}
     if args.template is None and args.label_words is None:
         return "sst2"

@@ -19,6 +19,9 @@ TEMPLATES: dict[str, dict[str, Any]] = {
             "label_words": {"0": "Yes", "1": "No"}},  # RTE label 0 = entailment
     "cb": {"template": 'Suppose {premise} Can we infer that "{hypothesis}"? Yes, No, or Maybe?\n',
            "label_words": {"0": "Yes", "1": "No", "2": "Maybe"}},
+    # the built-in news topics (objectives.builtin.topic_examples); not a MeZO prompt
+    "topics": {"template": "{sentence}\nTopic:",
+               "label_words": {"0": "sports", "1": "business", "2": "science", "3": "politics"}},
     "boolq": {"template": "{passage} {question}?", "label_words": {"0": "No", "1": "Yes"}},
     "squad": {"template": "Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:",
               "kind": "qa", "answers_key": "answers"},

@@ -105,3 +105,21 @@ def test_sst2_kshot_from_real_data(sst2_data):
     assert Counter(ex["label"] for ex in picked) == {"0": 16, "1": 16}
     prompt = get_task("sst2").prompt(picked[0])
     assert prompt.endswith(" It was") and "  It was" not in prompt  # trailing TSV space stripped
+
+
+def test_builtin_topics_are_balanced_and_validation_phrases_are_unseen(tmp_path):
+    from objectives import load_examples
+    from objectives.builtin import OPENINGS, TOPICS, topic_examples, write_tsv
+
+    train, val = topic_examples("train"), topic_examples("validation")
+    assert [sum(r["label"] == c for r in train) for c in TOPICS] == [120] * 4
+    assert [sum(r["label"] == c for r in val) for c in TOPICS] == [72] * 4
+    seen = {r["sentence"].removeprefix(o).strip(" .") for r in train for o in OPENINGS if r["sentence"].startswith(o)}
+    for r in val:  # every validation line ends in one of its class's held-out phrases, none seen in training
+        rest = next(r["sentence"].removeprefix(o).strip(" .") for o in OPENINGS if r["sentence"].startswith(o))
+        assert rest in TOPICS[r["label"]][1][10:] and rest not in seen
+    write_tsv("topics", tmp_path)
+    back = load_examples(tmp_path / "validation.tsv")
+    assert [(r["sentence"], str(r["label"])) for r in back] == [(r["sentence"], str(r["label"])) for r in val]
+    with pytest.raises(ValueError, match="unknown built-in task"):
+        write_tsv("news", tmp_path)

@@ -94,3 +94,33 @@ def test_task_file_names_an_ensemble_and_calibrated_ref_reads_it(sst2_folder, ti
     for r in runs:  # the row's accuracy is the reference reading; the first prompt alone is read beside it
         assert r["accuracy"] == r["accuracy_by_calibration"]["reference"]
         assert {"none", "content_free", "first_prompt/none", "first_prompt/reference"} <= set(r["accuracy_by_calibration"])
+
+
+def test_the_prompt_ensemble_example_runs_and_matches_the_task_file(sst2_folder, tiny_llama_dir, tmp_path):
+    import yaml
+
+    from blackbox_zo.running.config import load_config
+    from blackbox_zo.running.run import run
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    cfg = yaml.safe_load((examples / "sst2_prompt_ensemble.yaml").read_text())
+    task = {k: v for k, v in cfg["objective"]["args"]["task"].items() if k != "name"}
+    assert task == json.loads((examples / "sst2_prompts.json").read_text())  # the benchmark reads the same prompts
+    assert cfg["objective"]["args"]["calibrate"] == "reference" and len(task["ensemble"]) == 4
+    cfg["model"]["name"] = str(tiny_llama_dir)
+    cfg["objective"]["args"].update(data=str(sst2_folder), k=4, val_size=8)
+    cfg["train"].update(steps=2, batch_size=8, eval_every=1)
+    cfg["output"] = str(tmp_path / "run")
+    summary = run(load_config(cfg), progress=False)
+    assert summary["steps"] == 2 and summary["tuned_elements"] == 10 and summary["objective"] == "label_word_margin"
+    assert summary["trunk_cached_below_layer"] == 2
+
+
+def test_builtin_topics_run_through_the_same_rows(tiny_llama_dir, tmp_path):
+    argv = ["--data", "builtin:topics", "--model", str(tiny_llama_dir), "--eval-set", "all", "--k", "2",
+            "--task", "topics", "--rows", "zero_shot,calibrated_ref", "--seeds", "1", "--out", str(tmp_path / "r.json")]
+    quality_sst2.main(argv)
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert {r["row"] for r in result["runs"]} == {"zero_shot", "calibrated_ref"}, result["runs"]
+    assert all("error" not in r for r in result["runs"])
+    assert len(quality_sst2.eval_examples(quality_sst2.parse_args(["--data", "builtin:topics", "--eval-set", "all"]))) == 288
