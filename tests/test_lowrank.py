@@ -77,3 +77,20 @@ def test_grouped_draws_equal_one_generator_per_key_on_cpu():
             for side, n, mat in (("U", rows, u[i]), ("V", cols, v[i])):
                 gen = torch.Generator().manual_seed(derive_seed(seed, name, "lowrank", side))
                 assert torch.equal(mat, torch.randn(n, 2, generator=gen))
+
+
+def test_the_update_built_for_all_matrices_at_once_has_the_bits_of_one_matrix_at_a_time():
+    """update_tables (one gather per side over a population's matrices) writes what lowrank_update_ builds alone."""
+    from blackbox_zo.weights.lowrank import draw_factors, lowrank_update_, update_tables
+
+    torch.manual_seed(0)
+    shapes = {"a": (7, 5), "b": (13, 3), "c": (4, 11)}
+    pairs = [(9, 0.3), (7, -1.25), (8, 0.0)]
+    drawn = draw_factors([(n, r, c, [7, 8, 9]) for n, (r, c) in shapes.items()], 2, torch.device("cpu"))
+    tables = update_tables(drawn, pairs, 2)
+    for name, shape in shapes.items():
+        w = torch.randn(shape)
+        alone, joined = w.clone(), w.clone()
+        lowrank_update_(alone, name, pairs, 2, round_seed=1)
+        lowrank_update_(joined, name, pairs, 2, round_seed=1, drawn=drawn, tables=tables[name])
+        assert torch.equal(alone, joined) and not torch.equal(alone, w)

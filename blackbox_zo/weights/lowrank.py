@@ -56,20 +56,16 @@ def draw_factors(requests: Sequence[tuple[str, int, int, Sequence[int]]], rank: 
     wants = [(name, side, n * rank, seed) for name, rows, cols, seeds in requests
              for side, n in (("U", rows), ("V", cols)) for seed in seeds]
     keys = [derive_seed(seed, name, "lowrank", side) for name, side, _, seed in wants]
+    if device.type != "cuda" or not available():
+        return _draw_per_key(requests, keys, rank, device)
     got: list[torch.Tensor | None] = [None] * len(wants)
-    if device.type == "cuda" and available():
-        by_length: dict[int, list[int]] = {}
-        for i, (_, _, length, _) in enumerate(wants):
-            by_length.setdefault(length, []).append(i)
-        for length, idx in by_length.items():
-            block = draw_rows([keys[i] for i in idx], length, device)
-            for j, i in enumerate(idx):
-                got[i] = block[j]
-    else:
-        gen = torch.Generator(device=device if device.type == "cuda" else "cpu")
-        for i, (_, _, length, _) in enumerate(wants):
-            gen.manual_seed(keys[i])  # the same bits as a fresh generator seeded with keys[i]
-            got[i] = torch.randn(length // rank, rank, generator=gen, device=gen.device).view(-1).to(device)
+    by_length: dict[int, list[int]] = {}
+    for i, (_, _, length, _) in enumerate(wants):
+        by_length.setdefault(length, []).append(i)
+    for length, idx in by_length.items():
+        block = draw_rows([keys[i] for i in idx], length, device)
+        for j, i in enumerate(idx):
+            got[i] = block[j]
     out, at = {}, 0
     for name, rows, cols, seeds in requests:
         s = len(seeds)
@@ -78,6 +74,20 @@ def draw_factors(requests: Sequence[tuple[str, int, int, Sequence[int]]], rank: 
         out[name] = (list(seeds), u, v)
         at += 2 * s
     return out
+
+
+def _draw_per_key(requests, keys, rank, device) -> dict:
+    """A torch generator per key, each draw written straight into its slot of U [S, rows, r] / V (no stacking)."""
+    gen = torch.Generator(device=device if device.type == "cuda" else "cpu")
+    out, slots = {}, []
+    for name, rows, cols, seeds in requests:
+        u, v = (torch.empty(len(seeds), n, rank, device=gen.device) for n in (rows, cols))
+        out[name] = (list(seeds), u, v)
+        slots += list(u) + list(v)  # the order of `keys`: U of each seed, then V of each seed
+    for key, slot in zip(keys, slots):
+        gen.manual_seed(key)  # the same bits as torch.randn(n, r, generator=a fresh generator seeded with key)
+        slot.normal_(generator=gen)
+    return {name: (seeds, u.to(device), v.to(device)) for name, (seeds, u, v) in out.items()}
 
 
 def add_lowrank_(matrix: torch.Tensor, name: str, pairs: Sequence[tuple[int, float]], rank: int,
@@ -114,25 +124,41 @@ def lowrank_job(flat: torch.Tensor, shape: torch.Size, name: str, pairs: Sequenc
     return [partial(job)]
 
 
+def update_tables(drawn: dict, pairs: Sequence[tuple[int, float]], rank: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{name: (U_all [rows, n r], V_all [cols, n r])} with U_all V_all^T = sum_i c_i U_i V_i^T / sqrt(r) for every matrix
+    of one population's `drawn` (same seeds, one device), from one gather per side for all; {} for mixed draws."""
+    if not drawn:
+        return {}
+    known, first, _ = next(iter(drawn.values()))
+    seeds = [seed for seed, _ in pairs]
+    if not set(seeds) <= set(known) or any(k != known or u.device != first.device for k, u, _ in drawn.values()):
+        return {}
+    at = {seed: j for j, seed in enumerate(known)}
+    index = torch.tensor([at[seed] for seed in seeds]).to(first.device, non_blocking=True)
+    coeff = torch.tensor([c / math.sqrt(rank) for _, c in pairs], dtype=torch.float32).to(first.device, non_blocking=True)
+    u = torch.cat([u for _, u, _ in drawn.values()], dim=1)[index] * coeff[:, None, None]  # [n, sum rows, r]: c_i U_i / sqrt(r)
+    v = torch.cat([v for _, _, v in drawn.values()], dim=1)[index]  # [n, sum cols, r]
+    u, v = u.transpose(0, 1).reshape(u.shape[1], -1), v.transpose(0, 1).reshape(v.shape[1], -1)  # [sum rows, n r]
+    rows, cols = [x.shape[1] for _, x, _ in drawn.values()], [x.shape[1] for _, _, x in drawn.values()]
+    return dict(zip(drawn, zip(u.split(rows), v.split(cols))))
+
+
 def lowrank_update_(param: torch.Tensor, name: str, pairs: Sequence[tuple[int, float]], rank: int, round_seed: int,
-                    drawn: dict | None = None) -> None:
+                    drawn: dict | None = None, tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
     """W += sum_i c_i U_i V_i^T / sqrt(r) in one pass over W: a single rank-(n r) product, not n passes.
 
     float32: one addmm_ (K = n r is far below a GEMM's k-block, so no thread splits the sum and replays match).
     bf16/fp16: on CUDA one fused pass (lowrank_kernel: the tile's product in registers, then seeded rounding); on
     CPU, row blocks of about CHUNK elements get the product in float32 and are rounded stochastically.
-    `drawn`: factors a population drew this step, {name: (seeds, U [S, rows, r], V [S, cols, r])} (the same bits).
+    `drawn`: factors a population drew this step, {name: (seeds, U [S, rows, r], V [S, cols, r])} (the same bits);
+    `tables`: this matrix's (U_all, V_all) from `update_tables`.
     """
     matrix = as_matrix(param.detach())
     rows, cols = matrix.shape
-    seeds = [seed for seed, _ in pairs]
-    known, u_drawn, v_drawn = _factors_of(name, seeds, rows, cols, rank, param.device, drawn)
-    at = {seed: j for j, seed in enumerate(known)}
-    # small host tables copied without a blocking transfer (a blocking one would wait for the GPU queue per matrix)
-    index = torch.tensor([at[seed] for seed in seeds]).to(param.device, non_blocking=True)
-    coeff = torch.tensor([c / math.sqrt(rank) for _, c in pairs], dtype=torch.float32).to(param.device, non_blocking=True)
-    u_all = (u_drawn[index] * coeff[:, None, None]).transpose(0, 1).reshape(rows, -1)  # [rows, n r]: c_i U_i / sqrt(r)
-    v_all = v_drawn[index].transpose(0, 1).reshape(cols, -1)  # [cols, n r]
+    if tables is None:
+        tables = update_tables({name: _factors_of(name, [s for s, _ in pairs], rows, cols, rank, param.device, drawn)},
+                               pairs, rank)[name]
+    u_all, v_all = tables
     if param.dtype == torch.float32:
         matrix.addmm_(u_all, v_all.T)  # W += U_all V_all^T = sum_i c_i U_i V_i^T / sqrt(r)
         return

@@ -16,7 +16,15 @@ import torch
 from torch import nn
 
 from blackbox_zo.weights.backend import EVALUATE
-from blackbox_zo.weights.lowrank import add_lowrank_, as_matrix, draw_factors, lowrank_job, lowrank_update_, rank_of
+from blackbox_zo.weights.lowrank import (
+    add_lowrank_,
+    as_matrix,
+    draw_factors,
+    lowrank_job,
+    lowrank_update_,
+    rank_of,
+    update_tables,
+)
 from blackbox_zo.weights.noise import KINDS, add_noise_, derive_seed, generator_id, noise_jobs, noise_slice, run_jobs
 from blackbox_zo.weights.noise_kernel import kernel_jobs, run_kernel_jobs, use_kernel
 from blackbox_zo.weights.population import Population, unsupported
@@ -211,9 +219,10 @@ class ParamSpace:
     @torch.no_grad()
     def _write_once(self, merged: list[tuple[int, float]]) -> None:
         round_seed = derive_seed("round", *[s for s, _ in merged])
+        tables = update_tables(self.drawn, merged, self.rank) if self.rank is not None else {}  # all matrices at once
         for name, p in self.tensors.items():
             if self.rank is not None and p.ndim >= 2:
-                lowrank_update_(p, name, merged, self.rank, round_seed, self.drawn)
+                lowrank_update_(p, name, merged, self.rank, round_seed, self.drawn, tables.get(name))
                 continue
             kind = "gaussian" if self.rank is not None else self.noise_kind
             if use_kernel(p):  # CUDA: SR(p + sum_i c_i z_i) in one fused pass (noise_kernel's stream and bits)

@@ -139,19 +139,28 @@ class Population:
     def lowrank_factors(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(U [n, rows, K], V [n, cols, K]) with member i's direction sum_k s_k U_k V_k^T / sqrt(r) = U[i] V[i]^T."""
         if name not in self._lowrank:
-            t, r = self.space.tensors[name], self.space.rank
-            rows, cols = as_matrix(t).shape
-            seeds, index, coeff = self._terms(t.device)
-            if self.space.drawn.get(name, (None,))[0] != seeds:  # every matrix at once: a few launches on CUDA
-                mats = [(n, *as_matrix(x).shape, seeds) for n, x in self.space.tensors.items() if x.ndim >= 2]
-                self.space.drawn.update(draw_factors(mats, r, t.device))  # the step's update reuses them
-            _, u_all, v_all = self.space.drawn[name]
-            scale = (coeff / math.sqrt(r))[:, :, None, None]  # E_i = sum_k (s_k / sqrt(r)) U_k V_k^T
-            u = (u_all[index] * scale).transpose(1, 2).reshape(self.n, rows, -1)  # [n, rows, K r]
-            v = (v_all[index] * (coeff != 0)[:, :, None, None]).transpose(1, 2).reshape(self.n, cols, -1)
-            low = t.dtype if t.is_floating_point() and t.dtype != torch.float32 else None  # the layer's compute dtype
-            self._lowrank[name] = (u.to(low), v.to(low)) if low else (u, v)  # cast once, not at every forward
+            self._lowrank.update(self._all_factors(self.space.tensors[name].device))
         return self._lowrank[name]
+
+    def _all_factors(self, device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Every matrix's member tables on `device` from one gather per side over all of them, split into views.
+
+        2 x 211 small gathers and copies a step (SmolLM2) became 2 big ones: with 2 threads each small op paid a
+        thread hand-off, and the copies went to the allocator one by one."""
+        mats = {n: as_matrix(t).shape for n, t in self.space.tensors.items() if t.ndim >= 2 and t.device == device}
+        r, (seeds, index, coeff) = self.space.rank, self._terms(device)
+        if any(self.space.drawn.get(n, (None,))[0] != seeds for n in mats):  # every matrix at once: a few launches on CUDA
+            self.space.drawn.update(draw_factors([(n, *shape, seeds) for n, shape in mats.items()], r, device))
+        u_all = torch.cat([self.space.drawn[n][1] for n in mats], dim=1)  # [S, sum rows, r]
+        v_all = torch.cat([self.space.drawn[n][2] for n in mats], dim=1)  # [S, sum cols, r]
+        scale = (coeff / math.sqrt(r))[:, :, None, None]  # E_i = sum_k (s_k / sqrt(r)) U_k V_k^T
+        u = (u_all[index] * scale).transpose(1, 2).reshape(self.n, u_all.shape[1], -1)  # [n, sum rows, K r]
+        v = (v_all[index] * (coeff != 0)[:, :, None, None]).transpose(1, 2).reshape(self.n, v_all.shape[1], -1)
+        dtypes = {self.space.tensors[n].dtype for n in mats}  # the layers' compute dtype, cast once, not per forward
+        if len(dtypes) == 1:
+            u, v = u.to(*dtypes), v.to(*dtypes)
+        us, vs = u.split([s[0] for s in mats.values()], dim=1), v.split([s[1] for s in mats.values()], dim=1)
+        return {n: (a.to(self.space.tensors[n].dtype), b.to(self.space.tensors[n].dtype)) for n, a, b in zip(mats, us, vs)}
 
     def dense_offsets(self, name: str) -> torch.Tensor:
         """[n, *shape] float32: member i's offset sum_k s_k z(seed_k) of tensor `name`, drawn elementwise."""
