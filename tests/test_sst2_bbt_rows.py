@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import quality_sst2  # noqa: E402
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TEMPLATE = r"Review: {sentence}\nSentiment:"  # as typed on a command line: a backslash and an n
 
 
@@ -60,22 +62,26 @@ def test_zero_generations_leave_the_zero_shot_accuracy(sst2_folder, tiny_llama_d
     assert acc["bbt_cma"] == acc["calibrated_cf"]
 
 
-def test_the_prompt_norm_example_tunes_a_norm_subspace_over_the_whole_cached_trunk(sst2_folder, tiny_llama_dir, tmp_path):
-    import yaml
-
+def run_example_on_tiny(name, folder, model_dir, tmp_path) -> dict:
+    """An SST-2 example config, shrunk to the tiny Llama and a generated folder, run for 2 CMA-ES generations."""
     from blackbox_zo.running.config import load_config
     from blackbox_zo.running.run import run
 
-    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "sst2_prompt_norm.yaml").read_text())
-    assert cfg["objective"]["args"]["task"]["template"] == "Review: {sentence}\nSentiment:"
+    cfg = yaml.safe_load((EXAMPLES / name).read_text())
     assert (cfg["space"]["subspace"], cfg["optim"]["optimizer"], cfg["train"]["steps"]) == (10, "cma", 5)
-    cfg["model"]["name"] = str(tiny_llama_dir)
-    cfg["objective"]["args"].update(data=str(sst2_folder), k=4, val_size=8)
+    cfg["model"]["name"] = str(model_dir)
+    cfg["objective"]["args"].update(data=str(folder), k=4, val_size=8)
     cfg["train"].update(steps=2, batch_size=8, eval_every=1)
     cfg["output"] = str(tmp_path / "run")
     summary = run(load_config(cfg), progress=False)
     assert summary["steps"] == 2 and summary["tuned_elements"] == 10 and summary["objective"] == "label_word_margin"
     assert summary["trunk_cached_below_layer"] == 2  # the tiny Llama's 2 layers are all frozen: only the norm runs
+    return cfg
+
+
+def test_the_prompt_norm_example_tunes_a_norm_subspace_over_the_whole_cached_trunk(sst2_folder, tiny_llama_dir, tmp_path):
+    cfg = run_example_on_tiny("sst2_prompt_norm.yaml", sst2_folder, tiny_llama_dir, tmp_path)
+    assert cfg["objective"]["args"]["task"]["template"] == "Review: {sentence}\nSentiment:"
 
 
 def test_task_file_names_an_ensemble_and_calibrated_ref_reads_it(sst2_folder, tiny_llama_dir, tmp_path):
@@ -97,23 +103,10 @@ def test_task_file_names_an_ensemble_and_calibrated_ref_reads_it(sst2_folder, ti
 
 
 def test_the_prompt_ensemble_example_runs_and_matches_the_task_file(sst2_folder, tiny_llama_dir, tmp_path):
-    import yaml
-
-    from blackbox_zo.running.config import load_config
-    from blackbox_zo.running.run import run
-
-    examples = Path(__file__).resolve().parents[1] / "examples"
-    cfg = yaml.safe_load((examples / "sst2_prompt_ensemble.yaml").read_text())
+    cfg = run_example_on_tiny("sst2_prompt_ensemble.yaml", sst2_folder, tiny_llama_dir, tmp_path)
     task = {k: v for k, v in cfg["objective"]["args"]["task"].items() if k != "name"}
-    assert task == json.loads((examples / "sst2_prompts.json").read_text())  # the benchmark reads the same prompts
+    assert task == json.loads((EXAMPLES / "sst2_prompts.json").read_text())  # the benchmark reads the same prompts
     assert cfg["objective"]["args"]["calibrate"] == "reference" and len(task["ensemble"]) == 4
-    cfg["model"]["name"] = str(tiny_llama_dir)
-    cfg["objective"]["args"].update(data=str(sst2_folder), k=4, val_size=8)
-    cfg["train"].update(steps=2, batch_size=8, eval_every=1)
-    cfg["output"] = str(tmp_path / "run")
-    summary = run(load_config(cfg), progress=False)
-    assert summary["steps"] == 2 and summary["tuned_elements"] == 10 and summary["objective"] == "label_word_margin"
-    assert summary["trunk_cached_below_layer"] == 2
 
 
 def test_builtin_topics_run_through_the_same_rows(tiny_llama_dir, tmp_path):
