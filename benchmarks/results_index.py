@@ -68,6 +68,15 @@ HEADLINES = [
     ("population throughput", "CPU, two threads, quiet, N = 32: 0.59 / 0.86 / 0.62 (session-7 code beside it: 0.60 / 0.54)",
      [f"population_throughput_session8_2t_{x}.json" for x in "abc"] +
      [f"population_throughput_session7code_2t_{x}.json" for x in "bc"]),
+    ("population throughput", "CPU, two threads, quiet, N = 32, tables built for all matrices at once (session 9): 0.80 / 0.80",
+     [f"population_throughput_session9_2t_quiet_{x}.json" for x in "ab"]),
+    ("SST-2 k=16", "five dev-chosen prompts calibrated with the training inputs + 5 CMA-ES generations: 83.9 +- 0.4 % "
+     "(untuned 83.6 +- 0.5) vs AdamW 85.2 +- 1.2 as trained / 86.4 +- 0.6 read the same way (3 seeds)",
+     ["quality_sst2_k16_prompt_ensemble_test.json"]),
+    ("SST-2 k=512", "the same recipe: 83.9 +- 0.4 % (untuned 84.1 +- 0.1, 3 seeds) vs AdamW 87.0 % (one seed, earlier run)",
+     ["quality_sst2_k512_prompt_ensemble_test.json"]),
+    ("built-in tasks k=16", "reviews 98.6 % vs AdamW 99.8 +- 0.3; news topics 95.7 +- 0.2 % vs AdamW 99.1 +- 0.2 (3 seeds)",
+     ["quality_builtin_sentiment_k16.json", "quality_builtin_topics_k16.json"]),
     ("step overhead", "ZO step / its 2 evaluations, quiet, end of session 8: 1.259 (low-rank 1.021, Algorithm 1 2.040)",
      ["step_overhead_session8_quiet.json"]),
     ("keyword reward", "ZO defaults, all weights: +0.003 vs TRL GRPO +0.434, one seed",
