@@ -89,6 +89,7 @@ CALIBRATIONS = (None, "batch", "content_free", "reference")
 
 
 def as_verbalizer(words: Verbalizer | Mapping[Any, str]) -> Verbalizer:
+    """A Verbalizer from itself or from a {label: word} mapping."""
     return words if isinstance(words, Verbalizer) else Verbalizer(dict(words))
 
 
@@ -188,6 +189,9 @@ class LabelWordClassifier(Objective):
         if len(rows) != len(batch):
             raise ObjectiveError(f"{self.name}: logprobs has length {len(rows)}, expected {len(batch)} (one per example)")
         rows = [check_values(self.name, r, k, what=f"logprobs[{i}]") for i, r in enumerate(rows)]
+        if self.calibrate == "reference" and not (isinstance(outputs, dict) and "reference" in outputs):
+            raise ObjectiveError(f"{self.name}: calibrate='reference' needs outputs['reference'] (the reference examples' "
+                                 "log-probs, as outputs() returns them)")
         if self.calibrate in ("batch", "reference"):
             pool = rows if self.calibrate == "batch" else [
                 check_values(self.name, r, k, what=f"reference logprobs[{i}]") for i, r in enumerate(outputs["reference"])]

@@ -6,6 +6,7 @@ import pytest
 
 from blackbox_zo.lm import TransformersLM
 from objectives import LabelWordClassifier, LabelWordMargin, get_task
+from objectives.base import ObjectiveError
 from objectives.recipes import classification
 
 SENTENCES = ["a gorgeous, witty film", "dull and far too long", "the best thing this year", "i want my money back",
@@ -29,6 +30,8 @@ def test_reference_calibration_subtracts_the_reference_mean_per_class():
     score = obj.score(batch, {"logprobs": rows, "reference": reference})
     assert score.info["predictions"] == [0, 1] and score.value == 1.0
     assert obj.rows(batch, {"logprobs": rows, "reference": reference}) == [[0.0, 0.0], [0.0, pytest.approx(0.8)]]
+    with pytest.raises(ObjectiveError, match="needs outputs\\['reference'\\]"):
+        obj.score(batch, rows)
 
 
 def test_ensemble_rows_are_the_mean_of_each_prompts_calibrated_rows():
