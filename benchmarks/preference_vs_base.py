@@ -47,6 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="decoding temperature while tuning (0 = greedy, the library's recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--judge", default="guarded", choices=sorted(JUDGES), help="rule judge for tuning and scoring")
+    p.add_argument("--fluency-slack", type=float, default=None,
+                   help="tune through objectives.FluencyGuard: a second, frozen copy of the model scores each answer's "
+                        "NLL per token, bound = 90th percentile of its own answers to the TRAIN prompts + this slack "
+                        "(scoring still uses --judge alone)")
     add_spec_arg(p)
     add_space_arg(p, steer=True)
     p.add_argument("--out", default=str(common.RESULTS_DIR / "preference_vs_base.json"))
@@ -70,7 +74,7 @@ def main(argv=None) -> dict:
     from blackbox_zo import MeZO, derive_seed
     from blackbox_zo.lm import TransformersLM, load_model
     from blackbox_zo.running.trainer import batch_for_step
-    from objectives import CallableJudge, Generation, PairwiseObjective
+    from objectives import CallableJudge, FluencyGuard, Generation, PairwiseObjective, reference_nll
 
     args = parse_args(argv)
     overrides = spec_overrides(args.spec)
@@ -82,6 +86,10 @@ def main(argv=None) -> dict:
     base = greedy.run(lm, held)
     score_s = time.perf_counter() - t0
     judge = CallableJudge(JUDGES[args.judge])
+    reference = TransformersLM(*load_model(), batch_size=16)  # frozen: fluency of held answers, and the guard's
+    if args.fluency_slack is not None:
+        judge = FluencyGuard.calibrated(judge, reference, prompt_sets.TRAIN, slack=args.fluency_slack,
+                                        generation=Generation(max_new_tokens=args.max_new_tokens, temperature=0.0))
     pref = PairwiseObjective(judge, generation=Generation(max_new_tokens=args.max_new_tokens,
                                                           temperature=args.temperature))
     train = [{"prompt": p} for p in prompt_sets.TRAIN]
@@ -109,13 +117,30 @@ def main(argv=None) -> dict:
                "mean_word_length": {"base": mean_len(base), "tuned": mean_len(tuned)},
                "mean_distinct_words": {"base": mean_distinct(base), "tuned": mean_distinct(tuned)},
                "few_distinct_words": {"base": few_words(base), "tuned": few_words(tuned)},  # answers the guard fails
+               "fluency_bound": getattr(judge, "max_nll", None),
+               "mean_reference_nll": {"base": mean(reference_nll(reference, held, base)),  # nats/token, frozen model
+                                      "tuned": mean(reference_nll(reference, held, tuned))},
+               "repeated_trigrams": {"base": mean([repeated_trigrams(t) for t in base]),
+                                     "tuned": mean([repeated_trigrams(t) for t in tuned])},
                "train_preferences": prefs, "radii": radii,
                "samples": [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(held, base, tuned)]}
     common.write_results("preference_vs_base", payload, args.out)
     print(f"{opt.step_count} steps, {train_s:.0f} s: win-rate {result['win_rate']:.3f} (W/L/T {result['wins']}/"
           f"{result['losses']}/{result['ties']}, p = {result['p_value']:.2g}); mean word length "
-          f"{payload['mean_word_length']['base']:.2f} -> {payload['mean_word_length']['tuned']:.2f}; {args.out}")
+          f"{payload['mean_word_length']['base']:.2f} -> {payload['mean_word_length']['tuned']:.2f}; reference NLL "
+          f"{payload['mean_reference_nll']['base']:.2f} -> {payload['mean_reference_nll']['tuned']:.2f}; {args.out}")
     return payload
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def repeated_trigrams(text: str) -> float:
+    """Share of a text's word trigrams that occurred earlier in it (0: no loop; "I am a I am a I am a": 4/7)."""
+    ws = [w.lower() for w in rules.words(text)]
+    grams = [tuple(ws[i:i + 3]) for i in range(len(ws) - 2)]
+    return sum(g in grams[:i] for i, g in enumerate(grams)) / len(grams) if grams else 0.0
 
 
 def few_words(texts: list[str]) -> int:

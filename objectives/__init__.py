@@ -9,6 +9,7 @@ from .classification import GeneratedLabelClassifier, LabelWordClassifier, Multi
 from .data import kshot, load_examples, train_val_split
 from .generation import CompletionObjective, Generation
 from .judges import CallableJudge, InputJudge, Judge, PairwiseObjective, PreferenceRound, RewardJudge, preference
+from .fluency import FluencyGuard, reference_nll
 from .likelihood import NegativeLogLikelihood
 from .margin import LabelWordMargin
 from .metrics import accuracy, f1
@@ -21,6 +22,7 @@ __all__ = [
     "BestOfN", "GeneratedLabelClassifier", "LabelWordClassifier", "MultipleChoice", "Verbalizer",
     "kshot", "load_examples", "train_val_split", "CompletionObjective", "Generation",
     "CallableJudge", "InputJudge", "Judge", "PairwiseObjective", "PreferenceRound", "RewardJudge", "preference",
+    "FluencyGuard", "reference_nll",
     "NegativeLogLikelihood", "LabelWordMargin", "accuracy", "f1", "SquadObjective", "exact_match", "normalize_answer", "token_f1",
     "EvaluateMetric", "Reward", "VaderPositivity", "WeightedSum", "vader_reward", "TEMPLATES", "Task", "get_task",
 ]
