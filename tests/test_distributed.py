@@ -186,9 +186,12 @@ def test_rounds_patience_and_the_trainer_loop_run_on_workers_as_in_one_process(c
     one = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "round" in r] == [r["step"] for r in one if "round" in r] == list(range(0, len(rows), 2))
     assert [r.get("round") for r in rows] == [r.get("round") for r in one] and rows[0]["round"]["kept"] == 6
-    assert [r["val"] for r in rows] == [r["val"] for r in one] and all(r["workers"] == 2 for r in rows)
+    # Trap: validation runs on a worker, whose torch uses 1 thread (Ray sets OMP_NUM_THREADS to its num_cpus), and in
+    # one process with every core: the same weights (bitwise, above) read 12.85450792 vs 12.85450780 on 2 cores.
+    assert [r["val"] for r in rows] == pytest.approx([r["val"] for r in one], rel=1e-6)
+    assert all(r["workers"] == 2 for r in rows)
     for key in ("val_start", "val_best", "best_step", "steps", "val_final"):
-        assert summary[key] == ref[key], key
+        assert summary[key] == pytest.approx(ref[key], rel=1e-6), key
     assert summary["steps"] == len(rows) < train["steps"]  # the validation after step 4 did not improve: stopped
     assert summary["workers"] == 2 and summary["worker_rebuilds"] == []
 
