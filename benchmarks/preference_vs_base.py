@@ -48,9 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--judge", default="guarded", choices=sorted(JUDGES), help="rule judge for tuning and scoring")
     p.add_argument("--fluency-slack", type=float, default=None,
-                   help="tune through objectives.FluencyGuard: a second, frozen copy of the model scores each answer's "
-                        "NLL per token, bound = 90th percentile of its own answers to the TRAIN prompts + this slack "
-                        "(scoring still uses --judge alone)")
+                   help="tune through objectives.FluencyGuard: a second, frozen copy of the model reads each answer "
+                        "after the bare prompt; bound = 90th percentile of the NLL per token of the untuned answers to "
+                        "the TRAIN prompts + this slack (scoring still uses --judge alone)")
     add_spec_arg(p)
     add_space_arg(p, steer=True)
     p.add_argument("--out", default=str(common.RESULTS_DIR / "preference_vs_base.json"))
@@ -86,10 +86,13 @@ def main(argv=None) -> dict:
     base = greedy.run(lm, held)
     score_s = time.perf_counter() - t0
     judge = CallableJudge(JUDGES[args.judge])
-    reference = TransformersLM(*load_model(), batch_size=16)  # frozen: fluency of held answers, and the guard's
+    frozen, _ = load_model()  # a second copy that tuning never moves
+    reference = TransformersLM(frozen, tok, batch_size=16)  # fluency of the held answers, read as generate() wrote them
     if args.fluency_slack is not None:
-        judge = FluencyGuard.calibrated(judge, reference, prompt_sets.TRAIN, slack=args.fluency_slack,
-                                        generation=Generation(max_new_tokens=args.max_new_tokens, temperature=0.0))
+        # the guard reads each answer after the bare prompt (no chat template's system turn): 3x fewer tokens a step
+        bare = TransformersLM(frozen, tok, batch_size=16, use_chat_template=False)
+        judge = FluencyGuard.calibrated(judge, bare, prompt_sets.TRAIN, slack=args.fluency_slack,
+                                        answers=greedy.run(lm, prompt_sets.TRAIN))
     pref = PairwiseObjective(judge, generation=Generation(max_new_tokens=args.max_new_tokens,
                                                           temperature=args.temperature))
     train = [{"prompt": p} for p in prompt_sets.TRAIN]

@@ -7,9 +7,9 @@ from .base import Objective, ObjectiveError, Score, check_texts, check_values, m
 from .best_of_n import BestOfN
 from .classification import GeneratedLabelClassifier, LabelWordClassifier, MultipleChoice, Verbalizer
 from .data import kshot, load_examples, train_val_split
+from .fluency import FluencyGuard, reference_nll
 from .generation import CompletionObjective, Generation
 from .judges import CallableJudge, InputJudge, Judge, PairwiseObjective, PreferenceRound, RewardJudge, preference
-from .fluency import FluencyGuard, reference_nll
 from .likelihood import NegativeLogLikelihood
 from .margin import LabelWordMargin
 from .metrics import accuracy, f1

@@ -42,14 +42,18 @@ class FluencyGuard(BaseJudge):
 
     @classmethod
     def calibrated(cls, judge: Judge, reference: LM, prompts: Sequence[str], *, generation: Generation | None = None,
-                   quantile: float = 0.9, slack: float = 0.5, seed: int | None = 0) -> FluencyGuard:
-        """max_nll from the reference's own answers to `prompts` (e.g. the training prompts): the `quantile`
-        of their NLLs plus `slack` nats/token, so the untuned model's answers nearly all pass."""
+                   quantile: float = 0.9, slack: float = 0.5, seed: int | None = 0,
+                   answers: Sequence[str] | None = None) -> FluencyGuard:
+        """max_nll from the untuned model's answers to `prompts` (e.g. the training prompts): the `quantile` of
+        their NLLs plus `slack` nats/token, so nearly all pass. `answers`: those answers when the reference does
+        not write them as the tuned model does (e.g. it reads without the chat template); default: it generates."""
         if len(prompts) < 2:
             raise ObjectiveError("FluencyGuard.calibrated needs at least 2 prompts to take a quantile of")
         if not 0 < quantile < 1:
             raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
-        answers = check_texts("fluency", (generation or Generation()).run(reference, list(prompts), seed), len(prompts))
+        if answers is None:
+            answers = (generation or Generation()).run(reference, list(prompts), seed)
+        answers = check_texts("fluency", answers, len(prompts), what="answers")
         nll = reference_nll(reference, prompts, answers)
         cut = quantiles(nll, n=1000, method="inclusive")[round(quantile * 1000) - 1]  # the empirical quantile
         return cls(judge, reference, max_nll=cut + slack)

@@ -126,3 +126,14 @@ def test_guarded_pairwise_steps_batched_equal_in_place_and_leave_the_reference_u
     assert batched == walked  # the reference scores the same answers inside a population as outside one
     assert any(p != 0 for p in batched)  # the guard or the judge decided something
     assert all(torch.equal(before[k], v) for k, v in after.items())
+
+
+def test_calibrated_from_given_answers_reads_them_not_its_own(reference):
+    mine = own_answers(reference)
+    other = soup(reference, mine)  # answers the reference would never write: a much higher bound
+    guard = FluencyGuard.calibrated(CallableJudge(lambda p, x, y: 0), reference, PROMPTS, answers=other,
+                                    quantile=0.5, slack=0.0)
+    assert guard.max_nll == pytest.approx(np.quantile(reference_nll(reference, PROMPTS, other), 0.5), abs=2e-3)
+    assert guard.max_nll > max(reference_nll(reference, PROMPTS, mine))
+    with pytest.raises(ObjectiveError, match="answers has length 3"):
+        FluencyGuard.calibrated(CallableJudge(lambda p, x, y: 0), reference, PROMPTS, answers=other[:3])
