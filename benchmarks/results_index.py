@@ -90,6 +90,10 @@ HEADLINES = [
     ("guarded judge", "all weights, seed 0, side by side: low-rank batched win-rate 0.984 (by short-word babble, word length "
      "4.44 -> 2.56) vs Gaussian in place 0.587 (p = 0.21)",
      ["preference_600s_guarded_lowrank_batched_s0.json", "preference_600s_guarded_default_rerun_s0.json"]),
+    ("guarded judge", "fluency guard (session 10, AMD, 600 s, side by side): no guard 0.719 in 43 steps, held NLL 0.93 -> 1.50 "
+     "(answers degrade); guarded 0.474 / 0.561 / 0.412 in 27-32 steps, NLL 1.06 / 1.04 / 0.94 (fluent, no win)",
+     ["preference_600s_guarded_lowrank_batched_amd_s0.json", "preference_600s_guarded_fluent_lowrank_batched_s0.json",
+      "preference_600s_guarded_fluent_bare_lowrank_batched_s0.json", "preference_600s_guarded_fluent_bare_lowrank_batched_s1.json"]),
     ("demo task", "`blackbox-zo demo`: validation accuracy 0.685 -> 0.866 in 50 steps (README, Results)", []),
     ("ZO-Bench features", "held-out accuracy of each feature vs the default at equal forward passes (tiny MLP)",
      ["zo_bench_features.json"]),
