@@ -94,6 +94,9 @@ HEADLINES = [
      "(answers degrade); guarded 0.474 / 0.561 / 0.412 in 27-32 steps, NLL 1.06 / 1.04 / 0.94 (fluent, no win)",
      ["preference_600s_guarded_lowrank_batched_amd_s0.json", "preference_600s_guarded_fluent_lowrank_batched_s0.json",
       "preference_600s_guarded_fluent_bare_lowrank_batched_s0.json", "preference_600s_guarded_fluent_bare_lowrank_batched_s1.json"]),
+    ("guarded judge", "fluency guard at 70 steps (session 10, AMD, seed 0, side by side): guarded 0.672 (p = 0.008), held NLL "
+     "0.93 -> 1.39, fluent; no guard 0.875 at NLL 2.58, broken text",
+     ["preference_guarded_fluent_bare_lowrank_batched_70steps_s0.json", "preference_guarded_lowrank_batched_amd_70steps_s0.json"]),
     ("demo task", "`blackbox-zo demo`: validation accuracy 0.685 -> 0.866 in 50 steps (README, Results)", []),
     ("ZO-Bench features", "held-out accuracy of each feature vs the default at equal forward passes (tiny MLP)",
      ["zo_bench_features.json"]),
