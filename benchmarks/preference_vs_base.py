@@ -23,6 +23,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from statistics import mean
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -133,10 +134,6 @@ def main(argv=None) -> dict:
           f"{payload['mean_word_length']['base']:.2f} -> {payload['mean_word_length']['tuned']:.2f}; reference NLL "
           f"{payload['mean_reference_nll']['base']:.2f} -> {payload['mean_reference_nll']['tuned']:.2f}; {args.out}")
     return payload
-
-
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 def repeated_trigrams(text: str) -> float:
