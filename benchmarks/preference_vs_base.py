@@ -20,6 +20,7 @@ tuned vs base; wins / losses / ties, win-rate = wins / (wins + losses), two-side
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--judge", default="guarded", choices=sorted(JUDGES), help="rule judge for tuning and scoring")
     p.add_argument("--fluency-slack", type=float, default=None,
-                   help="tune through objectives.FluencyGuard: a second, frozen copy of the model reads each answer "
+                   help="tune through objectives.FluencyGuard: the untuned model (with --steer the same model with "
+                        "its vectors off, blackbox_zo.lm.UntunedLM; else a second copy) reads each answer "
                         "after the bare prompt; bound = 90th percentile of the NLL per token of the untuned answers to "
                         "the TRAIN prompts + this slack (scoring still uses --judge alone)")
     add_spec_arg(p)
@@ -73,7 +75,7 @@ def judged(rule, tuned: list[str], base: list[str]) -> dict:
 
 def main(argv=None) -> dict:
     from blackbox_zo import MeZO, derive_seed
-    from blackbox_zo.lm import TransformersLM, load_model
+    from blackbox_zo.lm import TransformersLM, UntunedLM, load_model
     from blackbox_zo.running.trainer import batch_for_step
     from objectives import CallableJudge, FluencyGuard, Generation, PairwiseObjective, reference_nll
 
@@ -87,18 +89,24 @@ def main(argv=None) -> dict:
     base = greedy.run(lm, held)
     score_s = time.perf_counter() - t0
     judge = CallableJudge(JUDGES[args.judge])
-    frozen, _ = load_model()  # a second copy that tuning never moves
-    reference = TransformersLM(frozen, tok, batch_size=16)  # fluency of the held answers, read as generate() wrote them
+    model, space, tuned_desc = tuned_space(model, tok, args)  # steering vectors start at zero: the model is unchanged
+
+    second_copy = functools.cache(lambda: load_model()[0])  # weights that tuning never moves, loaded once if needed
+
+    def untuned(**kw):
+        """The model before tuning: the steered model read with its vectors off (no copy), else a second copy."""
+        if args.steer:
+            return UntunedLM(TransformersLM(model, tok, batch_size=16, **kw), space)
+        return TransformersLM(second_copy(), tok, batch_size=16, **kw)
+
     if args.fluency_slack is not None:
         # the guard reads each answer after the bare prompt (no chat template's system turn): 3x fewer tokens a step
-        bare = TransformersLM(frozen, tok, batch_size=16, use_chat_template=False)
-        judge = FluencyGuard.calibrated(judge, bare, prompt_sets.TRAIN, slack=args.fluency_slack,
-                                        answers=greedy.run(lm, prompt_sets.TRAIN))
+        judge = FluencyGuard.calibrated(judge, untuned(use_chat_template=False), prompt_sets.TRAIN,
+                                        slack=args.fluency_slack, answers=greedy.run(lm, prompt_sets.TRAIN))
     pref = PairwiseObjective(judge, generation=Generation(max_new_tokens=args.max_new_tokens,
                                                           temperature=args.temperature))
     train = [{"prompt": p} for p in prompt_sets.TRAIN]
     common.reset_peak()
-    model, space, tuned_desc = tuned_space(model, tok, args)
     opt = MeZO(space, maximize=True, estimator="pairwise", compare=judge, seed=args.seed, **overrides)
     prefs, radii = [], []
     t_start = time.perf_counter()
@@ -114,6 +122,7 @@ def main(argv=None) -> dict:
     peak = common.peak_bytes()
     tuned = greedy.run(lm, held)
     result = judged(JUDGES[args.judge], tuned, base)
+    reference = untuned()  # fluency of the held answers, read as generate() wrote them (loaded after the peak)
     payload = {"benchmark": "preference_vs_base", "git": common.git_commit(), "machine": common.machine_info(),
                "settings": {k: v for k, v in vars(args).items()}, "spec": opt.spec.to_dict(), "tuned": tuned_desc,
                "steps": opt.step_count, "train_s": round(train_s, 1), "score_s": round(score_s, 1),

@@ -35,6 +35,16 @@ def active() -> Population | None:
     return _ACTIVE.get()
 
 
+@contextlib.contextmanager
+def suspended() -> Iterator[None]:
+    """Inside the block no population applies: forwards see the weights as they are (a reference model's read)."""
+    token = _ACTIVE.set(None)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
 def reads_own_offsets(param: torch.Tensor) -> torch.Tensor:
     """Mark a parameter whose user calls `row_offsets(param)` itself (no hook is installed for it)."""
     setattr(param, OWN_OFFSETS, True)
@@ -360,4 +370,5 @@ def member_major(n_members: int, rows: int, device) -> torch.Tensor:
     return torch.arange(n_members, device=device).repeat_interleave(rows)
 
 
-__all__ = ["Population", "active", "member_major", "reads_own_offsets", "row_offsets", "uses", "unsupported"]
+__all__ = ["Population", "active", "member_major", "reads_own_offsets", "row_offsets", "suspended", "uses",
+           "unsupported"]

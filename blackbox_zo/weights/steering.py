@@ -7,7 +7,9 @@ numbers changes the output far more than one spread over every weight does.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+import contextvars
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -22,6 +24,20 @@ STEER = "steer"  # the parameter's name on each steered layer: `model.layers.10.
 # our development prompts (radius 10 % beat 5 %; 20 % raised them too but the text turned repetitive), with no
 # Spec setting of its own
 GAIN = 100.0
+
+
+_OFF: contextvars.ContextVar[bool] = contextvars.ContextVar("blackbox_zo_steering_off", default=False)
+
+
+@contextlib.contextmanager
+def steering_off() -> Iterator[None]:
+    """Inside the block every steering vector is skipped, so a steered model computes as its base weights do
+    (the untuned model, read without a second copy; nothing is written)."""
+    token = _OFF.set(True)
+    try:
+        yield
+    finally:
+        _OFF.reset(token)
 
 
 def layer_list(model: nn.Module) -> nn.ModuleList:
@@ -44,6 +60,8 @@ def default_layers(num_layers: int) -> list[int]:
 def _add_steering(module: nn.Module, args, output):
     """Forward hook: hidden <- hidden + scale * steer at every position (output is a tensor or a tuple);
     steer_scale = GAIN x the layer's typical coordinate size."""
+    if _OFF.get():
+        return None  # steering_off(): the block's own output
     hidden = output[0] if isinstance(output, tuple) else output
     offsets = row_offsets(module.steer, hidden.shape[0])  # [B, H] inside a batched population: each row's member
     steer = module.steer if offsets is None else (module.steer + offsets).unsqueeze(1)
