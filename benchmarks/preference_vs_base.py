@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "its vectors off, blackbox_zo.lm.UntunedLM; else a second copy) reads each answer "
                         "after the bare prompt; bound = 90th percentile of the NLL per token of the untuned answers to "
                         "the TRAIN prompts + this slack (scoring still uses --judge alone)")
+    p.add_argument("--repeat-slack", type=float, default=None,
+                   help="with --fluency-slack: the guard also bounds each answer's share of repeated word trigrams "
+                        "at the 90th percentile of the untuned answers' + this slack")
     add_spec_arg(p)
     add_space_arg(p, steer=True)
     p.add_argument("--out", default=str(common.RESULTS_DIR / "preference_vs_base.json"))
@@ -77,7 +80,7 @@ def main(argv=None) -> dict:
     from blackbox_zo import MeZO, derive_seed
     from blackbox_zo.lm import TransformersLM, UntunedLM, load_model
     from blackbox_zo.running.trainer import batch_for_step
-    from objectives import CallableJudge, FluencyGuard, Generation, PairwiseObjective, reference_nll
+    from objectives import CallableJudge, FluencyGuard, Generation, PairwiseObjective, reference_nll, repeated_trigrams
 
     args = parse_args(argv)
     overrides = spec_overrides(args.spec)
@@ -102,7 +105,8 @@ def main(argv=None) -> dict:
     if args.fluency_slack is not None:
         # the guard reads each answer after the bare prompt (no chat template's system turn): 3x fewer tokens a step
         judge = FluencyGuard.calibrated(judge, untuned(use_chat_template=False), prompt_sets.TRAIN,
-                                        slack=args.fluency_slack, answers=greedy.run(lm, prompt_sets.TRAIN))
+                                        slack=args.fluency_slack, answers=greedy.run(lm, prompt_sets.TRAIN),
+                                        repeat_slack=args.repeat_slack)
     pref = PairwiseObjective(judge, generation=Generation(max_new_tokens=args.max_new_tokens,
                                                           temperature=args.temperature))
     train = [{"prompt": p} for p in prompt_sets.TRAIN]
@@ -130,7 +134,7 @@ def main(argv=None) -> dict:
                "mean_word_length": {"base": mean_len(base), "tuned": mean_len(tuned)},
                "mean_distinct_words": {"base": mean_distinct(base), "tuned": mean_distinct(tuned)},
                "few_distinct_words": {"base": few_words(base), "tuned": few_words(tuned)},  # answers the guard fails
-               "fluency_bound": getattr(judge, "max_nll", None),
+               "fluency_bound": getattr(judge, "max_nll", None), "repeat_bound": getattr(judge, "max_repeat", None),
                "mean_reference_nll": {"base": mean(reference_nll(reference, held, base)),  # nats/token, frozen model
                                       "tuned": mean(reference_nll(reference, held, tuned))},
                "repeated_trigrams": {"base": mean([repeated_trigrams(t) for t in base]),
@@ -143,13 +147,6 @@ def main(argv=None) -> dict:
           f"{payload['mean_word_length']['base']:.2f} -> {payload['mean_word_length']['tuned']:.2f}; reference NLL "
           f"{payload['mean_reference_nll']['base']:.2f} -> {payload['mean_reference_nll']['tuned']:.2f}; {args.out}")
     return payload
-
-
-def repeated_trigrams(text: str) -> float:
-    """Share of a text's word trigrams that occurred earlier in it (0: no loop; "I am a I am a I am a": 4/7)."""
-    ws = [w.lower() for w in rules.words(text)]
-    grams = [tuple(ws[i:i + 3]) for i in range(len(ws) - 2)]
-    return sum(g in grams[:i] for i, g in enumerate(grams)) / len(grams) if grams else 0.0
 
 
 def few_words(texts: list[str]) -> int:

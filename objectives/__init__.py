@@ -7,7 +7,7 @@ from .base import Objective, ObjectiveError, Score, check_texts, check_values, m
 from .best_of_n import BestOfN
 from .classification import GeneratedLabelClassifier, LabelWordClassifier, MultipleChoice, Verbalizer
 from .data import kshot, load_examples, train_val_split
-from .fluency import FluencyGuard, reference_nll
+from .fluency import FluencyGuard, reference_nll, repeated_trigrams
 from .generation import CompletionObjective, Generation
 from .judges import CallableJudge, InputJudge, Judge, PairwiseObjective, PreferenceRound, RewardJudge, preference
 from .likelihood import NegativeLogLikelihood
@@ -22,7 +22,7 @@ __all__ = [
     "BestOfN", "GeneratedLabelClassifier", "LabelWordClassifier", "MultipleChoice", "Verbalizer",
     "kshot", "load_examples", "train_val_split", "CompletionObjective", "Generation",
     "CallableJudge", "InputJudge", "Judge", "PairwiseObjective", "PreferenceRound", "RewardJudge", "preference",
-    "FluencyGuard", "reference_nll",
+    "FluencyGuard", "reference_nll", "repeated_trigrams",
     "NegativeLogLikelihood", "LabelWordMargin", "accuracy", "f1", "SquadObjective", "exact_match", "normalize_answer", "token_f1",
     "EvaluateMetric", "Reward", "VaderPositivity", "WeightedSum", "vader_reward", "TEMPLATES", "Task", "get_task",
 ]

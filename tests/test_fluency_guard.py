@@ -15,7 +15,16 @@ import torch
 
 from blackbox_zo import MeZO
 from blackbox_zo.lm import TransformersLM
-from objectives import CallableJudge, FluencyGuard, Generation, InputJudge, ObjectiveError, PairwiseObjective, reference_nll
+from objectives import (
+    CallableJudge,
+    FluencyGuard,
+    Generation,
+    InputJudge,
+    ObjectiveError,
+    PairwiseObjective,
+    reference_nll,
+    repeated_trigrams,
+)
 from tests.conftest import make_tiny_llama
 
 PROMPTS = ["Tell me about your day.", "What is a good breakfast?", "Why do birds sing?", "Name a colour."]
@@ -137,3 +146,45 @@ def test_calibrated_from_given_answers_reads_them_not_its_own(reference):
     assert guard.max_nll > max(reference_nll(reference, PROMPTS, mine))
     with pytest.raises(ObjectiveError, match="answers has length 3"):
         FluencyGuard.calibrated(CallableJudge(lambda p, x, y: 0), reference, PROMPTS, answers=other[:3])
+
+
+def test_repeated_trigrams_counts_loops():
+    assert repeated_trigrams("I am a I am a I am a") == pytest.approx(4 / 7)
+    assert repeated_trigrams("the " * 16) == pytest.approx(13 / 14)
+    assert repeated_trigrams("My weekend is a mix of adventure and rest.") == 0.0
+    assert repeated_trigrams("Two words") == 0.0  # no trigram at all
+
+
+def test_a_loop_the_reference_reads_as_likely_loses_only_with_the_repeat_bound(reference):
+    """A looping answer under the NLL bound passes the NLL guard and wins with a judge that likes it; with
+    max_repeat it loses to the untuned answer before the judge is asked."""
+    mine = own_answers(reference)
+    loops = [" ".join([m.split()[0] if m.split() else "the"] * 12) for m in mine]  # one word, twelve times
+    nll = reference_nll(reference, PROMPTS * 2, mine + loops)
+    shorter_words = CallableJudge(lambda p, a, b: (len(a) < len(b)) - (len(a) > len(b)), name="shorter")
+    loose = FluencyGuard(shorter_words, reference, max_nll=max(nll) + 1)  # every answer within the NLL bound
+    assert loose.compare_batch(PROMPTS, loops, mine) == [shorter_words.compare(p, a, b)
+                                                          for p, a, b in zip(PROMPTS, loops, mine)]
+    strict = FluencyGuard(shorter_words, reference, max_nll=max(nll) + 1, max_repeat=0.2)
+    assert strict.compare_batch(PROMPTS, loops, mine) == [-1] * len(PROMPTS)
+    assert strict.compare_batch(PROMPTS, mine, loops) == [1] * len(PROMPTS)
+    # two loops: both cross the repeat bound, so the lower NLL wins
+    other_loops = [" ".join(["house"] * 12)] * len(PROMPTS)
+    nll_other = reference_nll(reference, PROMPTS, other_loops)
+    expect = [(a < b) - (a > b) for a, b in zip(nll[len(PROMPTS):], nll_other)]
+    assert strict.compare_batch(PROMPTS, loops, other_loops) == expect
+
+
+def test_calibrated_repeat_bound_is_the_quantile_of_the_answers_plus_slack(reference):
+    answers = ["a b c a b c a b c", "one two three four", "x y z x y z", "fine words here today"]
+    guard = FluencyGuard.calibrated(CallableJudge(lambda p, x, y: 0), reference, PROMPTS, answers=answers,
+                                    quantile=0.75, repeat_slack=0.1)
+    shares = [repeated_trigrams(a) for a in answers]
+    assert guard.max_repeat == pytest.approx(np.quantile(shares, 0.75) + 0.1, abs=2e-3)
+    assert FluencyGuard.calibrated(CallableJudge(lambda p, x, y: 0), reference, PROMPTS, answers=answers).max_repeat is None
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, True, "0.2"])
+def test_bad_repeat_bound_is_named(reference, bad):
+    with pytest.raises(ValueError, match="max_repeat"):
+        FluencyGuard(CallableJudge(lambda p, x, y: 0), reference, max_nll=2.0, max_repeat=bad)
