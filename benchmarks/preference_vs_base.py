@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "its vectors off, blackbox_zo.lm.UntunedLM; else a second copy) reads each answer "
                         "after the bare prompt; bound = 90th percentile of the NLL per token of the untuned answers to "
                         "the TRAIN prompts + this slack (scoring still uses --judge alone)")
+    p.add_argument("--guard-reads", default="bare", choices=["bare", "chat"],
+                   help="the guard reads each answer after the bare prompt (fewer tokens a step) or through the chat "
+                        "template, as generate() wrote it and as the held answers' NLL is measured")
     p.add_argument("--repeat-slack", type=float, default=None,
                    help="with --fluency-slack: the guard also bounds each answer's share of repeated word trigrams "
                         "at the 90th percentile of the untuned answers' + this slack")
@@ -103,8 +106,8 @@ def main(argv=None) -> dict:
         return TransformersLM(second_copy(), tok, batch_size=16, **kw)
 
     if args.fluency_slack is not None:
-        # the guard reads each answer after the bare prompt (no chat template's system turn): 3x fewer tokens a step
-        judge = FluencyGuard.calibrated(judge, untuned(use_chat_template=False), prompt_sets.TRAIN,
+        # after the bare prompt (no chat template's system turn) the guard reads 3x fewer tokens a step
+        judge = FluencyGuard.calibrated(judge, untuned(use_chat_template=args.guard_reads == "chat"), prompt_sets.TRAIN,
                                         slack=args.fluency_slack, answers=greedy.run(lm, prompt_sets.TRAIN),
                                         repeat_slack=args.repeat_slack)
     pref = PairwiseObjective(judge, generation=Generation(max_new_tokens=args.max_new_tokens,
