@@ -166,3 +166,20 @@ def test_trend_radii_replay_bitwise_on_resume(tmp_path):
 def test_a_window_shorter_than_two_steps_is_named():
     with pytest.raises(ValueError, match="radius_window"):
         bz.Spec(radius_window=1)
+
+
+def test_pairwise_keeps_its_radius_by_default_because_a_split_vote_reads_as_a_tie():
+    """Trap: preferences +1 and -1 over a batch average to 0, the value of a true tie. With the scalar default
+    (radius_grow 2) split votes doubled eps every step; for 'pairwise' the default resolves to a fixed radius."""
+    assert bz.Spec().radius_grow == 2.0
+    assert bz.Spec(estimator="pairwise").radius_grow == 1.0
+    assert bz.Spec(estimator="pairwise", radius_grow=2.0).radius_grow == 2.0  # an explicit value is kept
+    assert bz.Spec.from_dict(bz.Spec(estimator="pairwise").to_dict()).radius_grow == 1.0  # logs hold the value
+    split_votes = [0.0, 0.0]  # each direction: one prompt preferred +, one preferred -
+    fixed = bz.AskTell(None, estimator="pairwise", n=2, eps=1e-3, compare=lambda a, b: 0.0)
+    grown = bz.AskTell(None, estimator="pairwise", n=2, eps=1e-3, compare=lambda a, b: 0.0, radius_grow=2.0)
+    for _ in range(3):
+        fixed.tell_values(split_votes)
+        grown.tell_values(split_votes)
+    assert fixed.engine.eps == 1e-3
+    assert grown.engine.eps == 8e-3

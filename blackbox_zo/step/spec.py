@@ -68,8 +68,10 @@ class Spec:
     eps: float = 1e-3  # perturbation radius at the start (sigma in ES terms)
     n: int = 1  # directions per step
     shaping: str = "zscore"  # population only: reward shaping across its 2n values
-    # radius control: eps_t grows after a step where every direction tied (a plateau), shrinks otherwise
-    radius_grow: float = 2.0
+    # radius control: eps_t grows after a step where every direction tied (a plateau), shrinks otherwise.
+    # None resolves to 2.0, or to 1.0 (a fixed radius) for 'pairwise': a split vote (+1 and -1) averages to 0,
+    # the same value as two identical outputs, so a preference cannot tell a plateau from a disagreement
+    radius_grow: float | None = None
     radius_shrink: float = 0.9
     radius_max: float = 16.0  # eps_t stays within [eps, radius_max * eps]; 64 x 1e-3 turns a 135M LM to gibberish
     # trend control (off by default): every radius_window steps compare the mean value of the last window with
@@ -101,6 +103,8 @@ class Spec:
         _require(_finite(self.eps) and self.eps > 0, f"eps must be a finite number > 0, got {self.eps!r}")
         _require(isinstance(self.n, int) and self.n >= 1, f"n (directions per step) must be an integer >= 1, got {self.n!r}")
         _require(self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; expected one of {list(SHAPINGS)}")
+        if self.radius_grow is None:
+            object.__setattr__(self, "radius_grow", 1.0 if self.estimator == "pairwise" else 2.0)
         _require(_finite(self.radius_grow) and self.radius_grow >= 1, f"radius_grow must be >= 1, got {self.radius_grow!r}")
         _require(_finite(self.radius_shrink) and 0 < self.radius_shrink <= 1,
                  f"radius_shrink must be in (0, 1], got {self.radius_shrink!r}")
