@@ -10,7 +10,8 @@ Each step: 8 training prompts (benchmarks.prompts.TRAIN), completions at theta +
 shared seed (greedy by default, --temperature, --max-new-tokens), the judge's mean verdict is the preference the pairwise
 estimator follows (`bz.MeZO(model, maximize=True, estimator="pairwise", compare=judge)`, every other setting
 the default unless --spec). Scoring: greedy completions of the held-back prompts (--prompts test: the 64
-TEST prompts; dev: the 32 DEV prompts used to choose settings) by the tuned and the base model, judged
+TEST prompts; test2: 128 more, written later; test+test2: both, each set also on its own; dev: the 32 DEV
+prompts used to choose settings) by the tuned and the base model, judged
 tuned vs base; wins / losses / ties, win-rate = wins / (wins + losses), two-sided binomial test (scipy).
 
     OMP_NUM_THREADS=1 python benchmarks/preference_vs_base.py --budget 600
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -34,13 +36,16 @@ import prompts as prompt_sets  # noqa: E402
 import rules  # noqa: E402
 from spec_args import add_space_arg, add_spec_arg, spec_overrides, tuned_space  # noqa: E402
 
+HELD = {"test": prompt_sets.TEST, "dev": prompt_sets.DEV, "test2": prompt_sets.TEST2,
+        "test+test2": prompt_sets.TEST + prompt_sets.TEST2}
 JUDGES = {"plain": rules.plain_words_judge, "guarded": rules.guarded_plain_words_judge}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prompts", default="test", choices=["test", "dev"], help="held-back prompts to score on")
+    p.add_argument("--prompts", default="test", choices=sorted(HELD),
+                   help="held-back prompts to score on (test+test2: 192, with each set's row as well)")
     p.add_argument("--budget", type=float, default=600.0, help="training seconds (wall clock, scoring excluded)")
     p.add_argument("--steps", type=int, default=None, help="stop after this many steps (default: budget only)")
     p.add_argument("--batch", type=int, default=8, help="training prompts per step")
@@ -89,7 +94,7 @@ def main(argv=None) -> dict:
     overrides = spec_overrides(args.spec)
     model, tok = load_model()
     lm = TransformersLM(model, tok, batch_size=16)
-    held = prompt_sets.TEST if args.prompts == "test" else prompt_sets.DEV
+    held = HELD[args.prompts]
     greedy = Generation(max_new_tokens=args.max_new_tokens, temperature=0.0)
     t0 = time.perf_counter()
     base = greedy.run(lm, held)
@@ -129,6 +134,11 @@ def main(argv=None) -> dict:
     peak = common.peak_bytes()
     tuned = greedy.run(lm, held)
     result = judged(JUDGES[args.judge], tuned, base)
+    if "+" in args.prompts:  # each set's own row too (the sets are consecutive in `held`)
+        sizes = {name: len(HELD[name]) for name in args.prompts.split("+")}
+        starts = dict(zip(sizes, [0, *itertools.accumulate(sizes.values())]))
+        result["by_set"] = {name: judged(JUDGES[args.judge], tuned[starts[name]:starts[name] + k],
+                                         base[starts[name]:starts[name] + k]) for name, k in sizes.items()}
     reference = untuned()  # fluency of the held answers, read as generate() wrote them (loaded after the peak)
     payload = {"benchmark": "preference_vs_base", "git": common.git_commit(), "machine": common.machine_info(),
                "settings": {k: v for k, v in vars(args).items()}, "spec": opt.spec.to_dict(), "tuned": tuned_desc,

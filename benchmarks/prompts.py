@@ -2,6 +2,8 @@
 
 Settings are chosen on TRAIN (tuning) + DEV (held-back scoring) only; TEST (64 prompts, topics no other
 split uses) is for the reported benchmark tables, so the tables do not score the prompts we chose on.
+TEST2 (128 prompts, 32 more unused topics) was written in session 12, before any run scored it: at a true
+win-rate of 0.65, 64 prompts reach p < 0.01 in about one run of three; 192 (TEST + TEST2) in most.
 """
 
 from __future__ import annotations
@@ -24,4 +26,11 @@ def prompts(topics) -> list[str]:
 
 TRAIN = prompts(TRAIN_TOPICS)  # 32
 DEV = prompts(DEV_TOPICS)  # 32
+TEST2_TOPICS = ("the garden", "your cousin", "the museum", "a birthday party", "the gym", "the post office",
+                "your first car", "the beach", "a thunderstorm", "the bakery", "your childhood", "the airport",
+                "the concert", "a job interview", "the park", "your favourite book", "the wedding", "the bus stop",
+                "a snowy morning", "the hotel", "your laptop", "the market", "the river", "a power cut",
+                "the barber", "your breakfast", "the zoo", "the camping trip", "the farm", "your best friend",
+                "the new year", "a lost key")
 TEST = prompts(TEST_TOPICS)  # 64
+TEST2 = prompts(TEST2_TOPICS)  # 128

@@ -64,3 +64,14 @@ def test_guarded_judge_makes_a_degenerate_answer_lose_to_a_fluent_one():
     assert rules.guarded_plain_words_judge("", fluent, "Consequently, the administrative procedure requires "
                                            "substantial documentation before any replacement occurs.") == 1
     assert rules.guarded_plain_words_judge("", "a b c", "a b") == 1  # both degenerate: more distinct words wins
+
+
+def test_prompt_splits_share_no_topic_and_no_prompt():
+    """Settings are chosen on TRAIN + DEV; a held-back set that shared a topic with them would not be held back."""
+    import prompts
+
+    splits = [prompts.TRAIN_TOPICS, prompts.DEV_TOPICS, prompts.TEST_TOPICS, prompts.TEST2_TOPICS]
+    topics = [t for split in splits for t in split]
+    assert len(set(topics)) == len(topics)
+    texts = prompts.TRAIN + prompts.DEV + prompts.TEST + prompts.TEST2
+    assert len(set(texts)) == len(texts) == 4 * len(topics)
