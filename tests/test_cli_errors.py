@@ -170,3 +170,28 @@ def test_messages_name_the_step_they_used(finished_run, tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     # the same seed as the trainer's validation: eval at the best step reproduces the logged best value
     assert report["step"] == summary["best_step"] and report["value"] == summary["val_best"]
+
+
+NO_TORCH = ("import sys\nfrom blackbox_zo.running.cli import main\n"
+            "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')\nsys.exit(code)")
+
+
+@pytest.mark.parametrize("args, names", [
+    (["run", "{bad}"], ["train.stepz"]),
+    (["demo", "--steps", "0"], ["train.steps"]),
+    (["prefer", "{bad}"], ["unknown key objective"]),
+    (["--help"], []),
+])
+def test_help_and_config_errors_answer_without_importing_torch(tmp_path, args, names):
+    """Importing torch costs seconds on a small CPU: the CLI validates first, and `import blackbox_zo` is lazy."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"objective": {"factory": "objectives.recipes:builtin_sentiment"},
+                                   "train": {"stepz": 2}}))
+    argv = [a.format(bad=bad) for a in args]
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, *argv], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "no torch", result
+    if names:
+        one_line_error(result, *names)
+    else:
+        assert result.returncode == 0 and "usage: blackbox-zo" in result.stdout

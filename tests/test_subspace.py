@@ -91,7 +91,7 @@ def test_projection_regenerates_identically_in_a_new_process():
 def test_redrawn_projection_equals_cached(tiny_llama):
     model, _ = tiny_llama
     cached = bz.subspace(norms_space(model), dim=5, seed=9)
-    redrawn = bz.weights.subspace.Subspace(norms_space(model), dim=5, seed=9, cache_limit=0)
+    redrawn = bz.Subspace(norms_space(model), dim=5, seed=9, cache_limit=0)
     for name in cached.base:
         assert torch.equal(cached.projection(name), redrawn.projection(name))
     assert not redrawn._proj

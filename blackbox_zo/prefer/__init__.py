@@ -3,9 +3,11 @@
 Each vote is stored in SQLite; when a step's pairs are all voted, the pairwise estimator takes the step.
 """
 
-from blackbox_zo.prefer.config import PreferConfig, load_prefer_config
-from blackbox_zo.prefer.export import export_votes
-from blackbox_zo.prefer.session import PreferSession
-from blackbox_zo.prefer.store import VoteRejected, VoteStore
+from blackbox_zo._lazy import lazy_exports
 
-__all__ = ["PreferConfig", "PreferSession", "VoteRejected", "VoteStore", "export_votes", "load_prefer_config"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "config": ("PreferConfig", "load_prefer_config"),
+    "export": ("export_votes",),
+    "session": ("PreferSession",),
+    "store": ("VoteRejected", "VoteStore"),
+})

@@ -59,14 +59,8 @@ def export(args) -> int:
 
 
 def serve(args) -> int:
-    import uvicorn
-
-    from blackbox_zo.prefer.app import create_app
     from blackbox_zo.prefer.config import load_prefer_config
     from blackbox_zo.prefer.security import check_bind, is_loopback
-    from blackbox_zo.prefer.session import PreferSession
-    from blackbox_zo.prefer.winrate import load_judge
-    from blackbox_zo.running.assembly import load_tuned
 
     try:
         check_bind(args.host, args.token)
@@ -74,7 +68,14 @@ def serve(args) -> int:
         raise ConfigError(str(e)) from e
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be in 1..65535, got {args.port}")
-    cfg = load_prefer_config(args.config)
+    cfg = load_prefer_config(args.config)  # every input is checked before torch, the model or the server load
+    import uvicorn
+
+    from blackbox_zo.prefer.app import create_app
+    from blackbox_zo.prefer.session import PreferSession
+    from blackbox_zo.prefer.winrate import load_judge
+    from blackbox_zo.running.assembly import load_tuned
+
     run_dir = Path(args.output or cfg.output)
     judge = load_judge(cfg.winrate.judge, cfg.winrate.args) if cfg.winrate else None
     print(f"loading model {cfg.model.name!r} …", flush=True)

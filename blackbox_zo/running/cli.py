@@ -34,14 +34,15 @@ DEMO_CONFIG = {
 
 def cmd_run(args) -> int:
     from blackbox_zo.running.config import load_config
-    from blackbox_zo.running.run import run
 
-    data = load_config(args.config).to_dict()
+    data = load_config(args.config).to_dict()  # a bad config fails here, before torch is imported
     if args.model:
         data["model"]["name"] = args.model
     if args.workers is not None:  # --workers N overrides the config's distributed.workers (Ray)
         data["distributed"]["workers"] = args.workers
     cfg = load_config(data)  # validated again: --workers 0 fails as distributed.workers: 0 would
+    from blackbox_zo.running.run import run
+
     summary = run(cfg, resume=args.resume, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0
@@ -49,7 +50,6 @@ def cmd_run(args) -> int:
 
 def cmd_demo(args) -> int:
     from blackbox_zo.running.config import load_config
-    from blackbox_zo.running.run import run
 
     data = json.loads(json.dumps(DEMO_CONFIG))
     data["output"] = args.output
@@ -62,6 +62,8 @@ def cmd_demo(args) -> int:
     o = cfg.optim
     print("sentiment task with zeroth-order steps (forward passes only). Settings:",
           f"estimator={o.estimator} rule={o.rule} optimizer={o.optimizer} lr={o.lr:g} eps={o.eps:g} seed={o.seed}")
+    from blackbox_zo.running.run import run
+
     t0 = time.time()
     s = run(cfg, resume=args.resume, progress=not args.quiet)
     print(f"\nvalidation accuracy (held-back phrases): before {s['val_start']:.3f} -> after {s['val_final']:.3f} "
