@@ -181,6 +181,8 @@ NO_TORCH = ("import sys\nfrom blackbox_zo.running.cli import main\n"
     (["run", "{bad}"], ["train.stepz"]),
     (["demo", "--steps", "0"], ["train.steps"]),
     (["prefer", "{bad}"], ["unknown key objective"]),
+    (["eval", "{missing}"], ["no_run", "does not exist"]),
+    (["export", "{missing}", "--out", "{missing}_out"], ["no_run", "does not exist"]),
     (["--help"], []),
 ])
 def test_help_and_config_errors_answer_without_importing_torch(tmp_path, args, names):
@@ -188,7 +190,7 @@ def test_help_and_config_errors_answer_without_importing_torch(tmp_path, args, n
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"objective": {"factory": "objectives.recipes:builtin_sentiment"},
                                    "train": {"stepz": 2}}))
-    argv = [a.format(bad=bad) for a in args]
+    argv = [a.format(bad=bad, missing=tmp_path / "no_run") for a in args]
     result = subprocess.run([sys.executable, "-c", NO_TORCH, *argv], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "no torch", result
     if names:

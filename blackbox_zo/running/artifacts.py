@@ -9,7 +9,6 @@ import json
 import shutil
 from pathlib import Path
 
-from blackbox_zo.faces.mezo import MeZO
 from blackbox_zo.running.assembly import TRAJECTORY, Loaded, check_model, load_tuned
 from blackbox_zo.running.config import ConfigError, RunConfig, load_config
 from blackbox_zo.step.trajectory import Trajectory
@@ -81,6 +80,8 @@ def rebuild(run_dir: str | Path, step: str | int = "best") -> tuple[RunConfig, L
 
         opt = CMA.from_trajectory(loaded.space, Path(run_dir) / TRAJECTORY, steps=steps)
     else:
+        from blackbox_zo.faces.mezo import MeZO  # torch: imported once the inputs are checked
+
         opt = MeZO.replay(loaded.space, Path(run_dir) / TRAJECTORY, steps=steps)
     return cfg, loaded, opt.step_count
 

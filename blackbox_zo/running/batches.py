@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any, NamedTuple, Sequence
 
-from blackbox_zo.weights.noise import derive_seed
+from blackbox_zo.weights.seeds import derive_seed
 
 
 def batch_for_step(data: Sequence[dict], size: int, seed: int, step: int) -> list[dict]:

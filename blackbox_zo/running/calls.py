@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 from blackbox_zo.running.batches import StepInputs
 from blackbox_zo.running.config import TrainConfig
-from blackbox_zo.weights.noise import derive_seed
+from blackbox_zo.weights.seeds import derive_seed
 
 
 def value_of(score: Any) -> float:

@@ -79,11 +79,12 @@ def cmd_demo(args) -> int:
 def cmd_eval(args) -> int:
     from blackbox_zo.running.artifacts import read_run, rebuild, resolve_step
     from blackbox_zo.running.assembly import build_task
-    from blackbox_zo.running.trainer import value_of
-    from blackbox_zo.weights.noise import derive_seed
+    from blackbox_zo.weights.seeds import derive_seed
 
     cfg, summary = read_run(args.run)
     resolve_step(args.run, args.step, summary)  # a bad --step fails before the task and the model are built
+    from blackbox_zo.running.trainer import value_of
+
     task = build_task(cfg)
     objective = task.get("val_objective") or task["objective"]
     if not hasattr(objective, "evaluate"):
