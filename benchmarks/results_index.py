@@ -97,6 +97,11 @@ HEADLINES = [
     ("guarded judge", "fluency guard at 70 steps (session 10, AMD, seed 0, side by side): guarded 0.672 (p = 0.008), held NLL "
      "0.93 -> 1.39, fluent; no guard 0.875 at NLL 2.58, broken text",
      ["preference_guarded_fluent_bare_lowrank_batched_70steps_s0.json", "preference_guarded_lowrank_batched_amd_70steps_s0.json"]),
+    ("guarded judge", "steering after layer 10 under the guard, radius fixed at 0.002 (sessions 11-12, AMD, 600 s): 64 test "
+     "prompts 0.650 / 0.656 / 0.633; 192 held-back prompts (test + test2) 0.575 / 0.578 / 0.707 (p 0.053 / 0.044 / 2e-8), "
+     "held NLL 0.89 -> 0.99-1.12",
+     [f"preference_600s_steer10_guard025_rep01_eps0.002_fixed_s{s}.json" for s in range(3)]
+     + [f"preference_600s_steer10_guard025_rep01_eps0.002_fixed_test192_s{s}.json" for s in range(3)]),
     ("demo task", "`blackbox-zo demo`: validation accuracy 0.685 -> 0.866 in 50 steps (README, Results)", []),
     ("ZO-Bench features", "held-out accuracy of each feature vs the default at equal forward passes (tiny MLP)",
      ["zo_bench_features.json"]),
