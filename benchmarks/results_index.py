@@ -97,6 +97,9 @@ HEADLINES = [
     ("guarded judge", "fluency guard at 70 steps (session 10, AMD, seed 0, side by side): guarded 0.672 (p = 0.008), held NLL "
      "0.93 -> 1.39, fluent; no guard 0.875 at NLL 2.58, broken text",
      ["preference_guarded_fluent_bare_lowrank_batched_70steps_s0.json", "preference_guarded_lowrank_batched_amd_70steps_s0.json"]),
+    ("keyword reward", "AMD, 600 s, side by side: ZO steering 10 and 20, lr 6e-4 (dev-chosen) +0.432 +- 0.150 (56-63 steps, "
+     "degenerate text) vs TRL GRPO +0.162 +- 0.016 (23-27 steps)",
+     [f"reward_personal_600s_{m}_amd_s{s}.json" for m in ("zo_steer2_lr6e-4", "grpo") for s in range(3)]),
     ("guarded judge", "steering after layer 10 under the guard, radius fixed at 0.002 (sessions 11-12, AMD, 600 s): 64 test "
      "prompts 0.650 / 0.656 / 0.633; 192 held-back prompts (test + test2) 0.575 / 0.578 / 0.707 (p 0.053 / 0.044 / 2e-8), "
      "held NLL 0.89 -> 0.99-1.12",
