@@ -105,7 +105,7 @@ def bring_up(args) -> list[dict]:
 
     from blackbox_zo.distributed.faults import Pool
     from blackbox_zo.faces.ask_tell import AskTell
-    from blackbox_zo.running.config import load_config
+    from blackbox_zo.setup.config import load_config
 
     cfg = run_config(args, Path(tempfile.mkdtemp()), 1)
     cfg["optim"] = {"estimator": "spsa", "eps": 1e-3, "seed": 0}  # 2 points per step, as MeZO

@@ -121,7 +121,7 @@ def measure_mode(model, mode: str, path: str, batch: torch.Tensor, repeats: int)
 
 def measure_vllm(model_dir: str, repeats: int) -> dict:
     """Median seconds of one zo_apply on the vLLM backend (bf16 engine, masters by default)."""
-    from blackbox_zo.weights import VLLMBackend
+    from blackbox_zo.vllm import VLLMBackend
 
     backend = VLLMBackend(model_dir, dtype="bfloat16")
     try:

@@ -98,7 +98,7 @@ def main() -> None:
         results.append(run_steps("transformers", space.apply, lm.generate, args))
         del model, space, lm
     if args.only in (None, "vllm"):
-        from blackbox_zo.weights import VLLMBackend
+        from blackbox_zo.vllm import VLLMBackend
 
         t0 = time.perf_counter()
         backend = VLLMBackend(model_dir, enforce_eager=not torch.cuda.is_available(), max_model_len=1024)

@@ -15,15 +15,35 @@ MOVED = {  # old path -> new path
     "blackbox_zo.trainer": "blackbox_zo.running.trainer",
     "blackbox_zo.run": "blackbox_zo.running.run",
     "blackbox_zo.cli": "blackbox_zo.running.cli",
-    "blackbox_zo.config": "blackbox_zo.running.config",
+    "blackbox_zo.config": "blackbox_zo.setup.config",
     "blackbox_zo.spaces": "blackbox_zo.weights.spaces",
     "blackbox_zo.steering": "blackbox_zo.weights.steering",
     "blackbox_zo.precision": "blackbox_zo.weights.precision",
     "blackbox_zo.noise": "blackbox_zo.weights.noise",
     "blackbox_zo.backends": "blackbox_zo.weights",
-    "blackbox_zo.backends.vllm_backend": "blackbox_zo.weights.vllm_backend",
-    "blackbox_zo.backends.vllm_worker": "blackbox_zo.weights.vllm_worker",
+    "blackbox_zo.backends.vllm_backend": "blackbox_zo.vllm.backend",
+    "blackbox_zo.backends.vllm_worker": "blackbox_zo.vllm.worker",
+    # 0.3: the setup layer sits below the runners, vLLM has its own folder
+    "blackbox_zo.running.config": "blackbox_zo.setup.config",
+    "blackbox_zo.running.assembly": "blackbox_zo.setup.assembly",
+    "blackbox_zo.running.calls": "blackbox_zo.setup.calls",
+    "blackbox_zo.running.batches": "blackbox_zo.setup.batches",
+    "blackbox_zo.running.parser": "blackbox_zo.setup.parser",
+    "blackbox_zo.weights.vllm_backend": "blackbox_zo.vllm.backend",
+    "blackbox_zo.weights.vllm_worker": "blackbox_zo.vllm.worker",
 }
+
+MOVED_NAMES = {  # package -> {name it used to export: module that holds it now}
+    "blackbox_zo.weights": {"VLLMBackend": "blackbox_zo.vllm.backend", "CoverageError": "blackbox_zo.vllm.backend"},
+}
+
+
+def moved_name(package: str, name: str):
+    """A package's `__getattr__` for names that moved out of it: `blackbox_zo.weights.VLLMBackend` still resolves."""
+    home = MOVED_NAMES.get(package, {}).get(name)
+    if home is None:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
 
 
 class _Alias(importlib.abc.Loader):

@@ -14,7 +14,7 @@ import torch
 SST2_ENV = "BLACKBOX_ZO_SST2"
 
 # Trap: triton decides at decoration time whether a @triton.jit function is interpreted, and importing
-# blackbox_zo.weights.vllm_worker imports the noise kernel (and triton) early in collection. Without a GPU the
+# blackbox_zo.vllm.worker imports the noise kernel (and triton) early in collection. Without a GPU the
 # kernels can only run interpreted, so the whole session must say so before the first test module loads.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -84,6 +84,35 @@ def test_no_import_cycles():
     assert not found, f"import cycles: {found}"
 
 
+def folder_graph(g: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph collapsed onto blackbox_zo's folders: an edge a -> b when a module in a imports one in b.
+    Top-level modules (the package's `__init__`, `_lazy`, `_moved`) are import plumbing, not a layer."""
+
+    def folder(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else None
+
+    out: dict[str, set[str]] = {}
+    for m, deps in g.items():
+        a = folder(m)
+        if a is None:
+            continue
+        out.setdefault(a, set()).update(b for b in map(folder, deps) if b is not None and b != a)
+    return out
+
+
+def test_no_folder_cycles():
+    """Folders only look down (step, weights < lm < vllm, faces < setup < distributed, prefer < running)."""
+    found = cycles(folder_graph(graph()))
+    assert not found, f"folders that import each other: {found}"
+
+
+def test_folder_graph_sees_a_folder_cycle():
+    g = {"blackbox_zo.running.run": {"blackbox_zo.prefer.cli"}, "blackbox_zo.prefer.cli": {"blackbox_zo.running.parser"},
+         "blackbox_zo.running.parser": set()}
+    assert cycles(folder_graph(g)) == [["prefer", "running"]]
+
+
 def test_cycle_finder_sees_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
@@ -102,9 +131,21 @@ def test_folders_group_the_core():
 
 @pytest.mark.parametrize("old, new", [("blackbox_zo.trainer", "blackbox_zo.running.trainer"),
                                       ("blackbox_zo.backends", "blackbox_zo.weights"),
-                                      ("blackbox_zo.spaces", "blackbox_zo.weights.spaces")])
+                                      ("blackbox_zo.spaces", "blackbox_zo.weights.spaces"),
+                                      ("blackbox_zo.running.config", "blackbox_zo.setup.config"),
+                                      ("blackbox_zo.running.assembly", "blackbox_zo.setup.assembly"),
+                                      ("blackbox_zo.weights.vllm_worker", "blackbox_zo.vllm.worker")])
 def test_old_import_paths_still_work(old, new):
     assert importlib.import_module(old) is importlib.import_module(new)
+
+
+def test_moved_names_still_resolve():
+    """`blackbox_zo.weights.VLLMBackend` (0.2) is the class now in blackbox_zo.vllm; vLLM itself loads only on use."""
+    import blackbox_zo.weights as weights
+
+    assert "VLLMBackend" in dir(importlib.import_module("blackbox_zo.vllm"))
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        weights.Nope  # noqa: B018
 
 
 def test_logs_written_before_the_move_still_open(tmp_path):

@@ -71,8 +71,8 @@ def test_settings_that_cannot_work_are_refused(kwargs, message):
 
 
 def test_the_trainer_draws_a_round_every_steps_per_round_and_validates_on_the_reward(tiny_llama):
-    from blackbox_zo.running.config import TrainConfig
     from blackbox_zo.running.trainer import Trainer
+    from blackbox_zo.setup.config import TrainConfig
 
     model, tok = tiny_llama
     lm = TransformersLM(model, tok)
@@ -89,8 +89,8 @@ def test_the_trainer_draws_a_round_every_steps_per_round_and_validates_on_the_re
 
 
 def test_a_reward_that_never_separates_samples_stops_the_trainer_with_a_reason(tiny_llama):
-    from blackbox_zo.running.config import TrainConfig
     from blackbox_zo.running.trainer import Trainer
+    from blackbox_zo.setup.config import TrainConfig
 
     model, tok = tiny_llama
     bon = BestOfN(Reward(lambda prompts, completions: [0.5] * len(completions)), k=2)

@@ -19,8 +19,8 @@ from blackbox_zo.distributed.driver import connect
 from blackbox_zo.distributed.plan import Task, combine, group_values, plan_step, shard_of
 from blackbox_zo.distributed.worker import digest
 from blackbox_zo.running.artifacts import rebuild
-from blackbox_zo.running.config import ConfigError, load_config
 from blackbox_zo.running.run import run
+from blackbox_zo.setup.config import ConfigError, load_config
 from blackbox_zo.step.engine import ObjectiveError
 
 ray = pytest.importorskip("ray")

@@ -1,7 +1,7 @@
 """Both LM classes satisfy the one LM protocol with the same signatures, and objectives never import the engine.
 
 The vLLM instance check lives in tests/test_vllm_backend.py (marker `vllm`); the class-level checks here run
-without vLLM because importing blackbox_zo.weights.vllm_backend does not import vllm.
+without vLLM because importing blackbox_zo.vllm.backend does not import vllm.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from blackbox_zo.lm import LM, TransformersLM
-from blackbox_zo.weights.vllm_backend import VLLMBackend
+from blackbox_zo.vllm.backend import VLLMBackend
 
 CALLS = ["loglik", "choice_logliks", "label_word_logits", "generate"]
 

@@ -10,9 +10,9 @@ import torch  # noqa: E402
 
 pytest.importorskip("triton")
 
+from blackbox_zo.vllm.worker import Segment, ZOWorkerExtension  # noqa: E402
 from blackbox_zo.weights import noise  # noqa: E402
 from blackbox_zo.weights import noise_kernel as nk  # noqa: E402
-from blackbox_zo.weights.vllm_worker import Segment, ZOWorkerExtension  # noqa: E402
 
 N = 200_000  # statistics: a 4-sigma band of a mean is 4 / sqrt(N) = 0.009
 

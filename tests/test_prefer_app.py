@@ -27,7 +27,7 @@ from blackbox_zo.prefer.export import export_votes  # noqa: E402
 from blackbox_zo.prefer.security import check_bind  # noqa: E402
 from blackbox_zo.prefer.session import TRAJECTORY, PreferSession  # noqa: E402
 from blackbox_zo.prefer.store import vote_value  # noqa: E402
-from blackbox_zo.running.config import ConfigError  # noqa: E402
+from blackbox_zo.setup.config import ConfigError  # noqa: E402
 
 PROMPTS = ["What is a cat?", "Why is the sky blue?", "How do I make tea?", "Name a colour.", "What is rain?"]
 

@@ -48,7 +48,7 @@ class Served:
         from blackbox_zo.prefer.app import create_app
         from blackbox_zo.prefer.session import PreferSession
         from blackbox_zo.prefer.winrate import load_judge
-        from blackbox_zo.running.assembly import load_tuned
+        from blackbox_zo.setup.assembly import load_tuned
 
         self.loaded = load_tuned(cfg)
         judge = load_judge(cfg.winrate.judge, cfg.winrate.args) if cfg.winrate else None

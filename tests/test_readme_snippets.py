@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from blackbox_zo.running.config import RunConfig, load_config
+from blackbox_zo.setup.config import RunConfig, load_config
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

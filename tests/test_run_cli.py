@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from blackbox_zo.running.cli import main
-from blackbox_zo.running.config import ConfigError, load_config
 from blackbox_zo.running.run import run
+from blackbox_zo.setup.config import ConfigError, load_config
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_eval_reproduces_the_logged_value_of_a_sampled_objective(model_dir, tmp_
     assert main(["eval", str(tmp_path / "vader"), "--step", "last"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["value"] == s["val_final"]
     from blackbox_zo.running.artifacts import rebuild
-    from blackbox_zo.running.assembly import build_task
+    from blackbox_zo.setup.assembly import build_task
 
     rebuilt, loaded, _ = rebuild(tmp_path / "vader", "last")
     task = build_task(rebuilt)

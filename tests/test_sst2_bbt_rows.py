@@ -64,8 +64,8 @@ def test_zero_generations_leave_the_zero_shot_accuracy(sst2_folder, tiny_llama_d
 
 def run_example_on_tiny(name, folder, model_dir, tmp_path) -> dict:
     """An SST-2 example config, shrunk to the tiny Llama and a generated folder, run for 2 CMA-ES generations."""
-    from blackbox_zo.running.config import load_config
     from blackbox_zo.running.run import run
+    from blackbox_zo.setup.config import load_config
 
     cfg = yaml.safe_load((EXAMPLES / name).read_text())
     assert (cfg["space"]["subspace"], cfg["optim"]["optimizer"], cfg["train"]["steps"]) == (10, "cma", 5)

@@ -8,8 +8,8 @@ import pytest
 from safetensors.torch import load_file
 
 from blackbox_zo.running.cli import main
-from blackbox_zo.running.config import ConfigError, load_config
 from blackbox_zo.running.run import run
+from blackbox_zo.setup.config import ConfigError, load_config
 
 
 def config(model_dir, out, steps=2, **over):

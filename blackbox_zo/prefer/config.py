@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from blackbox_zo.running.config import ConfigError, ModelConfig, SpaceConfig, build
+from blackbox_zo.setup.config import ConfigError, ModelConfig, SpaceConfig, build
 from blackbox_zo.step.spec import Spec
 
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 def load_judge(spec: str, args: dict) -> Any:
     """Call the factory the config names with its args; it returns a judge or a reward callable."""
-    from blackbox_zo.running.assembly import load_factory  # "module:function" import with config errors that name the key
+    from blackbox_zo.setup.assembly import load_factory  # "module:function" import with config errors that name the key
 
     return load_factory(spec)(**args)
 

@@ -9,8 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
-from blackbox_zo.running.assembly import TRAJECTORY, Loaded, check_model, load_tuned
-from blackbox_zo.running.config import ConfigError, RunConfig, load_config
+from blackbox_zo.setup.assembly import TRAJECTORY, Loaded, check_model, load_tuned
+from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
 from blackbox_zo.step.trajectory import Trajectory
 
 

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from blackbox_zo.running.config import ConfigError
-from blackbox_zo.running.parser import Parser
+from blackbox_zo.setup.config import ConfigError
+from blackbox_zo.setup.parser import Parser
 from blackbox_zo.step.trajectory import TrajectoryError
 
 # Errors that mean "the input is wrong" (config, files, objective): one line, exit 2. Anything else: exit 1.
@@ -33,7 +33,7 @@ DEMO_CONFIG = {
 
 
 def cmd_run(args) -> int:
-    from blackbox_zo.running.config import load_config
+    from blackbox_zo.setup.config import load_config
 
     data = load_config(args.config).to_dict()  # a bad config fails here, before torch is imported
     if args.model:
@@ -49,7 +49,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from blackbox_zo.running.config import load_config
+    from blackbox_zo.setup.config import load_config
 
     data = json.loads(json.dumps(DEMO_CONFIG))
     data["output"] = args.output
@@ -78,7 +78,7 @@ def cmd_demo(args) -> int:
 
 def cmd_eval(args) -> int:
     from blackbox_zo.running.artifacts import read_run, rebuild, resolve_step
-    from blackbox_zo.running.assembly import build_task
+    from blackbox_zo.setup.assembly import build_task
     from blackbox_zo.weights.seeds import derive_seed
 
     cfg, summary = read_run(args.run)

@@ -13,9 +13,9 @@ from pathlib import Path
 from blackbox_zo.distributed.driver import DistributedMeZO
 from blackbox_zo.faces.mezo import MeZO
 from blackbox_zo.running.artifacts import export, paired_flips, save_checkpoint
-from blackbox_zo.running.assembly import TRAJECTORY, Loaded, build_task, check_model, load_tuned, step_settings
-from blackbox_zo.running.config import ConfigError, RunConfig, load_config
 from blackbox_zo.running.trainer import Trainer
+from blackbox_zo.setup.assembly import TRAJECTORY, Loaded, build_task, check_model, load_tuned, step_settings
+from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
 
 __all__ = ["run", "make_face", "make_mezo"]
 

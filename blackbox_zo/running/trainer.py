@@ -17,10 +17,10 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from blackbox_zo.running.batches import Rounds, batch_for_step
 from blackbox_zo.running.best import best_across_resumes, run_start
-from blackbox_zo.running.calls import InProcess, closure, compares_outputs, value_of
-from blackbox_zo.running.config import TrainConfig
+from blackbox_zo.setup.batches import Rounds, batch_for_step
+from blackbox_zo.setup.calls import InProcess, closure, compares_outputs, value_of
+from blackbox_zo.setup.config import TrainConfig
 
 __all__ = ["Rounds", "TrainConfig", "TrainResult", "Trainer", "batch_for_step", "compares_outputs", "plot_history",
            "value_of"]

@@ -1,14 +1,8 @@
-"""Backends that hold the tuned tensors outside this process's torch module (vLLM workers).
+"""Parameter spaces and the tensors they tune: the Backend protocol, seeded noise, ParamSpace, low-rank,
+LoRA / prefix / steering / subspace spaces, and the batched population. Nothing here imports a language model."""
 
-Importing this package does not import vLLM; `VLLMBackend` is loaded on first access.
-"""
-
-__all__ = ["VLLMBackend", "CoverageError"]
+from blackbox_zo._moved import moved_name
 
 
-def __getattr__(name):
-    if name in __all__:
-        from blackbox_zo.weights import vllm_backend
-
-        return getattr(vllm_backend, name)
-    raise AttributeError(name)
+def __getattr__(name):  # VLLMBackend and CoverageError moved to blackbox_zo.vllm (0.3)
+    return moved_name(__name__, name)

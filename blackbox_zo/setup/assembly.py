@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from blackbox_zo.running.calls import compares_outputs
-from blackbox_zo.running.config import ConfigError, RunConfig
+from blackbox_zo.setup.calls import compares_outputs
+from blackbox_zo.setup.config import ConfigError, RunConfig
 from blackbox_zo.step.spec import Spec
 
 TRAJECTORY = "trajectory.jsonl"
@@ -111,7 +111,7 @@ def load_tuned(cfg: RunConfig) -> Loaded:
     from blackbox_zo.weights.params import ParamSpace
 
     if cfg.model.backend == "vllm":
-        from blackbox_zo.weights.vllm_backend import VLLMBackend
+        from blackbox_zo.vllm.backend import VLLMBackend
 
         if cfg.space.kind != "full" or cfg.space.include or cfg.space.exclude:
             raise ConfigError("model.backend 'vllm' tunes all weights: use space.kind 'full' without include/exclude")

@@ -1,6 +1,6 @@
 """Code that runs inside vLLM's worker processes: seeded in-place moves of the live model weights.
 
-Loaded by name (`LLM(worker_extension_cls="blackbox_zo.weights.vllm_worker.ZOWorkerExtension")`) and
+Loaded by name (`LLM(worker_extension_cls="blackbox_zo.vllm.worker.ZOWorkerExtension")`) and
 driven through `llm.collective_rpc("zo_...", args=(seed, coeff, ...))`: only seeds and scalars cross
 the process boundary. Each vLLM parameter is mapped to the canonical Hugging Face tensors it holds
 (fused `qkv_proj` = q, k, v rows; `gate_up_proj` = gate, up rows; tensor-parallel shards), so the

@@ -35,11 +35,11 @@ from blackbox_zo.lm.tokens import (
     truncate_at_stop,
     uses_chat_template,
 )
+from blackbox_zo.vllm.worker import KEEP_REPACK_ENV
 from blackbox_zo.weights.noise import KINDS, generator_id
 from blackbox_zo.weights.params import merge_pairs
-from blackbox_zo.weights.vllm_worker import KEEP_REPACK_ENV
 
-WORKER_EXTENSION = "blackbox_zo.weights.vllm_worker.ZOWorkerExtension"
+WORKER_EXTENSION = "blackbox_zo.vllm.worker.ZOWorkerExtension"
 
 
 class CoverageError(RuntimeError):
@@ -229,7 +229,7 @@ class VLLMBackend:
                 f"layers with a stale packed gemm: {len(report['stale_gemm_layers'])} "
                 f"e.g. {report['stale_gemm_layers'][:3]}; mapping problems: {problems[:3]}; "
                 f"live-weight patch installed in worker: {report['patch_installed']}. "
-                "On CPU, import blackbox_zo.weights.vllm_worker before the model loads "
+                "On CPU, import blackbox_zo.vllm.worker before the model loads "
                 f"(and do not set {KEEP_REPACK_ENV}=1)."
             )
         return perturbed

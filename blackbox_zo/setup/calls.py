@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from blackbox_zo.running.batches import StepInputs
-from blackbox_zo.running.config import TrainConfig
+from blackbox_zo.setup.batches import StepInputs
+from blackbox_zo.setup.config import TrainConfig
 from blackbox_zo.weights.seeds import derive_seed
 
 
