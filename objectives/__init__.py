@@ -7,7 +7,7 @@ from .base import Objective, ObjectiveError, Score, check_texts, check_values, m
 from .best_of_n import BestOfN
 from .classification import GeneratedLabelClassifier, LabelWordClassifier, MultipleChoice, Verbalizer
 from .data import kshot, load_examples, train_val_split
-from .fluency import FluencyGuard, reference_nll, repeated_trigrams
+from .fluency import FluencyGuard, reference_nll
 from .generation import CompletionObjective, Generation
 from .judges import CallableJudge, InputJudge, Judge, PairwiseObjective, PreferenceRound, RewardJudge, preference
 from .likelihood import NegativeLogLikelihood
@@ -16,13 +16,14 @@ from .metrics import accuracy, f1
 from .qa import SquadObjective, exact_match, normalize_answer, token_f1
 from .rewards import EvaluateMetric, Reward, VaderPositivity, WeightedSum, vader_reward
 from .tasks import TEMPLATES, Task, get_task
+from .text_metrics import distinct_n, repeated_token_trigrams, repeated_trigrams, text_metrics
 
 __all__ = [
     "Objective", "ObjectiveError", "Score", "check_texts", "check_values", "mean_score", "prompts_for",
     "BestOfN", "GeneratedLabelClassifier", "LabelWordClassifier", "MultipleChoice", "Verbalizer",
     "kshot", "load_examples", "train_val_split", "CompletionObjective", "Generation",
     "CallableJudge", "InputJudge", "Judge", "PairwiseObjective", "PreferenceRound", "RewardJudge", "preference",
-    "FluencyGuard", "reference_nll", "repeated_trigrams",
+    "FluencyGuard", "reference_nll", "repeated_trigrams", "repeated_token_trigrams", "distinct_n", "text_metrics",
     "NegativeLogLikelihood", "LabelWordMargin", "accuracy", "f1", "SquadObjective", "exact_match", "normalize_answer", "token_f1",
     "EvaluateMetric", "Reward", "VaderPositivity", "WeightedSum", "vader_reward", "TEMPLATES", "Task", "get_task",
 ]

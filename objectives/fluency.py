@@ -6,27 +6,16 @@ that breaks; scoring each answer's per-token NLL under the untuned model keeps t
 
 from __future__ import annotations
 
-import re
 from statistics import quantiles
 from typing import TYPE_CHECKING, Sequence
 
 from .base import ObjectiveError, check_texts, check_values
 from .generation import Generation
 from .judges import BaseJudge, Judge, judge_verdicts
+from .text_metrics import repeated_trigrams
 
 if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
     from blackbox_zo.lm import LM
-
-
-_WORD = re.compile(r"[A-Za-z']+")
-
-
-def repeated_trigrams(text: str) -> float:
-    """Share of a text's word trigrams that occurred earlier in it (0: no loop; "I am a I am a I am a": 4/7).
-    Why: an LM reads its own loops as likely ("the the the ..." is cheap), so NLL alone lets them through."""
-    ws = [w.lower() for w in _WORD.findall(text)]
-    grams = [tuple(ws[i:i + 3]) for i in range(len(ws) - 2)]
-    return sum(g in grams[:i] for i, g in enumerate(grams)) / len(grams) if grams else 0.0
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
