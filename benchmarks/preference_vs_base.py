@@ -36,8 +36,7 @@ import prompts as prompt_sets  # noqa: E402
 import rules  # noqa: E402
 from spec_args import add_space_arg, add_spec_arg, spec_overrides, tuned_space  # noqa: E402
 
-HELD = {"test": prompt_sets.TEST, "dev": prompt_sets.DEV, "test2": prompt_sets.TEST2,
-        "test+test2": prompt_sets.TEST + prompt_sets.TEST2}
+HELD = prompt_sets.HELD
 JUDGES = {"plain": rules.plain_words_judge, "guarded": rules.guarded_plain_words_judge}
 
 

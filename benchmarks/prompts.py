@@ -34,3 +34,4 @@ TEST2_TOPICS = ("the garden", "your cousin", "the museum", "a birthday party", "
                 "the new year", "a lost key")
 TEST = prompts(TEST_TOPICS)  # 64
 TEST2 = prompts(TEST2_TOPICS)  # 128
+HELD = {"test": TEST, "dev": DEV, "test2": TEST2, "test+test2": TEST + TEST2}  # --prompts: what a run scores on

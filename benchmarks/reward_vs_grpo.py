@@ -7,7 +7,11 @@ keyword rule benchmarks.rules.personal_reward (share of first/second-person pron
 completions (`--max-new-tokens`). Every `--eval-interval` seconds of TRAINING time (evaluation time is
 excluded from the clock) each method is scored on HELD-BACK prompts with the same function: greedy
 generation through `blackbox_zo.lm.TransformersLM`, mean reward (`--prompts test`: the 64 TEST prompts;
-`dev`: the 32 DEV prompts that settings were chosen on).
+`test+test2`: those and 128 more, 192 in all, each set's reward too; `dev`: the 32 DEV prompts that settings were
+chosen on). After training, a fresh copy of the untuned model (pi_0) reads the first and the last held answers:
+mean NLL per token, repeated word and token trigrams, distinct-2 and length before and after
+(`objectives.text_metrics`), 3 sample answers, and the honest gain (`honest_gain.py`: the gain counted only when
+NLL rose <= 0.3 nats/token, repetition <= 0.02 and distinct-2 fell <= 0.05).
 
   zo    `bz.MeZO(model, maximize=True)` with the library's defaults (override with `--spec key=value`); per
         step `--zo-batch` prompts, each generated at theta +- eps z (greedy by default; with a temperature
@@ -23,6 +27,8 @@ Each method runs in its own fresh Python process; peak memory is the kernel's Vm
     python benchmarks/reward_vs_grpo.py --methods zo --budget 600 --reward personal
     python benchmarks/reward_vs_grpo.py --methods zo --spec rule=raw radius_grow=1 lr=1e-6   # MeZO's raw rule
     python benchmarks/reward_vs_grpo.py --methods zo --budget 600 --steer 10,20   # steering vectors, not weights
+    OMP_NUM_THREADS=1 python benchmarks/reward_vs_grpo.py --methods grpo --grpo-beta 0.04 --reward personal \
+        --budget 600 --eval-interval 600 --prompts test+test2      # an issue-34 row: 192 prompts, honest gain
 
 Results: benchmarks/results/grpo_reward.json and grpo_reward.png.
 """
@@ -42,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
 import prompts as prompt_sets  # noqa: E402
 import rules  # noqa: E402
+from honest_gain import honest_gain  # noqa: E402
 from spec_args import add_space_arg, add_spec_arg, space_overrides, spec_overrides, tuned_space  # noqa: E402
 
 TRAIN_PROMPTS = prompt_sets.TRAIN
@@ -52,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default="zo,grpo", help="comma list from zo, zo_bon, grpo")
     p.add_argument("--reward", default="vader", choices=["vader", "personal"])
-    p.add_argument("--prompts", default="test", choices=["test", "dev"], help="held-back prompts to score on")
+    p.add_argument("--prompts", default="test", choices=sorted(prompt_sets.HELD),
+                   help="held-back prompts to score on (test+test2: 192, with each set's reward as well)")
     p.add_argument("--budget", type=float, default=240.0, help="training seconds per method (eval excluded)")
     p.add_argument("--max-steps", type=int, default=None, help="also stop after this many steps")
     p.add_argument("--eval-interval", type=float, default=60.0, help="training seconds between held-back evals")
@@ -89,7 +97,7 @@ def reward_fn(name: str):
 
 
 def held_prompts(args) -> list[str]:
-    return prompt_sets.TEST if args.prompts == "test" else prompt_sets.DEV
+    return prompt_sets.HELD[args.prompts]
 
 
 class CountingReward:
@@ -119,7 +127,32 @@ def heldout(model, tok, args) -> dict:
                                                                    temperature=0.0)
     model.train(was_training)
     rewards = reward_fn(args.reward)(held, texts)
-    return {"reward": sum(rewards) / len(rewards), "samples": texts[:3]}
+    out = {"reward": sum(rewards) / len(rewards), "samples": texts[:3], "answers": texts}
+    if "+" in args.prompts:  # each set's mean too (the sets are consecutive in `held`)
+        start, out["by_set"] = 0, {}
+        for name in args.prompts.split("+"):
+            k = len(prompt_sets.HELD[name])
+            out["by_set"][name] = sum(rewards[start:start + k]) / k
+            start += k
+    return out
+
+
+def held_quality(args, curve: list[dict]) -> dict:
+    """What tuning did to the held answers: text metrics of the first and last evaluation, each answer's mean NLL
+    per token under pi_0 (a fresh copy of the untuned model, loaded after the peak was read), the honest gain,
+    and 3 sample answers before / after (spread over the topics)."""
+    from blackbox_zo.lm import TransformersLM, load_model
+    from objectives import reference_nll, text_metrics
+
+    held = held_prompts(args)
+    reference = TransformersLM(*load_model(), batch_size=16)  # reads each answer after the chat-templated prompt
+    first, last = curve[0], curve[-1]
+    before, after = (text_metrics(c["answers"], nll=reference_nll(reference, held, c["answers"])) for c in (first, last))
+    picks = [i * len(held) // 3 for i in range(3)]
+    return {"text_before": before, "text_after": after,
+            "honest_gain": honest_gain(first["heldout_reward"], last["heldout_reward"], before, after),
+            "sample_answers": [{"prompt": held[i], "before": first["answers"][i], "after": last["answers"][i]}
+                               for i in picks]}
 
 
 class Clock:
@@ -140,9 +173,13 @@ class Clock:
         t = time.perf_counter()
         train_s = self.train_s()
         h = heldout(self.model, self.tok, self.args)
+        from objectives import text_metrics
+
         self.curve.append({"train_s": round(train_s, 1), "step": self.steps, "completions": self.counter.count,
-                           "heldout_reward": h["reward"], "samples": h["samples"]})
-        print(json.dumps({"progress": self.curve[-1]}), file=sys.stderr, flush=True)
+                           "heldout_reward": h["reward"], **({"by_set": h["by_set"]} if "by_set" in h else {}),
+                           "text": text_metrics(h["answers"]), "samples": h["samples"], "answers": h["answers"]})
+        shown = {k: v for k, v in self.curve[-1].items() if k != "answers"}
+        print(json.dumps({"progress": shown}), file=sys.stderr, flush=True)
         self.eval_s += time.perf_counter() - t
 
     def after_step(self) -> bool:
@@ -192,6 +229,7 @@ def zo_worker(args) -> dict:
         if clock.after_step():
             break
     opt.close()
+    mem = memory()
     return {"method": "zo", "setup_s": round(setup_s, 1), "steps": clock.steps, "completions": counter.count,
             "train_s": round(clock.train_s(), 1), "eval_s": round(clock.eval_s, 1), "curve": clock.curve,
             "train_reward_first5": sum(train_rewards[:5]) / len(train_rewards[:5]),
@@ -201,7 +239,7 @@ def zo_worker(args) -> dict:
                          "radius_last": opt.last.eps if opt.last else None,
                          "steer_rms": [round(float(v.pow(2).mean().sqrt()), 4) for v in space.tensors.values()]
                          if args.steer else None},
-            "peak_scope": scope, **memory()}
+            "peak_scope": scope, **mem, **held_quality(args, clock.curve)}
 
 
 def zo_bon_worker(args) -> dict:
@@ -249,6 +287,7 @@ def zo_bon_worker(args) -> dict:
         if clock.after_step():
             break
     opt.close()
+    mem = memory()
     return {"method": "zo_bon", "setup_s": round(setup_s, 1), "steps": clock.steps, "completions": counter.count,
             "train_s": round(clock.train_s(), 1), "eval_s": round(clock.eval_s, 1), "curve": clock.curve,
             "rounds": rounds, "loss_first5": sum(losses[:5]) / len(losses[:5]),
@@ -256,7 +295,7 @@ def zo_bon_worker(args) -> dict:
             "settings": {"k": args.bon_k, "temperature": args.bon_temperature, "steps_per_round": args.bon_steps,
                          "targets_per_step": args.zo_batch, "spec": opt.spec.to_dict(),
                          "tuned": space_overrides(args.space) or "all weights", "trunk_cached_below_layer": start},
-            "peak_scope": scope, **memory()}
+            "peak_scope": scope, **mem, **held_quality(args, clock.curve)}
 
 
 def grpo_worker(args) -> dict:
@@ -296,6 +335,7 @@ def grpo_worker(args) -> dict:
     setup_s = time.perf_counter() - t0
     scope = "training (VmHWM reset after model load)" if common.reset_peak() else "process"
     trainer.train()
+    mem = memory()
     clock = holder["clock"]
     return {"method": "grpo", "trl": trl.__version__, "setup_s": round(setup_s, 1), "steps": clock.steps,
             "completions": counter.count, "train_s": round(clock.train_s(), 1), "eval_s": round(clock.eval_s, 1),
@@ -304,7 +344,7 @@ def grpo_worker(args) -> dict:
                          "lr": args.grpo_lr, "beta": args.grpo_beta, "temperature": 1.0, "optimizer": "AdamW",
                          "gradient_checkpointing": bool(cfg.gradient_checkpointing),
                          "tuned": "all weights"},
-            "peak_scope": scope, **memory()}
+            "peak_scope": scope, **mem, **held_quality(args, clock.curve)}
 
 
 # --- driver ------------------------------------------------------------------------------------------
@@ -344,7 +384,7 @@ def main(argv=None) -> dict:
         print(f"running {method} ...", flush=True)
         res = common.run_fresh(Path(__file__), [*passthrough, "--worker", method], timeout=args.budget * 6 + 1800)
         results[method] = res
-        print(json.dumps({k: v for k, v in res.items() if k != "curve"}), flush=True)
+        print(json.dumps({k: v for k, v in res.items() if k not in ("curve", "sample_answers")}), flush=True)
         payload = {"benchmark": "reward_vs_grpo", "git": common.git_commit(), "machine": common.machine_info(),
                    "settings": {k: v for k, v in vars(args).items() if k != "worker"},
                    "train_prompts": TRAIN_PROMPTS, "held_prompts": held_prompts(args), "results": results}
