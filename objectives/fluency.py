@@ -9,10 +9,11 @@ from __future__ import annotations
 from statistics import quantiles
 from typing import TYPE_CHECKING, Sequence
 
-from .base import ObjectiveError, check_texts, check_values
+from .base import ObjectiveError, check_texts
 from .generation import Generation
 from .judges import BaseJudge, Judge, judge_verdicts
 from .text_metrics import repeated_trigrams
+from .text_report import reference_nll
 
 if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
     from blackbox_zo.lm import LM
@@ -20,14 +21,6 @@ if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
 
 def _quantile(values: Sequence[float], q: float) -> float:
     return quantiles(values, n=1000, method="inclusive")[round(q * 1000) - 1]  # the empirical quantile
-
-
-def reference_nll(reference: LM, prompts: Sequence[str], answers: Sequence[str], name: str = "fluency") -> list[float]:
-    """Mean NLL per answer token under `reference`, each answer read after the text generate() continued."""
-    contexts = [reference.prompt_text(p) for p in prompts]
-    logliks = check_values(name, reference.loglik(contexts, list(answers), reduce="mean"), len(answers),
-                           what="reference logliks")
-    return [-v for v in logliks]  # NLL = -(1/T) sum_t log p_ref(y_t | x, y_<t); an empty answer scores 0
 
 
 class FluencyGuard(BaseJudge):

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_che
 
 from .base import ObjectiveError, Score, check_texts, check_values, mean_score, prompts_for
 from .generation import Generation
+from .kl import KLBrake, braked_verdict
 from .rewards import call_reward
+from .text_report import text_report, with_answers
 
 if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
     from blackbox_zo.lm import LM
@@ -37,9 +39,10 @@ class Generations(list):
     """Completions that remember their batch, prompts and sampling seed, so a judge can see the prompts."""
 
     def __init__(self, texts: list[str], batch: list[dict], prompts: list[str] | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, drift: list[float] | None = None) -> None:
         super().__init__(texts)
         self.batch, self.prompts, self.seed = batch, prompts, seed
+        self.drift = drift  # KL-hat of each text against pi_0, measured where it was generated (kl > 0 only)
 
 
 def prompts_of(name: str, outs_plus: Sequence[str], outs_minus: Sequence[str]) -> list[str]:
@@ -148,7 +151,7 @@ class InputJudge(BaseJudge):
         raise ObjectiveError(f"{self.name}: no valid answer (a/b/t) after {self.max_retries} tries")
 
 
-class PairwiseObjective:
+class PairwiseObjective(KLBrake):
     """What a comparison estimator needs: generate at theta+eps*z, generate at theta-eps*z, compare.
 
     compare(...) = mean over examples of judge(plus, minus) in [-1, 1]; positive = the plus side is
@@ -156,24 +159,33 @@ class PairwiseObjective:
     noise is shared and only the weights differ. With the engine: `MeZO(..., estimator="pairwise",
     compare=obj)` (or `compare=obj.judge`) and `step(lambda: obj.generate(lm, batch, seed))`; the
     `Trainer` does exactly this when given a PairwiseObjective.
+
+    With `kl` > 0 and `reference` (pi_0), each side's KL-hat is measured where it was generated and every verdict
+    pays a margin on the KL difference (`objectives.kl.braked_verdict`): the judge's verdicts stay in {-1, 0, 1}.
     """
 
     maximize = True
 
     def __init__(self, judge: Judge, *, template: Any = None, generation: Generation | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, kl: float = 0.0, reference: LM | None = None) -> None:
         self.judge, self.template, self.generation = judge, template, generation or Generation()
         self.name = name or f"preference({getattr(judge, 'name', type(judge).__name__)})"
+        self.use_reference(reference, kl)
 
     def generate(self, lm: LM, batch: list[dict], seed: int | None = None) -> Generations:
         if not batch:
             raise ObjectiveError(f"{self.name}: empty batch")
         prompts = prompts_for(self.template, batch)
         texts = check_texts(self.name, self.generation.run(lm, prompts, seed), len(batch))
-        return Generations(texts, batch, prompts, seed)
+        return Generations(texts, batch, prompts, seed, self.drift(lm, prompts, texts))
 
-    def verdicts(self, batch: list[dict], outs_plus: list[str], outs_minus: list[str]) -> list[int]:
-        return judge_verdicts(self.judge, self.name, prompts_for(self.template, batch), outs_plus, outs_minus)
+    def verdicts(self, batch: list[dict], outs_plus: list[str], outs_minus: list[str], braked: bool = True) -> list[int]:
+        """The judge's verdicts, each braked by the two sides' KL-hat when kl > 0 (braked=False: as judged)."""
+        raw = judge_verdicts(self.judge, self.name, prompts_for(self.template, batch), outs_plus, outs_minus)
+        plus, minus = getattr(outs_plus, "drift", None), getattr(outs_minus, "drift", None)
+        if not (braked and self.kl) or plus is None or minus is None:
+            return raw
+        return [braked_verdict(v, a, b, self.kl) for v, a, b in zip(raw, plus, minus)]
 
     def compare(self, batch: list[dict], outs_plus: list[str], outs_minus: list[str]) -> float:
         return mean_preference(self.verdicts(batch, outs_plus, outs_minus))
@@ -197,7 +209,8 @@ class WinRate:
 
     evaluate(lm, batch) generates for the reference's batch with the reference's sampling seed (so only the
     weights differ) and scores each example 1 (the judge prefers the new output), 0.5 (tie) or 0; value =
-    the mean, so 0.5 = no change: at unchanged weights every verdict is a tie.
+    the mean, so 0.5 = no change: at unchanged weights every verdict is a tie. The verdicts are the judge's own,
+    never braked: a KL brake shapes the training signal, the win-rate reports what the judge thinks.
     """
 
     maximize = True
@@ -213,8 +226,13 @@ class WinRate:
         if batch != self.reference.batch:
             raise ObjectiveError(f"{self.name}: evaluate() must get the batch the reference was generated for")
         fresh = self.objective.generate(lm, batch, self.reference.seed)
-        verdicts = self.objective.verdicts(batch, fresh, self.reference)
-        return mean_score(self.name, [(v + 1) / 2 for v in verdicts])  # +1 -> 1, tie -> 0.5, -1 -> 0
+        verdicts = self.objective.verdicts(batch, fresh, self.reference, braked=False)  # the judge's own win-rate
+        score = mean_score(self.name, [(v + 1) / 2 for v in verdicts])  # +1 -> 1, tie -> 0.5, -1 -> 0
+        return with_answers(score, fresh.prompts, fresh)
+
+    def text_report(self, score: Score) -> dict[str, float] | None:
+        """Text metrics of the fresh answers `score` carries; their NLL under the objective's pi_0 when it has one."""
+        return text_report(score, self.objective.reference)
 
 
 class PreferenceRound:

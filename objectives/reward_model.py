@@ -5,10 +5,13 @@ It runs on its own device and dtype (not the tuned model's), in batches, and cou
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import Score, check_values, mean_score
 from .generation import CompletionObjective, Generation
+
+if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
+    from blackbox_zo.lm import LM
 
 
 class RewardModel(CompletionObjective):
@@ -21,7 +24,8 @@ class RewardModel(CompletionObjective):
 
     def __init__(self, path: str, *, device: str = "cpu", dtype: Any = None, batch_size: int = 8,
                  max_length: int = 512, label: int | None = None, use_chat_template: bool | None = None,
-                 template: Any = None, generation: Generation | None = None, name: str = "reward_model") -> None:
+                 template: Any = None, generation: Generation | None = None, name: str = "reward_model",
+                 kl: float = 0.0, reference: LM | None = None) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -42,6 +46,7 @@ class RewardModel(CompletionObjective):
         self.use_chat_template = has_template if use_chat_template is None else use_chat_template
         self.template, self.generation, self.name = template, generation or Generation(), name
         self.truncated = 0  # inputs truncated by the last call of score_texts
+        self.use_reference(reference, kl)  # reward - kl x KL-hat against pi_0 = reference (objectives.kl)
 
     def texts(self, prompts: list[str], completions: list[str]) -> list[str]:
         if not self.use_chat_template:

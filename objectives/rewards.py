@@ -9,10 +9,13 @@ import asyncio
 import inspect
 import math
 import threading
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .base import ObjectiveError, Score, check_values, mean_score
 from .generation import CompletionObjective, Generation
+
+if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
+    from blackbox_zo.lm import LM
 
 RewardFn = Callable[..., Any]  # (prompts, completions, **columns) -> list[float | None] (or awaitable)
 _NOT_COLUMNS = ("prompt", "completion", "completion_ids")  # TRL passes every other column by name
@@ -57,8 +60,9 @@ class Reward(CompletionObjective):
     """Generate a completion per prompt and score the batch with a TRL-style reward function."""
 
     def __init__(self, fn: RewardFn, *, template: Any = None, generation: Generation | None = None,
-                 name: str | None = None, maximize: bool = True) -> None:
+                 name: str | None = None, maximize: bool = True, kl: float = 0.0, reference: LM | None = None) -> None:
         self.fn, self.template, self.maximize = fn, template, maximize
+        self.use_reference(reference, kl)  # reward - kl x KL-hat against pi_0 = reference (objectives.kl)
         self.generation = generation or Generation()
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
 
@@ -78,7 +82,8 @@ class WeightedSum(CompletionObjective):
     """
 
     def __init__(self, rewards: Sequence[CompletionObjective], weights: Sequence[float] | None = None, *,
-                 generation: Generation | None = None, name: str = "weighted_sum") -> None:
+                 generation: Generation | None = None, name: str = "weighted_sum", kl: float = 0.0,
+                 reference: LM | None = None) -> None:
         if not rewards:
             raise ValueError("WeightedSum needs at least one reward")
         weights = [1.0] * len(rewards) if weights is None else [float(w) for w in weights]
@@ -89,6 +94,7 @@ class WeightedSum(CompletionObjective):
         self.components, self.weights, self.name = list(rewards), weights, name
         self.template = rewards[0].template
         self.generation = generation or rewards[0].generation
+        self.use_reference(reference, kl)  # one brake on the sum (the components' own brakes do not apply)
 
     def score(self, batch: list[dict], outputs: list[str]) -> Score:
         parts = [r.score(batch, outputs) for r in self.components]
@@ -112,9 +118,11 @@ class VaderPositivity:
         return [self.analyzer.polarity_scores(c)["compound"] for c in completions]
 
 
-def vader_reward(*, template: Any = None, generation: Generation | None = None) -> Reward:
+def vader_reward(*, template: Any = None, generation: Generation | None = None, kl: float = 0.0,
+                 reference: LM | None = None) -> Reward:
     """A ready-made positivity reward (the classic "make the review positive" example)."""
-    return Reward(VaderPositivity(), template=template, generation=generation, name="vader_positivity")
+    return Reward(VaderPositivity(), template=template, generation=generation, name="vader_positivity", kl=kl,
+                  reference=reference)
 
 
 class EvaluateMetric(CompletionObjective):
@@ -129,12 +137,13 @@ class EvaluateMetric(CompletionObjective):
     def __init__(self, module: Any, *, reference_key: str = "reference", result_key: str | None = None,
                  prediction: Callable[[str], Any] | None = None, template: Any = None,
                  generation: Generation | None = None, per_example: bool = False, maximize: bool = True,
-                 name: str | None = None, **compute_kwargs: Any) -> None:
+                 name: str | None = None, kl: float = 0.0, reference: LM | None = None, **compute_kwargs: Any) -> None:
         self.module, self.reference_key, self.result_key = module, reference_key, result_key
         self.prediction = prediction or (lambda text: text)
         self.template, self.generation = template, generation or Generation()
         self.per_example, self.maximize, self.compute_kwargs = per_example, maximize, compute_kwargs
         self.name = name or str(getattr(module, "name", None) or result_key or "evaluate_metric")
+        self.use_reference(reference, kl)
 
     def _compute(self, predictions: list, references: list, where: str) -> float:
         result = self.module.compute(predictions=predictions, references=references, **self.compute_kwargs)
