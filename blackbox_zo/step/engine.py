@@ -19,6 +19,7 @@ from blackbox_zo.step.estimators import ObjectiveError, describe_point, make_est
 from blackbox_zo.step.spec import Spec
 from blackbox_zo.step.trajectory import Trajectory, TrajectoryError
 from blackbox_zo.step.transforms import DenseStep, StepContext, is_dense, make_optimizer
+from blackbox_zo.weights.anchor import Anchor
 from blackbox_zo.weights.noise import derive_seed
 
 __all__ = ["Engine", "NonFiniteObjective", "ObjectiveError", "StepResult", "Walker", "batched", "evaluate_members", "walk"]
@@ -143,6 +144,8 @@ class Engine:
         self.transform = make_optimizer(spec)
         self.state = self.transform.init()
         self.keep_best = conservative_wrapper(spec)  # None, or keep_best for the conservative optimizer
+        # theta_0 for the pull toward it, taken here, at the base weights (a resume replays from them too)
+        self.anchor = Anchor(backend) if spec.anchor and backend is not None else None
         self.radius = 1.0  # eps_t / eps: grows on plateaus, shrinks back when the sides differ
         self.recent: deque[float] = deque(maxlen=RECENT)  # mean values of the last steps, for the ceiling test
         self.window: list[float] = []  # radius_window: mean values of the last 2 windows, for the trend test
@@ -239,6 +242,8 @@ class Engine:
                                             self.spec.maximize, t, evaluate, logged_checks)
             if self.spec.weight_decay:
                 self.backend.decay(1.0 - lr * self.spec.weight_decay)  # decoupled: theta <- (1 - lr wd) theta
+            if self.anchor is not None:
+                self.anchor.pull(lr * self.spec.anchor)  # theta <- theta - lr lambda (theta - theta_0)
         self._adapt_radius(values)
         result = StepResult(t, values, grad, lr, eps, [] if isinstance(update, DenseStep) else list(update), checks=checks)
         self._log(result, seed)

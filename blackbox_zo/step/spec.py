@@ -87,6 +87,7 @@ class Spec:
     betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     weight_decay: float = 0.0
+    anchor: float = 0.0  # lambda: each step theta <- theta - lr * lambda * (theta - theta_0) (weights/anchor.py)
     clip_value: float | None = None
     schedule: Schedule = field(default_factory=Schedule)
 
@@ -122,6 +123,7 @@ class Spec:
                  f"betas must be two numbers in [0, 1), got {self.betas!r}")
         _require(_finite(self.weight_decay) and 0 <= self.weight_decay < 1,
                  f"weight_decay must be in [0, 1), got {self.weight_decay!r}")
+        _require(_finite(self.anchor) and self.anchor >= 0, f"anchor must be a finite number >= 0, got {self.anchor!r}")
         _require(self.clip_value is None or (_finite(self.clip_value) and self.clip_value > 0),
                  f"clip_value must be a number > 0 or None, got {self.clip_value!r}")
         _require(not (self.optimizer == "conservative" and self.estimator not in ("spsa", "one_sided")),
