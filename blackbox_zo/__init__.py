@@ -13,6 +13,7 @@ _HOMES = {  # module (under blackbox_zo.) -> the names it exports here
     "faces.ask_tell": ("AskTell", "Candidate"),
     "faces.cma": ("CMA",),
     "faces.mezo": ("MeZO",),
+    "running.tuned": ("load_tuned",),
     "step.engine": ("Engine", "NonFiniteObjective", "ObjectiveError", "StepResult"),
     "step.estimators": ("SPSA", "OneSidedSPSA", "Pairwise", "Population", "make_estimator"),
     "step.spec": ("Schedule", "Spec"),

@@ -1,4 +1,4 @@
-"""Tests of model loading: local directories, clear errors for hub ids and bad dtypes, the embedded cache.
+"""Tests of model loading: local directories, a clear error for a hub id found nowhere, bad dtypes, the embedded cache.
 
 The conversion itself is faked in the fast tests; one slow test loads the real embedded model and generates.
 """
@@ -15,12 +15,18 @@ from blackbox_zo.lm import TransformersLM, embedded, embedded_model_dir, load_mo
 from blackbox_zo.lm.loading import resolve_dtype
 
 
-def test_hub_id_is_refused_with_a_helpful_message():
+def test_hub_id_missing_offline_says_how_to_get_it(monkeypatch, tmp_path):
+    """Not in the HF cache and the hub off limits: the message names the id, the cache, why, and the fixes."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import: the env var alone would not do here
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(ValueError) as info:
         load_model("HuggingFaceTB/SmolLM2-135M-Instruct")
     message = str(info.value)
-    assert "hub" in message and "no network" in message
-    assert "local" in message and "embedded" in message
+    assert "'HuggingFaceTB/SmolLM2-135M-Instruct' is not in the local Hugging Face cache" in message
+    assert str(tmp_path) in message and "HF_HUB_OFFLINE is set" in message
+    assert "hf download HuggingFaceTB/SmolLM2-135M-Instruct" in message and "embedded" in message
 
 
 def test_missing_local_path_is_not_called_a_hub_id(tmp_path):

@@ -84,16 +84,36 @@ def step_settings(cfg: RunConfig, objective: Any) -> tuple[Spec, Any]:
 
 
 def check_model(cfg: RunConfig) -> None:
-    """A model.name that is not 'embedded' must be a local model directory; fail before data or weights load."""
-    from blackbox_zo.lm.loading import EMBEDDED_NAMES, looks_like_path, resolve_model_dir
+    """model.name is 'embedded', a local model directory or a hub id found in the HF cache or on the hub, and
+    model.device exists here: checked before data or weights load."""
+    from blackbox_zo.lm.loading import EMBEDDED_NAMES, check_hub_model, looks_like_path, resolve_model_dir
 
     if cfg.model.name not in EMBEDDED_NAMES:
         if looks_like_path(cfg.model.name) and not Path(cfg.model.name).expanduser().exists():
             raise ConfigError(f"model.name: the model directory {cfg.model.name} does not exist")
         try:
-            resolve_model_dir(cfg.model.name)
+            source = resolve_model_dir(cfg.model.name)
+            if isinstance(source, str) and cfg.model.backend == "transformers":  # vLLM resolves hub ids itself
+                check_hub_model(source)
         except ValueError as e:
             raise ConfigError(f"model.name: {e}") from None
+    check_device(cfg.model.device)
+
+
+def check_device(device: str) -> None:
+    """model.device names a device this torch build has: 'cuda' on a CPU-only torch fails here, not mid-load."""
+    import torch
+
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only torch build" if torch.version.cuda is None else "no visible CUDA GPU"
+        raise ConfigError(f"model.device: {device!r} but this machine has {build}: use 'cpu', or install a CUDA torch")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"model.device: {device!r} but MPS is not available here: use 'cpu'")
+    try:
+        torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"model.device: {device!r} is not a device ({e})") from None
 
 
 @dataclass
