@@ -73,7 +73,7 @@ def client_for(session, **kw):
 
 
 def next_pair(client, who="alice"):
-    r = client.get("/api/next", params={"annotator": who})
+    r = client.post("/api/next", json={"annotator": who})  # a POST with the CSRF token: it leases a pair
     assert r.status_code == 200, r.text
     return r.json()["next"]
 
@@ -329,7 +329,8 @@ def test_split_votes_leave_the_example_radius_alone(base, tmp_path, grow, radius
     plateau (eps doubles). examples/prefer.yaml sets radius_grow 1.0; with 2.0 the embedded model's answers
     were gibberish by step 6 (eps 0.16)."""
     example = load_prefer_config(Path(__file__).parents[1] / "examples" / "prefer.yaml").optim
-    optim = {**example, **({} if grow is None else {"radius_grow": grow})}
+    optim = {**{k: getattr(example, k) for k in ("seed", "n", "eps", "lr", "radius_grow")},
+             **({} if grow is None else {"radius_grow": grow})}
     s = open_session(base, config(tmp_path, optim=optim))
     client = client_for(s)
     for p in s.store.pairs(0):
@@ -337,6 +338,6 @@ def test_split_votes_leave_the_example_radius_alone(base, tmp_path, grow, radius
         assert vote(client, p.id, plus_side if p.slot == 0 else minus_side).status_code == 200
     s.wait_ready()
     record = json.loads((tmp_path / "run" / TRAJECTORY).read_text().splitlines()[1])
-    assert record["values"] == [0.0] * example["n"]
-    assert {abs(c.scale) for c in s._candidates()} == {radius * example["eps"]}
+    assert record["values"] == [0.0] * example.n
+    assert {abs(c.scale) for c in s._candidates()} == {radius * example.eps}
     s.close()

@@ -1,7 +1,8 @@
-"""The Starlette app annotators use: the page, its script, `GET /api/next` and `POST /api/vote`.
+"""The Starlette app annotators use: the page, its script, `POST /api/next`, `POST /api/vote`, `GET /api/progress`.
 
-Every answer is JSON; a rejected vote gets a 4xx status and a message and changes nothing. POSTs need
-the page's CSRF token in a header and a JSON body of at most `max_body` bytes.
+Every answer is JSON; a rejected request gets a 4xx status and a message and changes nothing. Only POSTs change
+state (a pair's lease, a vote); they need the page's CSRF token in a header and a JSON body of at most
+`max_body` bytes, and every API call from another site's page (its Origin) is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from blackbox_zo.prefer.security import BodyLimit, SecurityHeaders, TokenGate, same
+from blackbox_zo.prefer.security import BodyLimit, SameOrigin, SecurityHeaders, TokenGate, same
 from blackbox_zo.prefer.session import PreferSession
 from blackbox_zo.prefer.store import VoteRejected
 
@@ -55,9 +56,24 @@ def create_app(session: PreferSession, *, token: str | None = None, hosts: tuple
             return error(404, f"no such file {name!r}")
         return Response(asset(name), media_type=STATIC[name])
 
-    async def next_pair(request: Request) -> Response:
+    async def json_body(request: Request, *keys: str) -> dict:
+        """The checked JSON object of a state-changing POST: the page's CSRF token, JSON, exactly `keys`."""
+        if not same(request.headers.get("x-csrf-token"), csrf):
+            raise VoteRejected(403, "missing or wrong CSRF token (reload the page)")
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise VoteRejected(415, "the body must be JSON (Content-Type: application/json)")
         try:
-            annotator = annotator_of(request.query_params.get("annotator"))
+            body = await request.json()
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+            raise VoteRejected(400, "the body is not valid JSON") from None
+        if not isinstance(body, dict) or set(body) != set(keys):
+            named = " and ".join(filter(None, (", ".join(keys[:-1]), keys[-1])))
+            raise VoteRejected(400, f"expected a JSON object with exactly {named}")
+        return body
+
+    async def next_pair(request: Request) -> Response:
+        try:  # a POST: handing out a pair leases it, so a cross-site GET must not be able to
+            annotator = annotator_of((await json_body(request, "annotator"))["annotator"])
         except VoteRejected as e:
             return error(e.status, str(e))
         nxt = await run_in_threadpool(session.next_pair, annotator)
@@ -67,17 +83,8 @@ def create_app(session: PreferSession, *, token: str | None = None, hosts: tuple
         return JSONResponse(await run_in_threadpool(session.progress))
 
     async def vote(request: Request) -> Response:
-        if not same(request.headers.get("x-csrf-token"), csrf):
-            return error(403, "missing or wrong CSRF token (reload the page)")
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return error(415, "the body must be JSON (Content-Type: application/json)")
         try:
-            body = await request.json()
-        except ValueError:
-            return error(400, "the body is not valid JSON")
-        if not isinstance(body, dict) or set(body) != {"pair_id", "choice", "annotator"}:
-            return error(400, "expected a JSON object with exactly pair_id, choice and annotator")
-        try:
+            body = await json_body(request, "pair_id", "choice", "annotator")
             if not isinstance(body["pair_id"], str):
                 raise VoteRejected(400, "pair_id must be a string")
             annotator = annotator_of(body["annotator"])
@@ -86,8 +93,9 @@ def create_app(session: PreferSession, *, token: str | None = None, hosts: tuple
             return error(e.status, str(e))
         return JSONResponse({"ok": True, "value": value, "progress": await run_in_threadpool(session.progress)})
 
-    routes = [Route("/", index), Route("/static/{name}", static), Route("/api/next", next_pair),
+    routes = [Route("/", index), Route("/static/{name}", static), Route("/api/next", next_pair, methods=["POST"]),
               Route("/api/progress", progress), Route("/api/vote", vote, methods=["POST"])]
     middleware = [Middleware(SecurityHeaders), Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts)),
+                  Middleware(SameOrigin),
                   Middleware(TokenGate, token=token), Middleware(BodyLimit, limit=max_body)]
     return Starlette(routes=routes, middleware=middleware)

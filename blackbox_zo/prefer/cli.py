@@ -34,7 +34,8 @@ def export_parser() -> argparse.ArgumentParser:
                                 description="Write a preference run's votes as JSONL with prompt/chosen/rejected "
                                             "(TRL DPO format); ties and both-bad votes are skipped.")
     p.add_argument("run", help="run directory of `blackbox-zo prefer` (holds votes.sqlite)")
-    p.add_argument("--out", required=True, help="output .jsonl file")
+    p.add_argument("--out", required=True, help="output .jsonl file, outside every run folder")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     return p
 
 
@@ -50,7 +51,7 @@ def export(args) -> int:
     from blackbox_zo.prefer.export import export_votes
 
     try:
-        c = export_votes(args.run, args.out)
+        c = export_votes(args.run, args.out, force=args.force)
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from e
     print(f"wrote {c['written']} preference pairs to {args.out} (prompt/chosen/rejected); "
@@ -75,9 +76,11 @@ def serve(args) -> int:
     from blackbox_zo.prefer.session import PreferSession
     from blackbox_zo.prefer.winrate import load_judge
     from blackbox_zo.setup.assembly import load_tuned
+    from blackbox_zo.setup.lock import RunLock
 
     run_dir = Path(args.output or cfg.output)
     judge = load_judge(cfg.winrate.judge, cfg.winrate.args) if cfg.winrate else None
+    RunLock(run_dir).acquire()  # one server per run folder, held until this process exits (however it exits)
     print(f"loading model {cfg.model.name!r} …", flush=True)
     loaded = load_tuned(cfg)  # reads only cfg.model and cfg.space
     session = PreferSession(cfg, loaded.lm, loaded.space, run_dir, judge=judge, log=print)

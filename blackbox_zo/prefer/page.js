@@ -86,7 +86,11 @@ function showPair(next) {
 
 async function loadNext() {
   clearTimeout(poll);
-  const r = await fetch("/api/next?annotator=" + encodeURIComponent(annotator()));
+  const r = await fetch("/api/next", {  // a POST with the token: handing out a pair leases it
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: JSON.stringify({ annotator: annotator() }),
+  });
   if (!r.ok) { setStatus(`error ${r.status}: ${await r.text()}`); return; }
   const body = await r.json();
   showProgress(body.progress);

@@ -1,14 +1,14 @@
 """The web page's guards: loopback by default, an access token for other hosts, a body-size cap, strict headers.
 
 Plain ASGI middlewares, so each guard is a few lines that can be read (and tested) on its own. The CSRF
-check lives with the vote endpoint; model text is escaped by the page (textContent only).
+check lives with the POST endpoints; model text is escaped by the page (textContent only).
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -117,3 +117,22 @@ class BodyLimit:
             return message
 
         await self.app(scope, capped_receive, send)
+
+
+class SameOrigin:
+    """Refuses (403) an API call that a browser says comes from another site: an Origin header naming another host
+    than the request's Host, or Sec-Fetch-Site: cross-site. Clients that are not browsers send neither."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        origin, host = headers.get("origin"), headers.get("host", "")
+        foreign = origin is not None and urlsplit(origin).netloc.lower() != host.lower()  # "null" too: no netloc
+        if foreign or headers.get("sec-fetch-site") == "cross-site":
+            return await PlainTextResponse(f"cross-origin request refused (Origin {origin!r}, Host {host!r})",
+                                           status_code=403)(scope, receive, send)
+        await self.app(scope, receive, send)

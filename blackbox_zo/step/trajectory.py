@@ -1,16 +1,19 @@
 """Append-only JSONL log of a run: a header (config, base-weight fingerprint) and one line per step.
 
-Each step line holds the step seed, the measured scalars, the gradient and update pairs and the lr, so
-base weights + this file rebuild the tuned weights (replay) and a killed run resumes bit-for-bit.
-Lines are flushed and fsynced every step; a torn last line (kill -9 mid-write) is dropped on open.
+Each step line holds the step seed, the radius, the measured scalars, the gradient pairs and the lr (the update is
+recomputed from them), so base weights + this file rebuild the tuned weights (replay) and a killed run resumes
+bit-for-bit.
+Lines are flushed and fsynced every step. A torn last line (kill -9 mid-write) is reported and ignored
+when the log is read, and removed only when a step is appended (resume): reading never changes the file.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from blackbox_zo.step.jsonl import JsonlError, JsonlWriter, read_jsonl
 
 FORMAT = "blackbox_zo.trajectory"  # a file format name, not the module path: logs from 0.1 stay readable
 VERSION = 2  # 2: the header holds the Spec; records hold the radius eps
@@ -27,36 +30,31 @@ class Trajectory:
         self.path = Path(path)
         self.header: dict | None = None
         self.records: list[dict] = []
+        self.torn = None  # a torn last line, ignored (blackbox_zo.step.jsonl.Torn)
+        self._writer: JsonlWriter | None = None
         if self.path.exists():
             self._read()
-        self._fh = None
 
     def _read(self) -> None:
-        raw = self.path.read_bytes()
-        good = raw[: raw.rfind(b"\n") + 1]  # drop a torn last line
-        lines = [ln for ln in good.decode().splitlines() if ln.strip()]
-        if not lines:
-            return
         try:
-            self.header = json.loads(lines[0])
-            self.records = [json.loads(ln) for ln in lines[1:]]
-        except json.JSONDecodeError as e:
-            raise TrajectoryError(f"{self.path}: not valid JSONL ({e})") from e
-        if self.header.get("format") != FORMAT:
-            raise TrajectoryError(f"{self.path}: not a blackbox_zo trajectory (header format={self.header.get('format')!r})")
+            read = read_jsonl(self.path)
+        except JsonlError as e:
+            raise TrajectoryError(str(e)) from None
+        self.torn = read.torn
+        if not read.rows:
+            return
+        self.header, self.records = read.rows[0], read.rows[1:]
+        if not isinstance(self.header, dict) or self.header.get("format") != FORMAT:
+            found = self.header.get("format") if isinstance(self.header, dict) else type(self.header).__name__
+            raise TrajectoryError(f"{self.path}: not a blackbox_zo trajectory (header format={found!r})")
         if self.header.get("version") != VERSION:
             raise TrajectoryError(f"{self.path}: trajectory version {self.header.get('version')} is not {VERSION}")
-        if len(good) != len(raw):
-            with open(self.path, "r+b") as fh:
-                fh.truncate(len(good))
 
     def _write_line(self, obj: dict) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        if self._writer is None:
+            self._writer = JsonlWriter(self.path, self.torn)  # removes a torn last line before the first append
+            self.torn = None
+        self._writer.write(obj)
 
     def start(self, config: dict[str, Any], fingerprint: str) -> None:
         """Write the header of a new log, or check that an existing one describes the same run."""
@@ -74,9 +72,9 @@ class Trajectory:
         self._write_line(record)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, Any] | None:

@@ -1,0 +1,54 @@
+"""One writer per run folder: an OS lock (fcntl.flock) on run.lock, held while a command writes the folder.
+
+The kernel drops the lock when the holder exits, however it exits (kill -9 included), so no stale lock is left;
+a second writer is refused at once with the holder's process id.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from blackbox_zo.setup.config import ConfigError
+
+LOCK_FILE = "run.lock"
+
+
+class RunLock:
+    """`with RunLock(folder):` creates the folder if needed and holds its lock; ConfigError if another process does."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self.created_folder = False  # True when this lock made the folder (a failed start may remove it again)
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ConfigError(f"output {self.folder} is a file, not a run folder")
+        self.created_folder = not self.folder.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(f"{self.folder} is being written by process {holder} (a run, --resume or prefer "
+                              "server): wait for it to finish or stop it; one writer per run folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it, for the second writer's message
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
