@@ -1,7 +1,8 @@
 """The best validation step of a run, across resumes: the value it started from and every validation since.
 
 A resumed run must pick its best step (what `export` writes) among ALL measured validations, not only those
-after the resume, and report the value the run began from: start.json and metrics.jsonl keep both.
+after the resume, and report the value the run began from: start.json and metrics.jsonl keep both. A generation
+run's best step is honest: only validations whose text stays within `train.fluency_bound` of the start's count.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from blackbox_zo.running.quality import numbers_of
+from blackbox_zo.setup.fluency_bound import FluencyBound
 
 START_FILE = "start.json"  # validation before the first step: {"val": v, "per_example": [...]}
 METRICS_FILE = "metrics.jsonl"  # one row per step; "val" on the steps validated after
@@ -24,7 +28,11 @@ class Best:
     step: int
     stale: int = 0
 
-    def update(self, value: float, step: int) -> None:
+    def update(self, value: float, step: int, within: bool = True) -> None:
+        """Count a validation; one past the fluency bound (within=False) is never the best and does not improve."""
+        if not within:
+            self.stale += 1
+            return
         improved = self.value is None or (value > self.value if self.maximize else value < self.value)
         if improved or value == self.value:
             self.value, self.step = value, step
@@ -38,26 +46,34 @@ class RunStart:
     value: float | None
     per_example: list | None
     step: int
+    text: dict | None = None  # the start's text numbers (generation runs): what the fluency bound is measured from
 
 
-def run_start(out_dir: str | Path | None, step_count: int, value: float | None, per_example: list | None) -> RunStart:
+def run_start(out_dir: str | Path | None, step_count: int, value: float | None, per_example: list | None,
+              text: dict | None = None) -> RunStart:
     """A fresh run records its start validation in out_dir; a resumed one reads it back (runs from before the
     record existed start from the resume point's `value`)."""
     path = Path(out_dir) / START_FILE if out_dir else None
     if path is not None and step_count and path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        return RunStart(saved["val"], saved["per_example"], 0)
+        return RunStart(saved["val"], saved["per_example"], 0, saved.get("text"))
     if path is not None and step_count == 0 and value is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"val": value, "per_example": per_example}), encoding="utf-8")
-    return RunStart(value, per_example, step_count)
+        path.write_text(json.dumps({"val": value, "per_example": per_example, "text": text}), encoding="utf-8")
+    return RunStart(value, per_example, step_count, text)
 
 
 def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunStart, step_count: int,
-                        value_now: float | None) -> tuple[Best, list[dict]]:
+                        value_now: float | None, bound: FluencyBound | None = None,
+                        text_now: dict | None = None) -> tuple[Best, list[dict]]:
     """Best over the start, the validations metrics.jsonl holds for steps before `step_count`, and the value
-    measured at the resume point; also returns those earlier rows (for the plot)."""
+    measured at the resume point (text numbers `text_now`), counting only validations within `bound` of the
+    start's text; also returns those earlier rows (for the plot)."""
     best = Best(maximize, start.value, start.step)
+
+    def within(numbers: dict | None) -> bool:  # honest selection: a validation past the fluency bound is never best
+        return bound is None or not bound.breaches(start.text, numbers)
+
     path = Path(out_dir) / METRICS_FILE if out_dir else None
     if not step_count or path is None or not path.exists():
         return best, []
@@ -65,8 +81,8 @@ def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunSt
     earlier = [row for row in rows if isinstance(row.get("step"), int) and row["step"] < step_count]
     for row in earlier:
         if row.get("val") is not None:
-            best.update(row["val"], row["step"] + 1)
+            best.update(row["val"], row["step"] + 1, within(numbers_of(row)))
     measured_here = any(row["step"] + 1 == step_count and row.get("val") is not None for row in earlier)
     if start.step == 0 and value_now is not None and not measured_here:
-        best.update(value_now, step_count)  # the resume point's own validation is a measured step too
+        best.update(value_now, step_count, within(text_now))  # the resume point's own validation is a measured step too
     return best, earlier

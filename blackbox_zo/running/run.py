@@ -16,6 +16,7 @@ from blackbox_zo.running.artifacts import export, paired_flips, save_checkpoint
 from blackbox_zo.running.trainer import Trainer
 from blackbox_zo.setup.assembly import TRAJECTORY, Loaded, build_task, check_model, load_tuned, step_settings
 from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
+from blackbox_zo.setup.reference import attach_reference
 
 __all__ = ["run", "make_face", "make_mezo"]
 
@@ -64,6 +65,7 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
     task = build_task(cfg)  # data and objectives are checked before the model is loaded or a worker starts
     objective = task["objective"]
     opt, loaded = make_face(cfg, objective, log, resume)
+    attach_reference(cfg, task, loaded)  # pi_0 for the KL brake (objective.kl) and the text report's NLL
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -77,6 +79,7 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
             "val_start": result.start_value, "val_final": result.final_value, "val_best": result.best_value,
             "best_step": result.best_step, "steps": result.steps_done, "seconds": round(result.seconds, 1),
             "nonfinite_steps": opt.nonfinite_steps, **(local_report(loaded) if loaded else opt.report()),
+            **result.quality,  # a generation run: text numbers at start / best / final, best step without the bound
         }
         steps_done = opt.step_count
     finally:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from blackbox_zo.running.best import best_across_resumes, run_start
+from blackbox_zo.running.quality import numbers_of, plot_text, postfix, text_numbers, val_columns, write_samples
 from blackbox_zo.setup.batches import Rounds, batch_for_step
 from blackbox_zo.setup.calls import InProcess, closure, compares_outputs, value_of
 from blackbox_zo.setup.config import TrainConfig
@@ -35,6 +36,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     final_value: float | None = None  # validation after the last step (None without validation data)
+    # a generation run's text numbers at the start, best and final validations, and the best step without the bound
+    quality: dict = field(default_factory=dict)
 
 
 class Trainer:
@@ -90,10 +93,18 @@ class Trainer:
         self.start_score = self.evaluate_score() if self.val_data else None
         self.final_score = self.start_score  # the latest validation score, at the current weights
         now = value_of(self.start_score) if self.val_data else None
-        begun = run_start(self.out_dir, self.opt.step_count, now, getattr(self.start_score, "per_example", None))
+        text_now = text_numbers(self.val_objective, self.start_score) if self.val_data else None
+        begun = run_start(self.out_dir, self.opt.step_count, now, getattr(self.start_score, "per_example", None),
+                          text_now)
+        if self.val_data and not self.opt.step_count:
+            write_samples(self.out_dir, 0, self.start_score)  # the untuned answers, beside every later validation's
         self.start_per_example = begun.per_example  # of the run's first start, also after a resume
         start = begun.value
-        best, history = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now)
+        bound = cfg.fluency_bound  # honest selection: a validation past it is never the best step
+        best, history = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now, bound, text_now)
+        free, _ = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now)
+        texts = {r["step"] + 1: numbers_of(r) for r in history if numbers_of(r)}  # text numbers by validated step
+        texts.update({self.opt.step_count: text_now} if text_now else {})
         t0 = time.time()
         bar = tqdm(total=cfg.steps, initial=self.opt.step_count, disable=not cfg.progress, unit="step")
         try:
@@ -106,12 +117,17 @@ class Trainer:
                 if self.val_data and cfg.validates_after(t):  # so "best" is always a measured step
                     self.final_score = self.evaluate_score()
                     row["val"] = value_of(self.final_score)
-                    best.update(row["val"], t + 1)
+                    numbers = text_numbers(self.val_objective, self.final_score)
+                    row.update(val_columns(numbers))
+                    write_samples(self.out_dir, t + 1, self.final_score)
+                    texts.update({t + 1: numbers} if numbers else {})
+                    best.update(row["val"], t + 1, bound is None or not bound.breaches(begun.text, numbers))
+                    free.update(row["val"], t + 1)
                 history.append(row)
                 self._emit(metrics, writer, row)
                 bar.update(1)
                 bar.set_postfix(obj=f"{value:.4g}", g=f"{row['projected_grad']:.3g}",
-                                **({"val": f"{row['val']:.4g}"} if "val" in row else {}))
+                                **({"val": f"{row['val']:.4g}"} if "val" in row else {}), **postfix(numbers_of(row)))
                 if cfg.patience is not None and best.stale >= cfg.patience:
                     break
         finally:
@@ -121,9 +137,11 @@ class Trainer:
             if writer:
                 writer.close()
         final = value_of(self.final_score) if self.final_score is not None else None
-        result = TrainResult(start, best.value, best.step, self.opt.step_count, history, time.time() - t0, final)
+        result = TrainResult(start, best.value, best.step, self.opt.step_count, history, time.time() - t0, final,
+                             quality_of(begun.text, texts, best, free))
         if self.out_dir and cfg.plot:
-            plot_history(history, self.out_dir / "objective.png", getattr(self.objective, "name", "objective"), start)
+            plot_history(history, self.out_dir / "objective.png", getattr(self.objective, "name", "objective"), start,
+                         begun.text)
         return result
 
     def _open_metrics(self):
@@ -153,8 +171,20 @@ class Trainer:
                     writer.add_scalar(key, row[key], row["step"])
 
 
-def plot_history(history: list[dict], path: Path, name: str, start: float | None = None) -> Path:
-    """PNG of the per-step train objective (with a running mean) and the validation points."""
+def quality_of(start: dict | None, texts: dict, best, free) -> dict:
+    """What the summary says of a generation run's text (nothing for other runs): the text numbers at the start,
+    the best and the final validation, and the step and value the best would have without the fluency bound."""
+    if not start and not texts:
+        return {}
+    return {"text_start": start, "text_best": texts.get(best.step, start if best.step == 0 else None),
+            "text_final": texts[max(texts)] if texts else None, "best_step_unbounded": free.step,
+            "val_best_unbounded": free.value}
+
+
+def plot_history(history: list[dict], path: Path, name: str, start: float | None = None,
+                 start_text: dict | None = None) -> Path:
+    """PNG of the per-step train objective (with a running mean) and the validation points; for a generation run,
+    a second panel with the held answers' text numbers."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,7 +194,9 @@ def plot_history(history: list[dict], path: Path, name: str, start: float | None
     vals = [r["objective"] for r in history]
     window = max(1, len(vals) // 20)
     smooth = [sum(vals[max(0, i - window + 1): i + 1]) / len(vals[max(0, i - window + 1): i + 1]) for i in range(len(vals))]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    text = ([(0, start_text)] if start_text else []) + [(r["step"] + 1, numbers_of(r)) for r in history if numbers_of(r)]
+    fig, axes = plt.subplots(2 if text else 1, 1, figsize=(7, 7 if text else 4), squeeze=False)
+    ax = axes[0][0]
     ax.plot(steps, vals, alpha=0.25, label="train (per step)")
     ax.plot(steps, smooth, label=f"train (running mean, {window})")
     val = ([(0, start)] if start is not None else []) + [(r["step"] + 1, r["val"]) for r in history if "val" in r]
@@ -173,6 +205,8 @@ def plot_history(history: list[dict], path: Path, name: str, start: float | None
     ax.set_xlabel("step")
     ax.set_ylabel(name)
     ax.legend()
+    if text:
+        plot_text(axes[1][0], text)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

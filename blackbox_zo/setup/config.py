@@ -12,6 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from blackbox_zo.setup.fluency_bound import FluencyBound
 from blackbox_zo.step.spec import Spec
 from blackbox_zo.weights.backend import EVALUATE
 
@@ -58,6 +59,8 @@ class TrainConfig:
     tensorboard: bool = False
     plot: bool = True
     progress: bool = True  # a progress bar (the CLI's --quiet turns it off)
+    # a generation run's best step: the best validation whose text stays this near the start's (null: any step)
+    fluency_bound: FluencyBound | None = field(default_factory=FluencyBound)
 
     def __post_init__(self):
         for key in ("steps", "batch_size", "eval_every"):
@@ -73,6 +76,7 @@ class TrainConfig:
 class ObjectiveConfig:
     factory: str = ""  # "module:function" returning {"train", "val", "objective", optional "val_objective"}
     args: dict = field(default_factory=dict)
+    kl: float | None = None  # the KL brake's beta for objectives over generated text (null: the factory's own)
 
 
 @dataclass
