@@ -67,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--zo-batch", type=int, default=8, help="prompts per ZO step (2x completions)")
+    p.add_argument("--kl", type=float, default=0.0,
+                   help="zo: the KL brake's beta (reward - beta x KL-hat against pi_0 = the model with the space "
+                        "switched off, blackbox_zo.lm.UntunedLM; --steer only); 0 = no brake")
     p.add_argument("--zo-temperature", type=float, default=0.0,
                    help="ZO decoding temperature while tuning (0 = greedy, the library's recipe; >0 shares a seed per pair)")
     add_spec_arg(p)
@@ -201,7 +204,7 @@ def memory() -> dict:
 # --- workers -----------------------------------------------------------------------------------------
 def zo_worker(args) -> dict:
     from blackbox_zo import MeZO
-    from blackbox_zo.lm import TransformersLM, load_model
+    from blackbox_zo.lm import TransformersLM, UntunedLM, load_model
     from blackbox_zo.running.trainer import batch_for_step, value_of
     from blackbox_zo.weights.noise import derive_seed
     from objectives import Generation
@@ -211,10 +214,11 @@ def zo_worker(args) -> dict:
     model, tok = load_model()
     lm = TransformersLM(model, tok, batch_size=2 * args.zo_batch)
     counter = CountingReward(args.reward)
-    objective = Reward(counter, generation=Generation(max_new_tokens=args.max_new_tokens,
-                                                      temperature=args.zo_temperature), name=args.reward)
     data = [{"prompt": p} for p in TRAIN_PROMPTS]
     model, space, tuned = tuned_space(model, tok, args)
+    brake = {"kl": args.kl, "reference": UntunedLM(lm, space)} if args.kl else {}  # pi_0: the space switched off
+    objective = Reward(counter, generation=Generation(max_new_tokens=args.max_new_tokens,
+                                                      temperature=args.zo_temperature), name=args.reward, **brake)
     opt = MeZO(space, maximize=True, seed=args.seed, **spec_overrides(args.spec))
     setup_s = time.perf_counter() - t0
     scope = "training (VmHWM reset after model load)" if common.reset_peak() else "process"
@@ -235,7 +239,7 @@ def zo_worker(args) -> dict:
             "train_reward_first5": sum(train_rewards[:5]) / len(train_rewards[:5]),
             "train_reward_last5": sum(train_rewards[-5:]) / len(train_rewards[-5:]),
             "settings": {"prompts_per_step": args.zo_batch, "completions_per_step": 2 * args.zo_batch,
-                         "spec": opt.spec.to_dict(), "temperature": args.zo_temperature, "tuned": tuned,
+                         "spec": opt.spec.to_dict(), "kl": args.kl, "temperature": args.zo_temperature, "tuned": tuned,
                          "radius_last": opt.last.eps if opt.last else None,
                          "steer_rms": [round(float(v.pow(2).mean().sqrt()), 4) for v in space.tensors.values()]
                          if args.steer else None},
