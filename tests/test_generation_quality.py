@@ -105,3 +105,32 @@ class ScoreOnly:
 
     def evaluate(self, lm, batch, *, seed=None):
         return 0.0
+
+
+def reward_task():
+    reward = Reward(length_reward, generation=Generation(max_new_tokens=5))
+    return {"train": ROWS, "val": ROWS, "objective": reward}
+
+
+def test_eval_shows_the_text_numbers_and_tuned_answers_beside_the_untuned(tiny_llama_dir, tmp_path, capsys):
+    from blackbox_zo.running.cli import main
+
+    out = tmp_path / "run"
+    cfg = {"model": {"name": str(tiny_llama_dir), "batch_size": 4}, "space": {"kind": "steer"},
+           "objective": {"factory": "tests.test_generation_quality:reward_task", "kl": 0.05},
+           "optim": {"lr": 0.05, "eps": 1e-2, "seed": 1, "maximize": True},
+           "train": {"steps": 2, "batch_size": 2, "eval_every": 1, "plot": False, "progress": False},
+           "output": str(out)}
+    run(cfg)
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    capsys.readouterr()
+    assert main(["eval", str(out), "--step", "2", "--show", "2"]) == 0
+    printed = capsys.readouterr().out
+    line = json.loads(printed.splitlines()[0])
+    assert line["step"] == 2 and set(line["text"]) >= {"nll", "repeated_trigrams", "distinct_2", "mean_length"}
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert line["value"] == rows[-1]["val"] and line["text"]["nll"] == pytest.approx(rows[-1]["val_nll"])
+    assert "[1] Tell me about your day.\n  untuned (step 0):\n" in printed and "  tuned (step 2):\n" in printed
+    for s in samples:  # step 0's answers shown as untuned; the rebuilt step 2 writes the answers the run stored
+        if s["step"] in (0, 2) and s["answer"].strip():
+            assert s["answer"].strip() in printed

@@ -83,8 +83,6 @@ def cmd_eval(args) -> int:
 
     cfg, summary = read_run(args.run)
     resolve_step(args.run, args.step, summary)  # a bad --step fails before the task and the model are built
-    from blackbox_zo.running.trainer import value_of
-
     task = build_task(cfg)
     objective = task.get("val_objective") or task["objective"]
     if not hasattr(objective, "evaluate"):
@@ -93,9 +91,13 @@ def cmd_eval(args) -> int:
     data = task.get("val") or task["train"]
     cfg, loaded, steps = rebuild(args.run, args.step)
     seed = derive_seed(cfg.train.seed, "eval")  # the seed the trainer validated with: same value as the run's log
-    value = value_of(objective.evaluate(loaded.lm, data, seed=seed))
+    from blackbox_zo.running.show import eval_report
+
+    line, shown = eval_report(cfg, task, loaded, data, seed, steps, args.run, args.show)  # + text numbers, --show N
     print(json.dumps({"run": str(args.run), "step": steps, "step_requested": str(args.step),
-                      "objective": getattr(objective, "name", "?"), "value": value}))
+                      "objective": getattr(objective, "name", "?"), **line}))
+    if shown:
+        print(shown)
     return 0
 
 
@@ -165,6 +167,9 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("run", help="run directory (holds config.json and trajectory.jsonl)")
         c.add_argument("--step", default="best",
                        help="'best' (default: the best validation measured), 'last' or a step number (0 = base model)")
+        if name == "eval":
+            c.add_argument("--show", type=int, default=0, metavar="N",
+                           help="also print N held-back answers of the tuned model beside the untuned model's")
         if name == "export":
             c.add_argument("--out", required=True, help="a new (or empty) directory for the checkpoint")
             c.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out directory")
