@@ -122,3 +122,22 @@ def test_best_of_n_picks_its_winners_by_the_braked_reward(tokenizer):
     kept, stats = BestOfN(reward, k=3, kl=1.0, reference=untuned).refresh(lm, ROWS, seed=5)
     assert "kl" in stats and stats["kl"] != 0.0
     assert stats["best_reward"] != plain["best_reward"]  # the braked rewards choose
+
+
+def test_a_batched_population_brakes_each_member_as_the_weights_moved_in_place_would(tokenizer):
+    """Each member's KL-hat comes from lm.loglik at that member's point: one batched forward scores every member's
+    answers; the values match a walk that moves the weights to each point."""
+    from blackbox_zo import MeZO
+
+    values = {}
+    for mode in ("batched", "inplace"):
+        model, tok = make_tiny_llama(tokenizer)
+        model, space = steering_space(model, tok, layers=[0], evaluate=mode)
+        lm = TransformersLM(model, tok, batch_size=8)
+        reward = Reward(length_reward, generation=GEN, kl=1.0, reference=UntunedLM(lm, space))
+        opt = MeZO(space, estimator="population", n=2, eps=0.5, lr=1e-3, seed=2, maximize=True)
+        assert (opt.engine.batched) == (mode == "batched")
+        opt.step(lambda: reward.evaluate(lm, ROWS, seed=0).value)
+        values[mode] = opt.last.values
+    assert len(set(values["inplace"])) > 1  # the members differ, so matching them is a real check
+    assert values["batched"] == pytest.approx(values["inplace"], abs=1e-3)
