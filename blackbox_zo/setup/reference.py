@@ -15,7 +15,9 @@ from blackbox_zo.setup.config import ConfigError, RunConfig
 
 def untuned_reference(cfg: RunConfig, loaded: Any, kl: float | None) -> Any:
     """`UntunedLM` over the loaded space when it can be switched off; else, only when the brake is on, a second
-    copy of the model (its full size in memory again: 0.54 GB for the 135M model in float32); else None."""
+    copy of the model (its full size in memory again: 0.54 GB for the 135M model in float32); else None.
+    A prefix space gets that copy too, without the prefix: the prefix starts from text, so the brake then
+    measures the drift from the base model (not 0 at the start)."""
     from blackbox_zo.lm import TransformersLM, UntunedLM, load_model
 
     try:
