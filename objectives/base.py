@@ -11,12 +11,10 @@ import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from blackbox_zo.errors import ObjectiveError  # torch-free; the engine raises the same class
+
 if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
     from blackbox_zo.lm import LM
-
-
-class ObjectiveError(ValueError):
-    """A scorer or a model returned something unusable; the message names the objective and the index."""
 
 
 @dataclass(frozen=True)

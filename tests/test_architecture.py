@@ -124,7 +124,8 @@ def test_engine_never_imports_objectives():
 
 def test_folders_group_the_core():
     """No flat core modules left at the top: each lives in the folder that names its part of the design."""
-    plumbing = ("__init__", "_moved", "_lazy")  # import machinery: old paths, exports imported on first use
+    # import machinery (old paths, exports imported on first use) and the torch-free error objectives/ share
+    plumbing = ("__init__", "_moved", "_lazy", "errors")
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in plumbing)
     assert top == []
 
@@ -156,3 +157,30 @@ def test_logs_written_before_the_move_still_open(tmp_path):
     log = tmp_path / "old.jsonl"
     log.write_text('{"format": "blackbox_zo.trajectory", "version": 2, "config": {}, "base_fingerprint": null}\n')
     assert Trajectory(log).header["format"] == "blackbox_zo.trajectory"
+
+
+def backend_uses(path: Path) -> set[str]:
+    """Names read off a backend in a file: `backend.x`, `self.backend.x`, `engine.backend.x`."""
+    used = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute):
+            owner = node.value
+            if (isinstance(owner, ast.Name) and owner.id == "backend") or (
+                    isinstance(owner, ast.Attribute) and owner.attr == "backend"):
+                used.add(node.attr)
+    return used
+
+
+def test_the_backend_protocol_declares_what_the_engine_uses_and_nothing_is_probed():
+    """The engine and the faces read a backend only through members the Backend protocol declares (no getattr or
+    hasattr to find out what a backend can do)."""
+    from blackbox_zo.weights.backend import Backend, DenseBackend
+
+    declared = {n for n in dir(DenseBackend) if not n.startswith("_")} | set(Backend.__annotations__)
+    for name in ("step/engine.py", "step/transforms.py", "faces/mezo.py", "faces/ask_tell.py"):
+        path = PACKAGE / name
+        assert backend_uses(path) <= declared, f"{name} uses {sorted(backend_uses(path) - declared)}"
+        probes = [n.func.id for n in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("getattr", "hasattr")]
+        assert not probes, f"{name} probes with {probes}"
+    assert {"evaluate_mode", "population", "map_dense", "apply", "fingerprint"} <= declared

@@ -211,3 +211,45 @@ def test_groups_prefer_and_record_are_what_a_driver_of_replicas_needs(tmp_path):
         spsa.prefer(0, 1.0, 2.0)
     with pytest.raises(ValueError, match="direction 2 is not one of this step's 0-1"):
         at.prefer(2, 1.0, 2.0)
+
+
+def test_every_face_implements_the_face_protocol(tmp_path):
+    """MeZO, AskTell and CMA answer what the Trainer and `run` call (DistributedMeZO: tests/test_distributed.py)."""
+    from blackbox_zo.faces.protocol import Face
+
+    model = make_problem()[0]
+    faces = [bz.MeZO(model), bz.AskTell(model), bz.CMA(bz.ParamSpace({"w": torch.zeros(3, requires_grad=True)}))]
+    for face in faces:
+        assert isinstance(face, Face), type(face).__name__
+        report = face.report()
+        assert report["tuned_elements"] == face.backend.numel() and report["final_fingerprint"] == face.backend.fingerprint()
+    assert [f.maximize for f in faces] == [False] * 3 and [f.pairwise for f in faces] == [False] * 3
+
+
+def test_ask_tell_step_equals_mezo_step_bitwise(tmp_path):
+    model_a, _ = run_mezo({}, 6, tmp_path / "a.jsonl")
+    model_b, X, y = make_problem()
+    at = bz.AskTell(model_b, eps=0.05, seed=5, trajectory=tmp_path / "b.jsonl")
+    for _ in range(6):
+        at.step(lambda: zero_one_error(model_b, X, y))
+    at.close()
+    assert all(torch.equal(a, b) for a, b in zip(snapshot(model_a).values(), snapshot(model_b).values()))
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+
+
+def test_replay_is_one_kind_of_method_and_the_old_call_form_still_works(tmp_path):
+    """face.replay(records) catches a face up; Face.replay(params, path) on the class rebuilds (as before)."""
+    model, opt = run_mezo({}, 5, tmp_path / "run.jsonl")
+    records = bz.Trajectory(tmp_path / "run.jsonl").records
+    tuned = snapshot(model)
+    for cls in (bz.MeZO, bz.AskTell):
+        fresh = make_problem()[0]
+        face = cls(fresh, eps=0.05, seed=5)
+        face.replay(records[:2])
+        face.replay(records[2:])
+        assert face.step_count == 5 and all(torch.equal(a, b) for a, b in zip(snapshot(fresh).values(), tuned.values()))
+        rebuilt = make_problem()[0]
+        assert cls.replay(rebuilt, tmp_path / "run.jsonl", steps=5).step_count == 5
+        assert all(torch.equal(a, b) for a, b in zip(snapshot(rebuilt).values(), tuned.values()))
+    with pytest.raises(bz.TrajectoryError, match="step 0 found where step 5"):
+        face.replay(records[:1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 import blackbox_zo as bz
 from blackbox_zo.step.cma import CMAES
+from blackbox_zo.step.spec import OPTIMIZERS
 from blackbox_zo.step.trajectory import TrajectoryError
 
 
@@ -155,3 +157,49 @@ def test_mezo_refuses_the_cma_optimizer():
     space, _, _ = sphere_space()
     with pytest.raises(ValueError, match="use bz.CMA"):
         bz.MeZO(space, optimizer="cma")
+
+
+def test_cma_has_its_own_settings_and_the_spec_no_cma():
+    from blackbox_zo.step.cma import CMASettings
+
+    space, _, _ = sphere_space()
+    settings = CMASettings(sigma0=0.3, popsize=6, seed=4, maximize=True)
+    by_settings, by_keywords = bz.CMA(space, settings), bz.CMA(sphere_space()[0], sigma0=0.3, popsize=6, seed=4,
+                                                              maximize=True)
+    assert by_settings.settings == by_keywords.settings == settings and not hasattr(by_settings, "spec")
+    with pytest.raises(ValueError, match="not both"):
+        bz.CMA(space, settings, seed=1)
+    with pytest.raises(ValueError, match="use bz.CMA"):
+        bz.Spec(optimizer="cma")
+    assert "cma" not in OPTIMIZERS
+
+
+def test_a_config_with_optimizer_cma_reads_as_cma_settings_and_writes_back_the_same():
+    from blackbox_zo.setup.config import ConfigError, load_config
+    from blackbox_zo.step.cma import CMASettings
+
+    data = {"objective": {"factory": "m:f"}, "optim": {"optimizer": "cma", "n": 4, "eps": "0.5", "seed": 3}}
+    cfg = load_config(data)
+    assert cfg.cma == CMASettings(sigma0=0.5, popsize=4, seed=3) and cfg.optim == bz.Spec()
+    assert cfg.to_dict()["optim"] == {"optimizer": "cma", "eps": 0.5, "n": 4, "seed": 3, "maximize": False}
+    assert "cma" not in cfg.to_dict()
+    assert load_config(cfg.to_dict()).cma == cfg.cma  # config.json of a run reads back
+    assert load_config({**data, "optim": {"optimizer": "cma"}}).cma == CMASettings(sigma0=1e-3)  # optim's own default
+    with pytest.raises(ConfigError, match="unknown key optim.sigma"):
+        load_config({**data, "optim": {"optimizer": "cma", "sigma": 1}})
+    with pytest.raises(ConfigError, match="runs in one process"):
+        load_config({**data, "optim": {"optimizer": "cma", "estimator": "pairwise"}})
+    assert load_config({"objective": {"factory": "m:f"}, "cma": {"sigma0": 0.2}}).cma == CMASettings(sigma0=0.2)
+
+
+def test_a_log_written_with_the_stand_in_spec_resumes(tmp_path):
+    """Logs from before CMASettings held a `spec` (a stand-in Spec) and no `evaluate` in their header."""
+    path = tmp_path / "cma.jsonl"
+    whole, w_whole, _ = run(tmp_path / "whole.jsonl", 6)
+    run(path, 6, stop_after=3)
+    header, *records = [json.loads(line) for line in path.read_text().splitlines()]
+    del header["config"]["evaluate"]
+    header["config"]["spec"] = {"estimator": "population", "n": 6, "eps": 0.3, "optimizer": "cma"}
+    path.write_text("".join(json.dumps(line) + "\n" for line in [header, *records]))
+    resumed, w_resumed, _ = run(path, 6, resume=True)
+    assert torch.equal(w_whole, w_resumed) and resumed.es.state_digest() == whole.es.state_digest()

@@ -37,11 +37,21 @@ def test_classes_implement_every_call_with_the_protocol_signature(cls):
 
 
 def test_objectives_do_not_import_the_engine():
-    """objectives/ types `lm` against blackbox_zo.lm.LM only under TYPE_CHECKING: no import at run time."""
+    """objectives/ types `lm` against blackbox_zo.lm.LM only under TYPE_CHECKING: at run time it imports only the
+    torch-free error module it shares with the engine (and the package's lazy root)."""
     code = ("import sys, objectives, objectives.recipes, objectives.classification, objectives.judges;"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'blackbox_zo'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "[]"
+    assert out == str(["blackbox_zo", "blackbox_zo._lazy", "blackbox_zo._moved", "blackbox_zo.errors"])
+
+
+def test_one_objective_error_class():
+    """The engine, the CLI and the objectives raise and catch one class (the CLI answers it with exit 2)."""
+    from blackbox_zo import ObjectiveError
+    from blackbox_zo.step.estimators import ObjectiveError as from_estimators
+    from objectives.base import ObjectiveError as from_objectives
+
+    assert from_objectives is ObjectiveError is from_estimators
 
 
 def test_objectives_annotate_lm_with_the_protocol():

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from blackbox_zo.lm import TransformersLM
+from blackbox_zo.step.estimators import Pairwise
 from objectives import (
     CallableJudge,
     GeneratedLabelClassifier,
@@ -17,8 +19,6 @@ from objectives import (
     preference,
 )
 
-lm_module = pytest.importorskip("blackbox_zo.lm", reason="blackbox_zo.lm not available")
-
 BATCH = [{"sentence": "This movie was great.", "label": "1"}, {"sentence": "That film was terrible.", "label": "0"},
          {"sentence": "one two three", "label": "1"}, {"sentence": "The quick brown fox", "label": "0"}]
 
@@ -26,7 +26,7 @@ BATCH = [{"sentence": "This movie was great.", "label": "1"}, {"sentence": "That
 @pytest.fixture
 def lm(tiny_llama):
     model, tok = tiny_llama
-    return lm_module.TransformersLM(model, tok, batch_size=8, use_chat_template=False)
+    return TransformersLM(model, tok, batch_size=8, use_chat_template=False)
 
 
 def test_label_word_classifier_matches_argmax_of_logprobs(lm):
@@ -115,10 +115,9 @@ def test_preference_round_between_perturbed_weights(lm):
 
 
 def test_pairwise_objective_drives_engine_pairwise_estimator(lm):
-    estimators = pytest.importorskip("blackbox_zo.step.estimators")
     judge = CallableJudge(lambda p, a, b: (len(a) > len(b)) - (len(a) < len(b)), name="longer")
     obj = PairwiseObjective(judge, template="{sentence}", generation=Generation(max_new_tokens=4, temperature=1.0))
-    est = estimators.Pairwise(compare=obj.compare_outputs)
+    est = Pairwise(compare=obj.compare_outputs)
     plus, minus = obj.generate(lm, BATCH[:2], seed=1), obj.generate(lm, BATCH[:2], seed=2)
     [pref] = est.reduce([plus, minus])
     assert pref == pytest.approx(obj.compare(BATCH[:2], plus, minus))

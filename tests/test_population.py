@@ -311,3 +311,36 @@ def test_a_bfloat16_batched_step_allocates_no_float32_copy_of_a_weight(tiny_llam
     assert not opt.backend.masters
     assert LargestFloat32.largest <= CHUNK
     assert not torch.equal(before, embedding)  # the step did write the weights
+
+
+def test_the_lm_population_contract(tiny_llama):
+    """The contract the LM protocol documents: the population is active() inside its block only (and not inside
+    suspended()); the first call scores every member and caches the others, later members are served from the
+    cache with no forward, and each call returns the selected member's in-place result."""
+    model, tok = tiny_llama
+    walked, hooked = spaces_for(model)
+    lm = TransformersLM(model, tok, batch_size=16, population_rows=1024)
+    call = lambda: lm.loglik(PROMPTS, TARGETS)  # noqa: E731
+    reference = in_place(walked, call, POINTS)
+    base = call()
+    forwards = []
+    handle = model.register_forward_hook(lambda m, a, out: forwards.append(1))
+    try:
+        assert population.active() is None
+        with torch.no_grad(), hooked.population(POINTS) as members:
+            assert population.active() is members
+            members.select(0)
+            first = call()
+            assert len(forwards) == 1 and len(members.cache) == 1  # every member's rows, one forward, one entry
+            assert len(next(iter(members.cache.values()))) == len(POINTS)
+            for i in range(1, len(POINTS)):
+                members.select(i)
+                torch.testing.assert_close(torch.tensor(call()), torch.tensor(reference[i]), atol=2e-4, rtol=1e-4)
+            assert len(forwards) == 1  # later members answered from the cache
+            with population.suspended():
+                assert population.active() is None
+                assert call() == pytest.approx(base, abs=1e-5)  # the weights as they are: theta
+        assert population.active() is None
+    finally:
+        handle.remove()
+    torch.testing.assert_close(torch.tensor(first), torch.tensor(reference[0]), atol=2e-4, rtol=1e-4)

@@ -14,8 +14,10 @@ from typing import Sequence
 
 from blackbox_zo.distributed.faults import Pool
 from blackbox_zo.distributed.plan import Task, combine, group_values, plan_step
+from blackbox_zo.faces.protocol import as_trajectory
 from blackbox_zo.setup.calls import Measured, StepCall
 from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
+from blackbox_zo.step.attach import attach_log
 from blackbox_zo.step.engine import ObjectiveError, StepResult
 from blackbox_zo.step.spec import Spec
 from blackbox_zo.step.trajectory import Trajectory, TrajectoryError
@@ -100,19 +102,31 @@ class DistributedMeZO:
         header = ray.get(self.pool.call(self.pool.live()[0], "header"))
         self.spec = Spec.from_dict(header["config"]["spec"])  # the Spec every worker built from the config
         self.n_points, self.groups, self.draws_rounds = header["points"], header["groups"], header["rounds"]
+        self.header = header
         if trajectory is not None:
-            self.log = Trajectory(trajectory)
-            self._attach(header["config"], header["base"], resume)
-        self.pool.replay(self.pool.live(), self.records)
+            self.attach(trajectory, resume)
 
-    def _attach(self, header: dict, base: str, resume: bool) -> None:
-        log = self.log
-        if log.records and not resume:
-            raise TrajectoryError(f"{log.path} already holds {len(log.records)} steps: pass resume=True or a new path")
-        if log.header is not None and log.header["base_fingerprint"] != base:
-            raise TrajectoryError(f"{log.path}: the workers' base weights are not the ones the log was recorded from")
-        log.start(header, base)
-        self.records = list(log.records)
+    @property
+    def maximize(self) -> bool:
+        return self.spec.maximize
+
+    def attach(self, trajectory: Trajectory | str | os.PathLike, resume: bool = False) -> None:
+        """Log every step to `trajectory`; with resume, the workers first replay the steps it holds."""
+        if self.records:
+            raise TrajectoryError(f"attach a trajectory before the first step: {len(self.records)} steps are unlogged")
+        self.log = as_trajectory(trajectory)
+        self.replay(attach_log(self.log, self.header["config"], self.header["base"], resume), log=False)
+
+    def replay(self, records: Sequence[dict], log: bool = True) -> None:
+        """Every worker applies logged steps (no evaluation); the driver's records (and log) go on from their end."""
+        records = list(records)
+        if [r["step"] for r in records] != list(range(self.step_count, self.step_count + len(records))):
+            raise TrajectoryError(f"replay: the records do not continue at step {self.step_count}")
+        self.pool.replay(self.pool.live(), records)
+        self.records += records
+        if log and self.log is not None:
+            for record in records:
+                self.log.append(record)
 
     @property
     def step_count(self) -> int:

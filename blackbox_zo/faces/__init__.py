@@ -1,3 +1,3 @@
 """The optimizer faces a user or the Trainer drives: MeZO (step with a closure), AskTell, CMA.
 
-Each wraps the engine in `step/` around a parameter space from `weights/`."""
+Each implements the Face protocol (faces/protocol.py: step, attach, replay, report) over a space from `weights/`."""

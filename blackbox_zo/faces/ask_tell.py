@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from blackbox_zo.errors import ObjectiveError
 from blackbox_zo.faces.mezo import EngineFace
+from blackbox_zo.faces.protocol import replay_method
 from blackbox_zo.step.engine import StepResult, Walker
-from blackbox_zo.step.estimators import ObjectiveError, as_scalar
+from blackbox_zo.step.estimators import as_scalar
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,15 @@ class AskTell(EngineFace):
         self._walk: Walker | None = None  # where the weights are within the current step
         self._members = None  # batched spaces: the step's population (its LM results are shared between visits)
         self._share: list[Candidate] = []  # the candidates that population holds
+
+    def step(self, closure: Callable[[], Any]) -> float:
+        """One step as MeZO.step takes it: `closure` at every candidate in ask() order, then tell (bitwise the same)."""
+        results = []
+        for candidate in self.ask():
+            with self.visit(candidate):
+                results.append(closure())
+        self.last = self.tell(results)
+        return self.last.value
 
     def ask(self) -> list[Candidate]:
         """The candidates of the current step (asking again before tell returns the same ones)."""
@@ -170,8 +181,8 @@ class AskTell(EngineFace):
             raise ObjectiveError(f"tell() got {len(results)} results for {len(cands)} candidates (step {self.step_count})")
         return cands
 
+    @replay_method
     def replay(self, records: Sequence[dict]) -> None:
         """Apply logged steps (Trajectory(path).records) without evaluating: how a replica catches up."""
-        with torch.no_grad():
-            self.engine.replay(records)
+        super().replay(records)
         self._pending, self._walk, self._members = None, None, None

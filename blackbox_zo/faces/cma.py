@@ -16,9 +16,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from blackbox_zo.step.cma import CMAES
+from blackbox_zo.faces.protocol import as_trajectory, replay_method
+from blackbox_zo.step.attach import attach_log
+from blackbox_zo.step.cma import CMAES, CMASettings
 from blackbox_zo.step.engine import NonFiniteObjective, ObjectiveError
-from blackbox_zo.step.spec import Spec
 from blackbox_zo.step.trajectory import Trajectory, TrajectoryError
 from blackbox_zo.weights.noise import derive_seed
 
@@ -85,28 +86,29 @@ class VectorAccess:
 class CMA:
     """CMA-ES over a backend's tuned vector, started at its current value; the weights sit at the mean m between steps.
 
-    `sigma0` is in the vector's units (for a subspace: 1 = a move of about theta0's spread per weight);
-    `popsize` None takes 4 + floor(3 ln d). Values are maximised with maximize=True (CMA-ES ranks, so any
-    monotone transform of the objective gives the same run).
+    Settings: a CMASettings, or its keywords. `sigma0` is in the vector's units (for a subspace: 1 = a move of about
+    theta0's spread per weight); `popsize` None takes 4 + floor(3 ln d). Values are maximised with maximize=True
+    (CMA-ES ranks, so any monotone transform of the objective gives the same run).
     """
 
     last: CMAStep | None = None
+    pairwise = False  # CMA-ES ranks numbers
 
-    def __init__(self, space, *, sigma0: float = 0.5, popsize: int | None = None, seed: int = 0,
-                 maximize: bool = False, trajectory: str | os.PathLike | None = None, resume: bool = False,
-                 max_nonfinite: int = 5):
+    def __init__(self, space, settings: CMASettings | None = None, *, trajectory: str | os.PathLike | None = None,
+                 resume: bool = False, max_nonfinite: int = 5, **keywords):
+        self.settings = settings if settings is not None else CMASettings(**keywords)
+        if settings is not None and keywords:
+            raise ValueError(f"pass CMASettings or its keywords, not both ({sorted(keywords)})")
         self.backend = space
         self.access = VectorAccess(space)
-        self.es = CMAES(self.access.get(), sigma0, popsize, seed)
-        self.maximize, self.max_nonfinite = bool(maximize), max_nonfinite
-        # the Spec the Trainer and run configs read: a population of `popsize` points, radius sigma0
-        self.spec = Spec(seed=seed, maximize=self.maximize, estimator="population", n=self.es.lam, eps=float(sigma0),
-                         optimizer="cma")
+        s = self.settings
+        self.es = CMAES(self.access.get(), s.sigma0, s.popsize, s.seed)
+        self.maximize, self.max_nonfinite = s.maximize, max_nonfinite
         self.nonfinite_steps, self._nonfinite_run = 0, 0
         self.candidates: np.ndarray | None = None
         self.trajectory: Trajectory | None = None
         if trajectory is not None:
-            self._attach(Trajectory(trajectory), resume)
+            self.attach(trajectory, resume)
 
     # --- logs ----------------------------------------------------------------------------------------
     @property
@@ -118,20 +120,24 @@ class CMA:
         return self.es.lam
 
     def config(self) -> dict:
-        return {"cma": {"dim": self.es.n, "popsize": self.es.lam, "sigma0": self.spec.eps, "seed": self.spec.seed,
-                        "maximize": self.maximize}, "spec": self.spec.to_dict(), "numel": self.es.n,
-                "noise": None, "generator": GENERATOR}
+        s = self.settings
+        return {"cma": {"dim": self.es.n, "popsize": self.es.lam, "sigma0": s.sigma0, "seed": s.seed,
+                        "maximize": self.maximize}, "numel": self.es.n, "noise": None, "generator": GENERATOR,
+                "evaluate": "inplace"}  # each candidate is written into the weights before it is evaluated
 
-    def _attach(self, log: Trajectory, resume: bool) -> None:
-        if log.records and not resume:
-            raise TrajectoryError(f"{log.path} already holds {len(log.records)} steps: pass resume=True or a new path")
-        fingerprint = self.backend.fingerprint()
-        if log.header is not None and log.header["base_fingerprint"] != fingerprint:
-            raise TrajectoryError(f"{log.path}: these weights are not the base weights the log was recorded from")
-        log.start(self.config(), fingerprint)
-        self.replay(log.records)
+    def attach(self, trajectory: Trajectory | str | os.PathLike, resume: bool = False) -> None:
+        """Log every generation to `trajectory`; with resume, first replay the generations it holds."""
+        log = as_trajectory(trajectory)
+        if log.header is not None:  # logs before CMASettings also held a stand-in Spec, which said nothing more
+            log.header["config"].pop("spec", None)
+        self.replay(attach_log(log, self.config(), self.backend.fingerprint(), resume))
         self.trajectory = log
 
+    def report(self) -> dict:
+        """The summary's part about the weights: how many numbers are tuned, and their fingerprint now."""
+        return {"tuned_elements": self.backend.numel(), "final_fingerprint": self.backend.fingerprint()}
+
+    @replay_method
     def replay(self, records) -> None:
         """Re-run logged generations from their values (no evaluation); the weights end at the replayed mean."""
         for rec in records:
@@ -151,7 +157,7 @@ class CMA:
         if log.header is None or "cma" not in log.header["config"]:
             raise TrajectoryError(f"{path} holds no CMA-ES trajectory header")
         c = log.header["config"]["cma"]
-        self = cls(space, sigma0=c["sigma0"], popsize=c["popsize"], seed=c["seed"], maximize=c["maximize"])
+        self = cls(space, CMASettings(sigma0=c["sigma0"], popsize=c["popsize"], seed=c["seed"], maximize=c["maximize"]))
         if self.es.n != c["dim"]:
             raise TrajectoryError(f"{path} was recorded on {c['dim']} numbers, this space has {self.es.n}")
         if space.fingerprint() != log.header["base_fingerprint"]:
@@ -204,7 +210,7 @@ class CMA:
         shift = float(np.linalg.norm(self.es.mean - before))
         result = CMAStep(t, values, sigma, shift, skipped)
         if log and self.trajectory is not None:
-            self.trajectory.append({"step": t, "seed": derive_seed(self.spec.seed, "cma", t), "sigma": sigma,
+            self.trajectory.append({"step": t, "seed": derive_seed(self.settings.seed, "cma", t), "sigma": sigma,
                                     "values": values, "skipped": skipped})
         if log and skipped:
             warnings.warn(f"step {t}: only {len(finite)} finite values of {len(values)}; update skipped", stacklevel=3)

@@ -13,9 +13,11 @@ from typing import Any, Callable
 
 import torch
 
+from blackbox_zo.faces.protocol import as_trajectory, replay_method
 from blackbox_zo.step.engine import Engine, StepResult
 from blackbox_zo.step.spec import Spec
 from blackbox_zo.step.trajectory import Trajectory, TrajectoryError
+from blackbox_zo.step.transforms import Transform, rebuild
 from blackbox_zo.weights.backend import Backend
 from blackbox_zo.weights.params import ParamSpace
 
@@ -34,32 +36,31 @@ def as_backend(params, **space_kwargs) -> Any:
     return ParamSpace(params, **space_kwargs)
 
 
-def build_engine(params, spec: Spec | None, compare, max_nonfinite: int, trajectory, resume: bool, kwargs: dict) -> Engine:
-    """Spec from `spec` or the Spec keywords in kwargs, a backend from the rest; attach the trajectory."""
+def build_engine(params, spec: Spec | None, compare, max_nonfinite: int, transform: Transform | None,
+                 kwargs: dict) -> Engine:
+    """Spec from `spec` or the Spec keywords in kwargs, a backend from the rest."""
     if spec is not None:
         space_kwargs = kwargs
     else:
         spec, space_kwargs = Spec.split(kwargs)
-    engine = Engine(as_backend(params, **space_kwargs), spec, compare, max_nonfinite)
-    if trajectory is not None:
-        engine.attach(Trajectory(trajectory), resume)
-    return engine
+    return Engine(as_backend(params, **space_kwargs), spec, compare, max_nonfinite, transform)
 
 
 def load_replay(params, path: str | os.PathLike) -> tuple[Spec, Trajectory, dict]:
-    """Read a trajectory and check that `params` can replay it; returns its Spec, the log and ParamSpace keywords."""
+    """Read a trajectory and check that `params` can replay it; returns its Spec, the log and the face's keywords
+    (ParamSpace's, and the logged transform)."""
     log = Trajectory(path)
     if log.header is None:
         raise TrajectoryError(f"{path} holds no trajectory header")
     cfg = log.header["config"]
-    space_kwargs = {}
+    space_kwargs = {"transform": rebuild(cfg["transform"])} if "transform" in cfg else {}
     evaluate = cfg.get("evaluate", "inplace")  # logs from before batched evaluation walked in place
     if is_backend(params):  # a ready backend: its noise kind and evaluation must be the recorded ones
         if params.noise_kind != cfg["noise"]:
             raise TrajectoryError(f"{path} was recorded with {cfg['noise']} noise, the backend uses {params.noise_kind}")
-        if getattr(params, "evaluate_mode", "inplace") != evaluate:
+        if params.evaluate_mode != evaluate:
             raise TrajectoryError(f"{path} was recorded with evaluate={evaluate!r}, the space uses "
-                                  f"{getattr(params, 'evaluate_mode', 'inplace')!r}: build it with evaluate={evaluate!r}")
+                                  f"{params.evaluate_mode!r}: build it with evaluate={evaluate!r}")
     elif params is not None:
         space_kwargs.update(noise=cfg["noise"], evaluate=evaluate)
     return Spec.from_dict(cfg["spec"]), log, space_kwargs
@@ -75,16 +76,47 @@ def check_base(engine: Engine, log: Trajectory, path) -> None:
 
 
 class EngineFace:
-    """What MeZO and AskTell share: an Engine built from Spec keywords (the rest go to ParamSpace), and its log."""
+    """What MeZO and AskTell share: an Engine built from Spec keywords (the rest go to ParamSpace), and its log.
+
+    `transform=bz.chain(...)` replaces the update the Spec's optimizer settings name (logged, so replay rebuilds it).
+    """
+
+    last: StepResult | None = None
 
     def __init__(self, params, *, spec: Spec | None = None, compare: Callable[[Any, Any], float] | None = None,
-                 trajectory: str | os.PathLike | None = None, resume: bool = False, max_nonfinite: int = 5, **kwargs):
-        self.engine = build_engine(params, spec, compare, max_nonfinite, trajectory, resume, kwargs)
+                 trajectory: str | os.PathLike | None = None, resume: bool = False, max_nonfinite: int = 5,
+                 transform: Transform | None = None, **kwargs):
+        self.engine = build_engine(params, spec, compare, max_nonfinite, transform, kwargs)
         self.backend = self.engine.backend
+        if trajectory is not None:
+            self.attach(trajectory, resume)
 
     @property
     def spec(self) -> Spec:
         return self.engine.spec
+
+    @property
+    def maximize(self) -> bool:
+        return self.engine.spec.maximize
+
+    @property
+    def pairwise(self) -> bool:
+        return self.engine.spec.estimator == "pairwise"
+
+    def attach(self, trajectory: Trajectory | str | os.PathLike, resume: bool = False) -> None:
+        """Log every step to `trajectory`; with resume, first replay the steps it holds (from the base weights)."""
+        with torch.no_grad():
+            self.engine.attach(as_trajectory(trajectory), resume)
+
+    @replay_method
+    def replay(self, records) -> None:
+        """Apply logged steps (Trajectory(path).records) without evaluating: how a replica catches up."""
+        with torch.no_grad():
+            self.engine.replay(records)
+
+    def report(self) -> dict:
+        """The summary's part about the weights: how many numbers are tuned, and their fingerprint now."""
+        return {"tuned_elements": self.backend.numel(), "final_fingerprint": self.backend.fingerprint()}
 
     @property
     def step_count(self) -> int:
@@ -110,23 +142,15 @@ class EngineFace:
         self = cls(params, spec=spec, compare=compare, **{**recorded, **space_kwargs})
         if params is not None:
             check_base(self.engine, log, path)
-        with torch.no_grad():
-            self.engine.replay(log.records if steps is None else log.records[:steps])
+        self.replay(log.records if steps is None else log.records[:steps])
         return self
 
 
 class MeZO(EngineFace):
     """Zeroth-order optimizer over a model's weights (MeZO, ZO-Bench, ES variants) with a torch.optim-style step."""
 
-    last: StepResult | None = None
-
     def step(self, closure: Callable[[], Any]) -> float:
         """One ZO step; returns the mean of the objective values measured (pairwise: mean preference)."""
         with torch.no_grad():
             self.last = self.engine.step(closure)
         return self.last.value
-
-    @classmethod
-    def replay(cls, params, path: str | os.PathLike, steps: int | None = None, **space_kwargs) -> MeZO:
-        """Rebuild tuned weights from base `params` and a trajectory file (optionally its first `steps` steps)."""
-        return cls.from_trajectory(params, path, steps, **space_kwargs)

@@ -14,7 +14,19 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class LM(Protocol):
-    """Batched scoring and seeded generation, with forward calls only (no gradients)."""
+    """Batched scoring and seeded generation, with forward calls only (no gradients).
+
+    Populations (a space with evaluate='batched'): the engine evaluates a step's points inside
+    `with space.population(points) as members:`, calling `members.select(i)` before the objective runs at point i.
+    The population is not an argument of these calls: `blackbox_zo.weights.population.active()` returns it inside
+    the block (a ContextVar; None outside it, and inside `population.suspended()`). An LM that knows populations
+    answers the first call of a kind by running every member's copy of the rows (rows tagged with their member
+    through `members.tagged`), keeps the other members' results in `members.cache` keyed by the call's inputs,
+    and returns the selected member's; later members' identical calls are answered from the cache. Any call
+    returns what the same call would return with the weights moved to the selected point (up to float rounding),
+    so an LM that ignores populations is still correct, one member at a time (TransformersLM batches; the
+    hooks alone perturb a plain forward per member). tests/test_population.py holds this contract.
+    """
 
     def loglik(self, prompts: Sequence[str], targets: Sequence[str], reduce: str = "sum") -> list[float]:
         """log p(target | prompt) per example, summed ("sum") or averaged per target token ("mean")."""

@@ -35,7 +35,7 @@ class PreferConfig:
     prompts: list[str]
     model: ModelConfig = field(default_factory=ModelConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
-    optim: dict = field(default_factory=dict)  # the engine's spec keywords (lr, eps, seed, n, optimizer, ...)
+    optim: Spec = field(default_factory=lambda: Spec(estimator="pairwise"))  # the step settings; estimator: pairwise
     prompts_per_direction: int = 2  # k: pairs per direction per step; a direction's preference = mean of k votes
     steps: int = 0  # stop offering pairs after this many steps (0 = no limit)
     generation: GenerationSection = field(default_factory=GenerationSection)
@@ -49,11 +49,11 @@ class PreferConfig:
 
     @property
     def directions(self) -> int:
-        return int(self.optim.get("n", 1))
+        return self.optim.n
 
     @property
     def seed(self) -> int:
-        return int(self.optim.get("seed", 0))
+        return self.optim.seed
 
 
 def load_prefer_config(path_or_data: str | Path | dict) -> PreferConfig:
@@ -72,9 +72,23 @@ def load_prefer_config(path_or_data: str | Path | dict) -> PreferConfig:
             data = json.loads(path.read_text())
         else:
             raise ConfigError(f"{path}: config must be .yaml, .yml or .json")
-    cfg = build(PreferConfig, data)
+    cfg = build(PreferConfig, pairwise_optim(data))
     check(cfg)
     return cfg
+
+
+def pairwise_optim(data):
+    """The config with its `optim` section read as a pairwise Spec: `prefer` sets the estimator itself."""
+    if not isinstance(data, dict):
+        return data
+    optim = data.get("optim", {})
+    if isinstance(optim, dict):
+        for key, own in (("estimator", "pairwise"), ("maximize", False)):  # a written config holds prefer's own values
+            if key in optim and optim[key] != own:
+                raise ConfigError(f"optim.{key}: set by `prefer` itself (the pairwise estimator maximises preference); "
+                                  "remove it")
+        data = {**data, "optim": {**optim, "estimator": "pairwise"}}
+    return data
 
 
 def check(cfg: PreferConfig) -> None:
@@ -87,16 +101,7 @@ def check(cfg: PreferConfig) -> None:
         raise ConfigError(f"steps: must be >= 0 (0 = no limit), got {cfg.steps}")
     if cfg.lease_seconds <= 0:
         raise ConfigError(f"lease_seconds: must be > 0, got {cfg.lease_seconds}")
-    for key in ("estimator", "maximize"):
-        if key in cfg.optim:
-            raise ConfigError(f"optim.{key}: set by `prefer` itself (the pairwise estimator maximises preference); remove it")
-    unknown = sorted(set(cfg.optim) - Spec.keys())
-    if unknown:
-        raise ConfigError(f"unknown key optim.{unknown[0]} (allowed: {', '.join(sorted(Spec.keys()))})")
-    try:
-        spec = Spec(**{**cfg.optim, "estimator": "pairwise"})
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"optim: {e}") from e
+    spec = cfg.optim  # keys, types and values checked by Spec as the config was built
     if spec.optimizer == "conservative":
         raise ConfigError("optim.optimizer: 'conservative' re-evaluates the objective after each update; people cannot")
     g = cfg.generation

@@ -52,8 +52,8 @@ class PreferSession:
             prompts = self._held_back_prompts()
             self.log(f"generating the base model's answers to {len(prompts)} held-back prompts (for the win-rate) …")
             self.store.set_base_outputs(list(zip(prompts, self._held_back_outputs(prompts))))
-        self.at = AskTell(space, trajectory=self.run_dir / TRAJECTORY, resume=True, estimator="pairwise",
-                          compare=votes_only, **cfg.optim)
+        self.at = AskTell(space, spec=cfg.optim, trajectory=self.run_dir / TRAJECTORY, resume=True,
+                          compare=votes_only)
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:

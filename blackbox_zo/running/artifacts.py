@@ -75,7 +75,7 @@ def rebuild(run_dir: str | Path, step: str | int = "best") -> tuple[RunConfig, L
     steps = resolve_step(run_dir, step, summary)
     check_model(cfg)
     loaded = load_tuned(cfg)
-    if cfg.optim.optimizer == "cma":  # CMA-ES logs values per generation: m, sigma and C are recomputed from them
+    if cfg.cma is not None:  # CMA-ES logs values per generation: m, sigma and C are recomputed from them
         from blackbox_zo.faces.cma import CMA
 
         opt = CMA.from_trajectory(loaded.space, Path(run_dir) / TRAJECTORY, steps=steps)

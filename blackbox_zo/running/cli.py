@@ -12,12 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+from blackbox_zo.errors import ObjectiveError
 from blackbox_zo.setup.config import ConfigError
 from blackbox_zo.setup.parser import Parser
 from blackbox_zo.step.trajectory import TrajectoryError
 
 # Errors that mean "the input is wrong" (config, files, objective): one line, exit 2. Anything else: exit 1.
-USER_ERRORS = (ConfigError, TrajectoryError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+USER_ERRORS = (ConfigError, TrajectoryError, ObjectiveError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
 
 DEMO_CONFIG = {
     # The embedded SmolLM2-135M-Instruct, a built-in sentiment task (validation phrases never seen in
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if debug:
             raise
-        user = isinstance(e, USER_ERRORS) or type(e).__name__ == "ObjectiveError"  # objectives' error, not imported here
+        user = isinstance(e, USER_ERRORS)
         message = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the message holds
         if not user:
             message = f"{type(e).__name__}: {message} (rerun with --debug for the traceback)"

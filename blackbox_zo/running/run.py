@@ -22,14 +22,14 @@ __all__ = ["run", "make_face", "make_mezo"]
 
 
 def make_mezo(cfg: RunConfig, space, objective, trajectory: Path | None, resume: bool) -> MeZO:
-    """The MeZO a config describes over `space`: its `optim` section is the Spec, with maximize (and a pairwise
-    compare) taken from the objective."""
-    spec, compare = step_settings(cfg, objective)
-    if spec.optimizer == "cma":  # CMA-ES: n = population size (1: 4 + 3 ln d), eps = sigma0, in the space's units
+    """The face a config describes over `space`: MeZO with its `optim` section as the Spec, or CMA with its `cma`
+    settings; maximize (and a pairwise compare) taken from the objective."""
+    if cfg.cma is not None:  # CMA-ES, in the space's units
         from blackbox_zo.faces.cma import CMA
 
-        return CMA(space, sigma0=spec.eps, popsize=spec.n if spec.n > 1 else None, seed=spec.seed,
-                   maximize=spec.maximize, trajectory=trajectory, resume=resume)
+        settings = dataclasses.replace(cfg.cma, maximize=bool(getattr(objective, "maximize", True)))
+        return CMA(space, settings, trajectory=trajectory, resume=resume)
+    spec, compare = step_settings(cfg, objective)
     return MeZO(space, spec=spec, compare=compare, trajectory=trajectory, resume=resume)
 
 
@@ -42,14 +42,12 @@ def make_face(cfg: RunConfig, objective, trajectory: Path | None, resume: bool) 
     return make_mezo(cfg, loaded.space, objective, trajectory, resume), loaded
 
 
-def local_report(loaded: Loaded) -> dict:
-    """What the summary says about weights tuned in this process: their size, the cached trunk, the final fingerprint."""
-    report = {"tuned_elements": loaded.space.numel()}
-    trunk = getattr(loaded.lm, "trunk_cache", None)
+def local_report(loaded: Loaded | None) -> dict:
+    """What the summary adds about weights tuned in this process: the cached trunk."""
+    trunk = getattr(loaded.lm, "trunk_cache", None) if loaded else None
     if trunk is not None and not trunk.disabled:  # scoring ran only the layers from this one up
-        report["trunk_cached_below_layer"] = trunk.start
-    report["final_fingerprint"] = loaded.space.fingerprint()
-    return report
+        return {"trunk_cached_below_layer": trunk.start}
+    return {}
 
 
 def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: bool = True) -> dict:
@@ -78,7 +76,7 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
             "objective": getattr(objective, "name", "objective"), "maximize": trainer.maximize,
             "val_start": result.start_value, "val_final": result.final_value, "val_best": result.best_value,
             "best_step": result.best_step, "steps": result.steps_done, "seconds": round(result.seconds, 1),
-            "nonfinite_steps": opt.nonfinite_steps, **(local_report(loaded) if loaded else opt.report()),
+            "nonfinite_steps": opt.nonfinite_steps, **opt.report(), **local_report(loaded),
             **result.quality,  # a generation run: text numbers at start / best / final, best step without the bound
         }
         steps_done = opt.step_count

@@ -43,7 +43,7 @@ class TrainResult:
 class Trainer:
     """Runs zeroth-order steps of a train objective (a scorer, or a pairwise objective) and tracks a validation objective.
 
-    `optimizer` is a MeZO, or any face with its interface (spec, step_count, step(closure), last, nonfinite_steps):
+    `optimizer` is any face (blackbox_zo.faces.protocol.Face: MeZO, AskTell, CMA, DistributedMeZO):
     a face that holds its weights elsewhere (DistributedMeZO) also evaluates there, through its own
     `step_call(step)` and `validate()`; otherwise the objectives run on `lm` in this process.
     """
@@ -54,11 +54,11 @@ class Trainer:
             raise ValueError("train_data is empty")
         name = getattr(objective, "name", type(objective).__name__)
         self.pairwise = compares_outputs(objective)
-        if self.pairwise != (optimizer.spec.estimator == "pairwise"):
+        if self.pairwise != optimizer.pairwise:
             raise ValueError(f"objective {name} " + ("generates outputs for a pairwise comparison: build the optimizer "
                              "with estimator='pairwise', compare=judge" if self.pairwise else
                              "returns scores, but the optimizer's estimator is 'pairwise' (it compares outputs)"))
-        maximize = optimizer.spec.maximize
+        maximize = optimizer.maximize
         if not self.pairwise and maximize != bool(getattr(objective, "maximize", maximize)):
             raise ValueError(f"optimizer maximize={maximize} but objective {name} has maximize={objective.maximize}")
         if val_data and val_objective is None and self.pairwise:

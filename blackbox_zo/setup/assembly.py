@@ -143,9 +143,8 @@ def load_tuned(cfg: RunConfig) -> Loaded:
         return Loaded(None, None, backend, backend)
     model, tok = load_model(cfg.model.name, dtype=cfg.model.dtype, device=cfg.model.device)
     s = cfg.space
-    extra = {"noise": s.noise, "mask_density": s.mask_density, "blockwise": s.blockwise}
-    if s.evaluate != "auto":  # auto: each space's own default (low-rank and the small spaces batch)
-        extra["evaluate"] = s.evaluate
+    # evaluate is resolved by the space (weights.backend.resolve_evaluate): auto batches low-rank and the small spaces
+    extra = {"noise": s.noise, "mask_density": s.mask_density, "blockwise": s.blockwise, "evaluate": s.evaluate}
     if s.kind == "lora":
         from blackbox_zo.weights.spaces import lora_space
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from blackbox_zo.setup.fluency_bound import FluencyBound
+from blackbox_zo.step.cma_settings import CMASettings
 from blackbox_zo.step.spec import Spec
 from blackbox_zo.weights.backend import EVALUATE
 
@@ -96,13 +97,35 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     optim: Spec = field(default_factory=Spec)  # the same keywords as bz.MeZO; omitted keys take the defaults
+    cma: CMASettings | None = None  # CMA-ES instead of MeZO: written `optim: {optimizer: cma, eps, n, seed}` (cma_section)
     train: TrainConfig = field(default_factory=TrainConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     output: str = "runs/run"
     export: bool = False  # save the best weights as a Hugging Face checkpoint at the end
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        cma = data.pop("cma")
+        if cma is not None:  # written as read: the documented optim section
+            data["optim"] = self.cma.to_optim()
+        return data
+
+
+CMA_ONLY = "optim.optimizer 'cma' runs in one process on scored objectives: unset distributed.workers and use a scoring estimator"
+
+
+def cma_section(data: Any) -> Any:
+    """A config whose `optim` says optimizer 'cma' as one with a `cma` section (CMASettings: eps is sigma0, n the
+    population, 1 = 4 + 3 ln d); the optim keys are read and checked as for MeZO first."""
+    optim = data.get("optim") if isinstance(data, dict) else None
+    if not (isinstance(optim, dict) and optim.get("optimizer") == "cma"):
+        return data
+    if data.get("cma") is not None:
+        raise ConfigError("optim.optimizer 'cma' and a cma section both choose CMA-ES: keep one")
+    spec = build(Spec, {**optim, "optimizer": "sgd"}, "optim")  # the same key and type checks as any optim section
+    if spec.estimator == "pairwise":
+        raise ConfigError(CMA_ONLY)
+    return {**data, "optim": {}, "cma": asdict(CMASettings.from_optim(spec.to_dict()))}
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -186,7 +209,7 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
             data = json.loads(text)
         else:
             raise ConfigError(f"{path}: config must be .yaml, .yml or .json")
-    cfg = build(RunConfig, data)
+    cfg = build(RunConfig, cma_section(data))
     if ":" not in cfg.objective.factory:
         raise ConfigError(f"objective.factory must be 'module:function', got {cfg.objective.factory!r}")
     choices = {"space.kind": (cfg.space.kind, ("full", "lora", "prefix", "steer")),
@@ -203,7 +226,6 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
             raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
     if cfg.space.subspace is not None and cfg.space.subspace < 1:
         raise ConfigError(f"space.subspace must be an integer >= 1 (the dimension of z), got {cfg.space.subspace!r}")
-    if cfg.optim.optimizer == "cma" and (cfg.distributed.workers or cfg.optim.estimator == "pairwise"):
-        raise ConfigError("optim.optimizer 'cma' runs in one process on scored objectives: "
-                          "unset distributed.workers and use a scoring estimator")
+    if cfg.cma is not None and cfg.distributed.workers:
+        raise ConfigError(CMA_ONLY)
     return cfg

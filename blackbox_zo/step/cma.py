@@ -10,7 +10,10 @@ import math
 
 import numpy as np
 
+from blackbox_zo.step.cma_settings import CMASettings
 from blackbox_zo.weights.noise import derive_seed
+
+__all__ = ["CMAES", "CMASettings", "MAX_DIM", "default_popsize"]
 
 MAX_DIM = 10_000  # C is dense (d x d float64): 10k dims = 800 MB; use a subspace for anything larger
 

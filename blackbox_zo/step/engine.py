@@ -14,12 +14,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from blackbox_zo.step.attach import attach_log
 from blackbox_zo.step.conservative import conservative_wrapper
 from blackbox_zo.step.estimators import ObjectiveError, describe_point, make_estimator
 from blackbox_zo.step.spec import Spec
 from blackbox_zo.step.trajectory import Trajectory, TrajectoryError
-from blackbox_zo.step.transforms import DenseStep, StepContext, is_dense, make_optimizer
+from blackbox_zo.step.transforms import DenseStep, StepContext, Transform, describe, make_optimizer, needs_dense
 from blackbox_zo.weights.anchor import Anchor
+from blackbox_zo.weights.backend import Backend, DenseBackend
 from blackbox_zo.weights.noise import derive_seed
 
 __all__ = ["Engine", "NonFiniteObjective", "ObjectiveError", "StepResult", "Walker", "batched", "evaluate_members", "walk"]
@@ -89,9 +91,9 @@ class Walker:
         self.current, self.cursor = {}, len(self.points) + 1
 
 
-def batched(backend) -> bool:
+def batched(backend: Backend | None) -> bool:
     """True when the backend evaluates a step's points at use time (weights untouched) instead of walking them."""
-    return getattr(backend, "evaluate_mode", "inplace") == "batched"
+    return backend is not None and backend.evaluate_mode == "batched"
 
 
 def evaluate_at(evaluate: Callable[[], Any], step: int, i: int, point, weights: str) -> Any:
@@ -129,19 +131,24 @@ def walk(backend, points, evaluate: Callable[[], Any], step: int) -> tuple[list[
 
 
 class Engine:
-    """Runs steps of a Spec against a Backend (or none: log-only), logging each to an optional trajectory."""
+    """Runs steps of a Spec against a Backend (or none: log-only), logging each to an optional trajectory.
 
-    def __init__(self, backend, spec: Spec, compare: Callable[[Any, Any], float] | None = None, max_nonfinite: int = 5):
-        if spec.optimizer == "cma":
-            raise ValueError("optimizer 'cma' is CMA-ES, not a seeded-direction step: use bz.CMA(space, ...) (faces/cma.py)")
-        if is_dense(spec) and not hasattr(backend, "map_dense"):
-            raise ValueError(f"optimizer {spec.optimizer!r} keeps dense state and needs an in-process ParamSpace backend")
+    `transform`: a user's chain (bz.chain(...)) instead of the one the Spec's optimizer settings name; the
+    trajectory logs it by name and arguments, so replay rebuilds it."""
+
+    def __init__(self, backend: Backend | None, spec: Spec, compare: Callable[[Any, Any], float] | None = None,
+                 max_nonfinite: int = 5, transform: Transform | None = None):
+        self.custom_transform = transform is not None
+        self.transform = make_optimizer(spec) if transform is None else transform
+        if needs_dense(self.transform) and not isinstance(backend, DenseBackend):
+            what = "the transform" if self.custom_transform else f"optimizer {spec.optimizer!r}"
+            raise ValueError(f"{what} keeps dense state and needs an in-process ParamSpace backend")
         self.backend, self.spec, self.max_nonfinite = backend, spec, max_nonfinite
         self.batched = batched(backend)  # points applied at use time: nothing to walk, nothing to restore
         if self.batched and spec.optimizer == "conservative":
             raise ValueError("the conservative optimizer evaluates theta +- u in place: build the space with evaluate='inplace'")
         self.estimator = make_estimator(spec, compare)
-        self.transform = make_optimizer(spec)
+        self.ascend = spec.maximize or self.estimator.ascends  # pairwise always ascends its preference
         self.state = self.transform.init()
         self.keep_best = conservative_wrapper(spec)  # None, or keep_best for the conservative optimizer
         # theta_0 for the pull toward it, taken here, at the base weights (a resume replays from them too)
@@ -169,24 +176,15 @@ class Engine:
     def config(self) -> dict:
         backend = self.backend
         config = {"spec": self.spec.to_dict(), "numel": backend.numel() if backend else None,
-                  "noise": backend.noise_kind if backend else None, "generator": backend.generator_id() if backend else None}
-        if self.batched:  # a log without the key walked in place (as every log before batched evaluation did)
-            config["evaluate"] = "batched"
+                  "noise": backend.noise_kind if backend else None, "generator": backend.generator_id() if backend else None,
+                  "evaluate": "batched" if self.batched else "inplace"}  # logs without the key walked in place
+        if self.custom_transform:
+            config["transform"] = describe(self.transform)
         return config
 
     def attach(self, trajectory: Trajectory, resume: bool) -> None:
         """Start logging; with resume, first replay the steps already in the log (weights must be the base)."""
-        if trajectory.records and not resume:
-            raise TrajectoryError(
-                f"{trajectory.path} already holds {len(trajectory.records)} steps: pass resume=True or a new path")
-        fingerprint = self.backend.fingerprint() if self.backend else None
-        if trajectory.header is not None and trajectory.header["base_fingerprint"] != fingerprint:
-            raise TrajectoryError(
-                f"{trajectory.path}: these weights are not the base weights the log was recorded from "
-                f"(fingerprint {fingerprint} != {trajectory.header['base_fingerprint']})"
-            )
-        trajectory.start(self.config(), fingerprint)
-        self.replay(trajectory.records)
+        self.replay(attach_log(trajectory, self.config(), self.backend.fingerprint() if self.backend else None, resume))
         self.trajectory = trajectory
 
     def replay(self, records: Sequence[dict]) -> None:
@@ -227,8 +225,7 @@ class Engine:
             return self._skip(t, seed, values, restore, lr, eps)
         self._nonfinite_run = 0
         grad = self.estimator.gradient(seed, values, eps)
-        ascend = self.spec.maximize or getattr(self.estimator, "ascends", False)
-        loss_grad = [(s, -c) for s, c in grad] if ascend else grad  # minimise L = -f when maximising
+        loss_grad = [(s, -c) for s, c in grad] if self.ascend else grad  # minimise L = -f when maximising
         update, self.state = self.transform.update(loss_grad, self.state, StepContext(t, lr, self.radius))
         checks: list[float] = []
         if self.backend is not None:
@@ -260,14 +257,13 @@ class Engine:
         level = sum(values) / len(values)
         recent = sorted(self.recent)
         median = recent[len(recent) // 2] if recent else level
-        ascend = s.maximize or getattr(self.estimator, "ascends", False)
-        at_ceiling = level > median if ascend else level < median
+        at_ceiling = level > median if self.ascend else level < median
         if self.estimator.tied(values) >= 0.5:
             factor = 1.0 if at_ceiling else s.radius_grow
         else:
             factor = s.radius_shrink if s.radius_window is None else 1.0
         if s.radius_window is not None:
-            factor *= self._trend_factor(level, ascend)
+            factor *= self._trend_factor(level, self.ascend)
         self.radius = min(s.radius_max, max(1.0, self.radius * factor))
         self.recent.append(level)
 

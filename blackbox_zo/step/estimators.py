@@ -11,14 +11,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from blackbox_zo.errors import ObjectiveError
 from blackbox_zo.weights.noise import derive_seed
 
 Point = list[tuple[int, float]]  # offset from theta: sum of scale * z(seed)
 Pairs = list[tuple[int, float]]
-
-
-class ObjectiveError(RuntimeError):
-    """The objective failed (raised or returned a non-number) while the weights were perturbed."""
 
 
 def direction_seeds(step_seed: int, n: int) -> list[int]:
@@ -77,6 +74,8 @@ def scalars(results: Sequence[Any], points: Sequence[Point], step: int) -> list[
 class SPSA:
     """Two-sided SPSA (MeZO Alg. 1), n-SPSA for n > 1 (Alg. 2): g = mean_i (f(+eps z_i) - f(-eps z_i)) / (2 eps) z_i."""
 
+    ascends = False  # `maximize` alone decides the direction
+
     n: int = 1
 
     def points(self, step_seed: int, eps: float) -> list[Point]:
@@ -106,6 +105,8 @@ class SPSA:
 class OneSidedSPSA:
     """One-sided SPSA: g = mean_i (f(theta + eps z_i) - f(theta)) / eps * z_i; n + 1 evaluations."""
 
+    ascends = False  # `maximize` alone decides the direction
+
     n: int = 1
 
     def points(self, step_seed: int, eps: float) -> list[Point]:
@@ -131,6 +132,8 @@ class OneSidedSPSA:
 @dataclass(frozen=True)
 class Population:
     """Antithetic ES population (ES at scale): shaped rewards r, g = sum_i (r_i+ - r_i-) z_i / (2 n eps)."""
+
+    ascends = False  # `maximize` alone decides the direction
 
     n: int = 8
     shaping: str = "zscore"

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 ESTIMATORS = ("spsa", "one_sided", "population", "pairwise")
-OPTIMIZERS = ("sgd", "sign", "momentum", "adam", "conservative", "cma")  # cma: its own face, bz.CMA (faces/cma.py)
+OPTIMIZERS = ("sgd", "sign", "momentum", "adam", "conservative")  # CMA-ES is its own face: bz.CMA, CMASettings
 RULES = ("normalized", "raw")
 SHAPINGS = ("zscore", "rank", "none")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -114,6 +114,8 @@ class Spec:
                                                 and self.radius_window >= 2),
                  f"radius_window must be an integer >= 2 or None, got {self.radius_window!r}")
         _require(self.rule in RULES, f"unknown rule {self.rule!r}; expected one of {list(RULES)}")
+        _require(self.optimizer != "cma", "optimizer 'cma' is CMA-ES, not a seeded-direction step: use "
+                 "bz.CMA(space, sigma0=..., popsize=...) (its settings: blackbox_zo.step.cma.CMASettings)")
         _require(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
         _require(_finite(self.lr) and self.lr >= 0, f"lr must be a finite number >= 0, got {self.lr!r}")
         _require(_finite(self.momentum) and 0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum!r}")

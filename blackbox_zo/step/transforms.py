@@ -8,6 +8,8 @@ memory (4 or 8 bytes per tuned element) is stated on the class.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -29,6 +31,54 @@ class StepContext(NamedTuple):
 class Transform(NamedTuple):
     init: Callable[[], Any]
     update: Callable[[Pairs, Any, StepContext], tuple[Any, Any]]  # (pairs, state, ctx) -> (pairs | DenseStep, state)
+    name: str | None = None  # the function of this module that built it (None: hand-made, so no log can name it)
+    args: dict | None = None  # its arguments, by name: a trajectory logs both, and replay rebuilds it from them
+
+
+FACTORIES: dict[str, Callable[..., Transform]] = {}  # name -> the function that builds it (rebuild() looks here)
+
+
+def named(factory: Callable[..., Transform]) -> Callable[..., Transform]:
+    """Tag each transform a factory builds with the factory's name and arguments, so a trajectory can name it."""
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(*args, **kwargs) -> Transform:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return factory(*args, **kwargs)._replace(name=factory.__name__, args=dict(bound.arguments))
+
+    FACTORIES[factory.__name__] = build
+    return build
+
+
+def describe(transform: Transform) -> dict:
+    """{"name": ..., **arguments} of a transform built here (a chain lists its parts): what a trajectory logs."""
+    if transform.name is None:
+        raise ValueError("a hand-made Transform cannot be logged for replay: build it from the functions of "
+                         f"blackbox_zo.step.transforms ({', '.join(sorted(FACTORIES))})")
+    args = transform.args or {}
+    if transform.name == "chain":
+        return {"name": "chain", "transforms": [describe(t) for t in args["transforms"]]}
+    return {"name": transform.name, **args}
+
+
+def rebuild(description: dict) -> Transform:
+    """The transform a trajectory's description names (the inverse of describe)."""
+    args = {k: v for k, v in description.items() if k != "name"}
+    name = description.get("name")
+    if name == "chain":
+        return chain(*(rebuild(d) for d in args["transforms"]))
+    if name not in FACTORIES:
+        raise ValueError(f"unknown transform {name!r}; expected one of {sorted(FACTORIES)}")
+    return FACTORIES[name](**args)
+
+
+def needs_dense(transform: Transform) -> bool:
+    """True when the transform keeps per-element state and so needs in-process tensors (DenseBackend.map_dense)."""
+    if transform.name == "chain":
+        return any(needs_dense(t) for t in transform.args["transforms"])
+    return transform.name in ("dense_momentum", "dense_adam")
 
 
 @dataclass
@@ -47,6 +97,7 @@ def stateless(fn: Callable[[Pairs, StepContext], Pairs]) -> Transform:
     return Transform(lambda: None, lambda g, s, ctx: (fn(g, ctx), s))
 
 
+@named
 def normalize() -> Transform:
     """Scale-free step: c_i <- c_i / (n * rms(c)); one direction gives sign(c), any objective scale the same step."""
 
@@ -57,26 +108,31 @@ def normalize() -> Transform:
     return stateless(fn)
 
 
+@named
 def follow_radius() -> Transform:
     """c_i <- c_i * eps_t / eps: a scale-free step keeps its ratio to the radius as the radius adapts."""
     return stateless(lambda g, ctx: [(k, c * ctx.radius) for k, c in g])
 
 
+@named
 def sign() -> Transform:
     """ZO-SGD-Sign: keep only the sign of each projected gradient."""
     return stateless(lambda g, ctx: [(k, math.copysign(1.0, c) if c else 0.0) for k, c in g])
 
 
+@named
 def clip(max_abs: float) -> Transform:
     """Clip each projected gradient to [-max_abs, max_abs] (guards against outlier differences)."""
     return stateless(lambda g, ctx: [(k, max(-max_abs, min(max_abs, c))) for k, c in g])
 
 
+@named
 def scale_by_lr() -> Transform:
     """u_i = -lr_t * c_i: a descent step on the loss gradient."""
     return stateless(lambda g, ctx: [(k, -ctx.lr * c) for k, c in g])
 
 
+@named
 def momentum_window(beta: float, window: int) -> Transform:
     """ZO-SGD-MMT without dense state: m_t = sum_{k > t - window} beta^(t-k) g_k, replayed from seeds.
 
@@ -92,6 +148,7 @@ def momentum_window(beta: float, window: int) -> Transform:
 
 
 # --- dense rules: the end of a chain ---------------------------------------------------------------
+@named
 def dense_momentum(beta: float) -> Transform:
     """ZO-SGD-MMT with a dense buffer: m <- beta m + g; theta <- theta - lr m. Memory: 4 bytes per tuned element."""
 
@@ -106,6 +163,7 @@ def dense_momentum(beta: float) -> Transform:
     return Transform(dict, update)
 
 
+@named
 def dense_adam(b1: float, b2: float, eps: float) -> Transform:
     """ZO-Adam (ZO-Bench): Adam moments of the ZO gradient. Memory: 8 bytes per tuned element."""
 
@@ -125,6 +183,7 @@ def dense_adam(b1: float, b2: float, eps: float) -> Transform:
     return Transform(dict, update)
 
 
+@named
 def chain(*transforms: Transform) -> Transform:
     """Compose transforms left to right, like optax.chain."""
 
@@ -161,8 +220,3 @@ def make_optimizer(spec) -> Transform:
     if spec.optimizer == "sign":
         return chain(*head, sign(), scale_by_lr())
     return chain(*head, scale_by_lr())
-
-
-def is_dense(spec) -> bool:
-    """True when the optimizer keeps per-element state and so needs in-process tensors (ParamSpace.map_dense)."""
-    return spec.optimizer == "adam" or (spec.optimizer == "momentum" and spec.window is None)

@@ -36,6 +36,7 @@ from blackbox_zo.lm.tokens import (
     uses_chat_template,
 )
 from blackbox_zo.vllm.worker import KEEP_REPACK_ENV
+from blackbox_zo.weights.backend import InPlace
 from blackbox_zo.weights.noise import KINDS, generator_id
 from blackbox_zo.weights.params import merge_pairs
 
@@ -56,7 +57,7 @@ def canonical_shapes(model_dir: str | os.PathLike) -> dict[str, tuple]:
     return {n: tuple(p.shape) for n, p in model.named_parameters()}
 
 
-class VLLMBackend:
+class VLLMBackend(InPlace):
     """Backend contract + `generate` over vLLM. Build it under `if __name__ == "__main__":`."""
 
     def __init__(

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from blackbox_zo.weights.backend import EVALUATE
+from blackbox_zo.weights.backend import resolve_evaluate
 from blackbox_zo.weights.lowrank import (
     add_lowrank_,
     as_matrix,
@@ -86,12 +86,12 @@ class ParamSpace:
         master_weights: bool | None = None,
         evaluate: str = "auto",
         module: nn.Module | None = None,
+        small: bool = False,
     ):
         """`evaluate`: 'batched' applies a step's points at use time (hooks on `module`, the model that uses the
         tensors; weights untouched, a population in one batched forward), 'inplace' moves the weights to each
-        point, 'auto' batches low-rank directions where every tuned tensor's use can be hooked."""
-        if evaluate not in EVALUATE:
-            raise ValueError(f"evaluate must be one of {EVALUATE}, got {evaluate!r}")
+        point, 'auto' batches low-rank directions, and `small` spaces (LoRA, prefix, steering), where every tuned
+        tensor's use can be hooked (resolve_evaluate decides)."""
         self.rank = rank_of(noise)  # None: elementwise noise; r: low-rank directions for matrices
         if noise not in KINDS and self.rank is None:
             raise ValueError(f"noise must be one of {KINDS} or 'lowrank' / 'lowrank<r>', got {noise!r}")
@@ -120,7 +120,8 @@ class ParamSpace:
         self.noise_kind = noise
         self.tensors: dict[str, torch.Tensor] = tensors
         self.module = module if module is not None else model_or_params if isinstance(model_or_params, nn.Module) else None
-        self.evaluate_mode = self._evaluate_mode(evaluate, mask_density, blockwise)
+        self.evaluate_mode = resolve_evaluate(evaluate, small or self.rank is not None,
+                                              lambda: self._batching_obstacle(mask_density, blockwise))
         self.drawn: dict = {}  # low-rank factors a population drew this step, {name: (seeds, U, V)}, for its update
         low = any(p.dtype != torch.float32 for p in tensors.values())
         # float32 masters only where the weights are moved in place: a batched space writes each step once, rounded
@@ -134,20 +135,14 @@ class ParamSpace:
         self.blockwise = blockwise
         self.blocks = sorted({block_of_name(n) for n in tensors}) if blockwise else ["all"]
 
-    def _evaluate_mode(self, evaluate: str, mask_density, blockwise) -> str:
-        """'batched' or 'inplace' from the requested mode and what this space can hook (auto: low-rank only)."""
-        if evaluate == "inplace" or (evaluate == "auto" and self.rank is None):
-            return "inplace"
-        why = ("no module was given (pass module=the model that uses the tensors)" if self.module is None else
-               "mask_density / blockwise apply to in-place walks" if mask_density is not None or blockwise else None)
-        if why is None:
-            bad = unsupported(self.module, self.tensors, self.rank is not None)
-            why = f"the use of {bad[0]!r} cannot be hooked ({len(bad)} such tensors)" if bad else None
-        if why is None:
-            return "batched"
-        if evaluate == "batched":
-            raise ValueError(f"evaluate='batched' is not possible here: {why}; use evaluate='inplace'")
-        return "inplace"
+    def _batching_obstacle(self, mask_density, blockwise) -> str | None:
+        """Why this space cannot evaluate a population at use time, or None when every tuned tensor's use is hooked."""
+        if self.module is None:
+            return "no module was given (pass module=the model that uses the tensors)"
+        if mask_density is not None or blockwise:
+            return "mask_density / blockwise apply to in-place walks"
+        bad = unsupported(self.module, self.tensors, self.rank is not None)
+        return f"the use of {bad[0]!r} cannot be hooked ({len(bad)} such tensors)" if bad else None
 
     def population(self, points):
         """Context: the points applied at use time through hooks on the module (weights untouched): a Population."""

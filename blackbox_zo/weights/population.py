@@ -317,7 +317,14 @@ class Population:
             d = self.per_row(self.dense_offsets(name), b).to(out.dtype)
             return out + slope * d.view(b, *([1] * (out.ndim - 2)), -1)
 
-        return {"linear": linear, "conv1d": conv1d, "embedding": embedding, "bias": bias, "norm": norm}[rule]
+        offset = {"linear": linear, "conv1d": conv1d, "embedding": embedding, "bias": bias, "norm": norm}[rule]
+
+        def applied(mod, args, out):
+            if _ACTIVE.get() is not self:  # suspended(): this forward sees the weights as they are
+                return None
+            return offset(mod, args, out)
+
+        return applied
 
     def nonzero(self, name: str) -> bool:
         """Whether every entry of norm tensor `name` is non-zero: decided for all norms at once, one host sync a population

@@ -19,12 +19,6 @@ DEFAULT_INIT_TEXT = "The quick brown fox jumps over the lazy dog, and then it ru
 MEZO_LORA_TARGETS = ("q_proj", "v_proj")
 
 
-def with_batched_default(space_kwargs: dict) -> dict:
-    """A small space evaluates its population at use time unless told otherwise (or masked / block-wise, which walk)."""
-    walks = space_kwargs.get("mask_density") is not None or space_kwargs.get("blockwise")
-    return {"evaluate": "inplace" if walks else "batched", **space_kwargs}
-
-
 # --- LoRA -------------------------------------------------------------------------------------------
 def lora_space(
     model: nn.Module,
@@ -55,7 +49,7 @@ def lora_space(
     tensors = {n: p for n, p in peft_model.named_parameters() if "lora_" in n}
     if not tensors:
         raise ValueError(f"LoRA with target_modules={target_modules!r} added no lora_ tensors to the model")
-    return peft_model, ParamSpace(tensors, module=peft_model, **with_batched_default(space_kwargs))
+    return peft_model, ParamSpace(tensors, module=peft_model, small=True, **space_kwargs)
 
 
 # --- prefix tuning ----------------------------------------------------------------------------------
@@ -229,4 +223,4 @@ def prefix_space(
         for p in model.parameters():
             p.requires_grad_(False)
     wrapped = PrefixLM(model, keys, values, init_ids)
-    return wrapped, ParamSpace(wrapped.prefix_parameters(), module=wrapped, **with_batched_default(space_kwargs))
+    return wrapped, ParamSpace(wrapped.prefix_parameters(), module=wrapped, small=True, **space_kwargs)

@@ -16,7 +16,7 @@ from torch import nn
 
 from blackbox_zo.weights.params import ParamSpace
 from blackbox_zo.weights.population import reads_own_offsets, row_offsets
-from blackbox_zo.weights.spaces import DEFAULT_INIT_TEXT, with_batched_default
+from blackbox_zo.weights.spaces import DEFAULT_INIT_TEXT
 
 STEER = "steer"  # the parameter's name on each steered layer: `model.layers.10.steer`
 # a vector's unit is 1/GAIN of its layer's typical coordinate size, so the engine's default radius (eps 1e-3) moves
@@ -130,4 +130,4 @@ def steering_space(
         block.register_buffer("steer_scale", torch.tensor(scale, device=hidden.device), persistent=False)
         block.register_forward_hook(_add_steering)
     tensors = {n: p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1] == STEER}
-    return model, ParamSpace(tensors, module=model, **with_batched_default(space_kwargs))
+    return model, ParamSpace(tensors, module=model, small=True, **space_kwargs)

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from blackbox_zo.weights.backend import InPlace
 from blackbox_zo.weights.noise import add_noise_, derive_seed, generator_id
 from blackbox_zo.weights.params import merge_pairs
 
@@ -20,7 +21,7 @@ BLOCK = 1 << 20  # elements of A per independently seeded block (whole rows, so 
 CACHE_LIMIT = 1 << 26  # A is kept in memory up to this many elements (256 MiB); beyond, its blocks are redrawn per write
 
 
-class Subspace:
+class Subspace(InPlace):
     """theta = theta0 + A z over a wrapped space; z (d numbers, start 0) is the tuned vector of the Backend contract.
 
     Scale (BBT's choice with CMA's sigma_m = 1): A[i, j] ~ N(0, s_t^2 / d) for rows i of tensor t, s_t = std of
