@@ -6,6 +6,7 @@ NaN, a None or a short list fails loudly, naming the objective and the example, 
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from blackbox_zo.errors import ObjectiveError  # torch-free; the engine raises t
 
 if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
     from blackbox_zo.lm import LM
+
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def check_values(
             continue
         if hasattr(v, "item") and getattr(v, "ndim", 0) == 0:  # numpy / torch scalars
             v = v.item()
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        if not isinstance(v, numbers.Real):  # bools are Real: True/False count as 1/0 (`"blue" in c` rewards)
             raise ObjectiveError(f"{name}: {what}[{i}] is not a number: {v!r} ({type(v).__name__})")
         v = float(v)
         if not math.isfinite(v):
@@ -83,11 +85,30 @@ def prompts_for(template: str | Callable[[dict], str] | None, batch: list[dict],
     return [template.format_map(ex) for ex in batch]
 
 
+def names_failures(score: Callable) -> Callable:
+    """`score` whose failures name the objective: a user's reward or metric that raises becomes an ObjectiveError
+    "<name> raised <type>: <message>" (one line and exit 2 from the CLI), with the original as its cause."""
+    @functools.wraps(score)
+    def named(self, batch, outputs):
+        try:
+            return score(self, batch, outputs)
+        except ObjectiveError:
+            raise
+        except Exception as e:
+            raise ObjectiveError(f"{self.name} raised {type(e).__name__}: {e}") from e
+    return named
+
+
 class Objective:
     """Base of every scorer. Subclasses implement `outputs` (lm calls) and `score` (pure)."""
 
     name: str = "objective"
     maximize: bool = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "score" in cls.__dict__:  # every scorer's own score(), so a raising user function is named wherever it runs
+            cls.score = names_failures(cls.__dict__["score"])
 
     def outputs(self, lm: LM, batch: list[dict], *, seed: int | None = None) -> Any:
         raise NotImplementedError

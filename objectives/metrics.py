@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from sklearn.metrics import accuracy_score, f1_score
-
 AVERAGES = ("binary", "macro", "micro")
 _MISSING = "<unparsed>"  # stands in for a None prediction: never equal to a gold label
 
@@ -20,6 +18,8 @@ def _as_str(labels: Sequence[Any]) -> list[str]:
 
 def accuracy(predictions: Sequence[Any], references: Sequence[Any]) -> float:
     """Fraction of predictions equal to their reference."""
+    from sklearn.metrics import accuracy_score  # sklearn takes ~1 s to import: only when a metric is computed
+
     return float(accuracy_score(_as_str(references), _as_str(predictions)))
 
 
@@ -39,6 +39,7 @@ def f1(
     """
     if average not in AVERAGES:
         raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
+    from sklearn.metrics import f1_score
     y_true, y_pred = _as_str(references), _as_str(predictions)
     kwargs: dict[str, Any] = {"average": average, "zero_division": 0}
     if average == "binary":

@@ -6,10 +6,8 @@ so configs stay data and the engine never imports this package.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .builtin import sentiment_examples
-from .data import kshot, load_examples
+from .data import kshot, load_splits, template_columns
 from .tasks import get_task
 
 
@@ -41,7 +39,8 @@ def hold_back(examples: list[dict], per_class: int, label_key: str = "label") ->
 def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int = 500,
                    metric: str = "accuracy", calibrate: str | None = None, seed: int = 0,
                    train_objective: str | None = None, margin_cap: float | None = None, holdout: int = 0) -> dict:
-    """A MeZO-style k-shot task from local files DATA/train.tsv and DATA/validation.tsv (`data` is required).
+    """A MeZO-style k-shot task from `data`'s train and validation splits (`data` is required): a folder of
+    train/validation .tsv, .csv, .jsonl or .json files, a folder saved by datasets, or a datasets name (data.load_splits).
 
     train_objective "nll" trains on the cross-entropy of the label word (MeZO's differentiable baseline),
     "tiebreak" on accuracy with plateaus decided by the right word's probability (LabelWordClassifier
@@ -56,14 +55,12 @@ def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int 
         raise ValueError(f"train_objective must be None, 'nll', 'tiebreak' or 'margin', got {train_objective!r}")
     if isinstance(holdout, bool) or not isinstance(holdout, int) or not 0 <= holdout < k:
         raise ValueError(f"holdout must be an integer from 0 to k - 1 = {k - 1}, got {holdout!r}")
-    root = Path(data)
-    for split in ("train.tsv", "validation.tsv"):
-        if not (root / split).exists():
-            raise FileNotFoundError(f"{root / split} not found: pass data=PATH to a folder with train.tsv and validation.tsv")
     t = get_task(task)
-    train = kshot(load_examples(root / "train.tsv"), k, seed)
-    val = load_examples(root / "validation.tsv")
-    val = kshot(val, val_size // max(1, len(t.label_words)), seed) if val_size else val
+    rows = load_splits(data, columns=[*template_columns(t.template), "label"])  # folder, saved dataset or datasets name
+    train = kshot(rows["train"], k, seed, asked=f"objective.args.k={k}")
+    per_class = val_size // max(1, len(t.label_words))
+    asked = f"the {per_class} per class that objective.args.val_size={val_size} asks for"
+    val = kshot(rows["validation"], per_class, seed, asked=asked) if val_size else rows["validation"]
     # calibrate="reference": each class's mean score over the 2k training inputs (their labels are not read)
     calibration = {"calibrate": calibrate, "reference": train if calibrate == "reference" else None}
     val_objective = t.objective(metric=metric, **calibration)

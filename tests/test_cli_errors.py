@@ -6,7 +6,9 @@ would, against a tiny random Llama saved to disk and a finished 2-step run.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,14 +37,15 @@ def config(model_dir, out, **over) -> dict:
     return cfg
 
 
-def cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+def cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300,
+                          env={**os.environ, **(env or {})})
 
 
 def one_line_error(result: subprocess.CompletedProcess, *names: str) -> str:
     """The result is a failure whose stderr is exactly one `blackbox-zo: error:` line naming each of `names`."""
     lines = result.stderr.strip().splitlines()
-    assert result.returncode != 0, result
+    assert result.returncode == 2, result
     assert len(lines) == 1 and lines[0].startswith("blackbox-zo: error: "), result.stderr
     assert "Traceback" not in result.stderr
     for name in names:
@@ -69,6 +72,7 @@ class Case(NamedTuple):
     args: list  # the command line after `blackbox-zo`
     names: list[str]  # what the one error line must contain
     cwd: Path | None = None  # the working folder (None: the test's)
+    env: dict | None = None  # environment variables set on top of the test's
 
 
 def error_cases(root: Path, model_dir: Path, done: Path) -> dict[str, Case]:
@@ -101,7 +105,10 @@ def error_cases(root: Path, model_dir: Path, done: Path) -> dict[str, Case]:
                                     ["objective.args.metrc", "metric"]),
         "unknown_config_key": Case(run("key", train={"stepz": 2}), ["train.stepz"]),
         "model_flag_missing_dir": Case([*run("model"), "--model", root / "no_model_here"], ["no_model_here", "does not exist"]),
-        "model_flag_hub_id": Case([*run("hub"), "--model", "HuggingFaceTB/SmolLM2-135M"], ["HuggingFaceTB/SmolLM2-135M", "hub"]),
+        "model_flag_hub_id": Case([*run("hub"), "--model", "HuggingFaceTB/SmolLM2-135M"],
+                                  ["HuggingFaceTB/SmolLM2-135M", "not in the local Hugging Face cache", "HF_HUB_OFFLINE"],
+                                  env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "empty_hf_cache")}),
+        **more_error_cases(root, model_dir, run, factory),
         "missing_run_dir": Case(["eval", root / "nope"], ["nope", "does not exist"]),
         "replay_compare_missing": Case(["replay", done, "--compare", root / "absent"], ["absent", "does not exist"]),
         "export_to_a_file": Case(["export", done, "--out", root / "model.safetensors"], ["model.safetensors", "is a file"]),
@@ -118,10 +125,72 @@ def error_cases(root: Path, model_dir: Path, done: Path) -> dict[str, Case]:
     return cases
 
 
+MORE_CASES = ["include_matches_nothing", "device_not_here", "tensorboard_missing", "pairwise_without_estimator",
+              "pairwise_estimator_with_a_score", "reward_raises", "fewer_than_val_size", "missing_column",
+              "data_name_offline", "local_objectives_py", "set_unknown_key", "set_without_equals", "set_bad_yaml"]
+
+
+def more_error_cases(root: Path, model_dir: Path, run, factory) -> dict[str, Case]:
+    """The errors of issue 32: each one line, exit 2, naming the key or the reward, before the model loads where it can."""
+    module = (
+        "from objectives import CallableJudge, Generation, PairwiseObjective, Reward\n"
+        "ROWS = [{'prompt': p} for p in ('one two', 'The quick', 'What is', 'This movie')]\n"
+        "def broken_reward(prompts, completions, **kwargs):\n"
+        "    raise RuntimeError('the scoring API said no')\n"
+        "def raising():\n"
+        "    return {'train': ROWS, 'val': ROWS, 'objective': Reward(broken_reward, generation=Generation(max_new_tokens=2))}\n"
+        "def judged():\n"
+        "    judge = CallableJudge(lambda p, a, b: 0, name='length_judge')\n"
+        "    return {'train': ROWS, 'objective': PairwiseObjective(judge, generation=Generation(max_new_tokens=2))}\n")
+    small = root / "small_data"  # 3 + 3 training rows, 2 + 2 validation rows
+    small.mkdir()
+    (small / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"s{i}\t{i % 2}\n" for i in range(6)))
+    (small / "validation.tsv").write_text("sentence\tlabel\n" + "".join(f"v{i}\t{i % 2}\n" for i in range(4)))
+    wrong = root / "wrong_columns"
+    wrong.mkdir()
+    (wrong / "train.csv").write_text("text,label\na,0\nb,1\n")
+    (wrong / "validation.csv").write_text("text,label\na,0\nb,1\n")
+    shadowed = root / "shadowed"  # a user's objectives.py in the working folder would replace the built-in package
+    shadowed.mkdir()
+    (shadowed / "objectives.py").write_text("print('mine')\n")
+    device = "cuda:99" if importlib.util.find_spec("torch") and __import__("torch").cuda.is_available() else "cuda"
+
+    def beside_tasks(name: str, spec: str, **over) -> list:
+        """A config beside the factory's module mytasks.py: found from any working folder."""
+        (root / name).mkdir()
+        (root / name / "mytasks.py").write_text(module)
+        return ["run", write_config(root / name, config(model_dir, root / name / "out", objective=factory(spec), **over)),
+                "--quiet"]
+
+    sst2 = factory("objectives.recipes:classification", data=str(small), k=3, val_size=8)
+    return {
+        "include_matches_nothing": Case(run("include", space={"include": ["no_such_param"]}),
+                                        ["space.include", "no_such_param", "selects none"]),
+        "device_not_here": Case(run("device", model={"name": str(model_dir), "device": device}), ["model.device", device]),
+        "tensorboard_missing": Case(run("tb", train={"steps": 2, "tensorboard": True}), ["train.tensorboard", "pip install"]),
+        "pairwise_without_estimator": Case(beside_tasks("pairwise", "mytasks:judged"),
+                                           ["mytasks:judged", "pairwise objective", "optim.estimator: pairwise"]),
+        "pairwise_estimator_with_a_score": Case(run("scored", optim={"estimator": "pairwise"}),
+                                                ["optim.estimator", "scores"]),
+        "reward_raises": Case(beside_tasks("raises", "mytasks:raising"),
+                              ["broken_reward raised RuntimeError", "the scoring API said no"]),
+        "fewer_than_val_size": Case(run("valsize", objective=sst2), ["objective.args.val_size=8", "4 per class", "has 2"]),
+        "missing_column": Case(run("column", objective=factory("objectives.recipes:classification", data=str(wrong))),
+                               ["train.csv", "'sentence'", "text, label"]),
+        "data_name_offline": Case(run("dname", objective=factory("objectives.recipes:classification", data="nobody/nothing")),
+                                  ["nobody/nothing", "cannot be reached", "save_to_disk"], env={"HF_HUB_OFFLINE": "1"}),
+        "local_objectives_py": Case(["run", write_config(shadowed, config(model_dir, root / "shadow_out"))],
+                                    ["objectives.py", "built-in package 'objectives'", "rename"], shadowed),
+        "set_unknown_key": Case([*run("set1"), "--set", "train.stepz=3"], ["train.stepz"]),
+        "set_without_equals": Case([*run("set2"), "--set", "optim.lr"], ["--set", "key=value"]),
+        "set_bad_yaml": Case([*run("set3"), "--set", "optim.lr=[1,"], ["--set", "not valid YAML"]),
+    }
+
+
 CASE_NAMES = ["missing_data_folder", "corrupt_jsonl_line", "objective_args_typo", "unknown_config_key",
               "model_flag_missing_dir", "model_flag_hub_id", "missing_run_dir", "replay_compare_missing",
               "export_to_a_file", "export_non_empty_dir", "export_force_over_a_run", "missing_argument", "unknown_command",
-              "prefer_without_config",
+              "prefer_without_config", *MORE_CASES,
               *(f"step_{s}_{c}" for s in ("bset", "99", "minus1") for c in ("eval", "export"))]
 
 
@@ -132,13 +201,15 @@ def error_runs(tiny_llama_dir, finished_run, tmp_path_factory):
     cases = error_cases(root, tiny_llama_dir, finished_run)
     assert sorted(cases) == sorted(CASE_NAMES)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {name: pool.submit(cli, *case.args, cwd=case.cwd) for name, case in cases.items()}
+        futures = {name: pool.submit(cli, *case.args, cwd=case.cwd, env=case.env) for name, case in cases.items()}
         results = {name: (f.result(), cases[name].names) for name, f in futures.items()}
     return root, results
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_user_error_is_one_line_naming_the_thing(error_runs, case):
+    if case == "tensorboard_missing" and importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed here")
     root, results = error_runs
     result, names = results[case]
     one_line_error(result, *names)
@@ -147,13 +218,19 @@ def test_user_error_is_one_line_naming_the_thing(error_runs, case):
     assert not (root / "x").exists()
 
 
-def test_export_force_replaces_a_non_empty_directory(finished_run, tmp_path):
+def test_export_force_replaces_an_earlier_export_only(finished_run, tmp_path):
     out = tmp_path / "ckpt"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
+    refused = cli("export", finished_run, "--out", out, "--force")  # not a folder export made: never deleted
+    assert refused.returncode == 2 and "not an earlier export" in refused.stderr
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    assert cli("export", finished_run, "--out", out).returncode == 0
+    (out / "stale.safetensors").write_text("old shard")
     done = cli("export", finished_run, "--out", out, "--force")
     assert done.returncode == 0, done.stderr
-    assert not (out / "notes.txt").exists() and (out / "config.json").exists()  # replaced, not mixed
+    assert not (out / "stale.safetensors").exists() and (out / "config.json").exists()  # replaced, not mixed
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -123,3 +123,55 @@ def test_builtin_topics_are_balanced_and_validation_phrases_are_unseen(tmp_path)
     assert [(r["sentence"], str(r["label"])) for r in back] == [(r["sentence"], str(r["label"])) for r in val]
     with pytest.raises(ValueError, match="unknown built-in task"):
         write_tsv("news", tmp_path)
+
+
+def test_splits_from_folders_of_any_format_and_from_saved_datasets(tmp_path):
+    from objectives.data import load_splits
+
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "train.csv").write_text("sentence,label\na,0\n")
+    (tmp_path / "csv" / "validation.jsonl").write_text('{"sentence": "b", "label": 1}\n')
+    assert load_splits(tmp_path / "csv", columns=["sentence", "label"]) == {
+        "train": [{"sentence": "a", "label": "0"}], "validation": [{"sentence": "b", "label": 1}]}
+    datasets = pytest.importorskip("datasets", reason="`datasets` not installed")
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({s: datasets.Dataset.from_dict({"sentence": [s], "label": [0]})
+                          for s in ("train", "validation")}).save_to_disk(str(saved))
+    assert load_splits(saved)["validation"] == [{"sentence": "validation", "label": 0}]
+    with pytest.raises(ValueError, match=r"has no split 'test' \(it has train, validation\)"):
+        load_splits(saved, splits=["test"])
+    with pytest.raises(ValueError, match=r"split 'train'.*row 1 has no column 'text'"):
+        load_splits(saved, columns=["text"])
+
+
+def test_missing_files_and_columns_are_named(tmp_path):
+    from objectives.data import load_splits
+
+    with pytest.raises(FileNotFoundError, match=r"data .*nowhere does not exist: pass a folder with train.tsv"):
+        load_splits(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"data plain_word does not exist"):  # not org/name: never the network
+        load_splits("plain_word")
+    (tmp_path / "train.tsv").write_text("text\tlabel\nfine\t1\n")
+    with pytest.raises(FileNotFoundError, match=r"validation.tsv not found \(nor .csv, .jsonl, .json\)"):
+        load_splits(tmp_path, splits=["train", "validation"])
+    with pytest.raises(ValueError, match=r"train.tsv: row 1 has no column 'sentence' \(it has text, label; the task "
+                                         r"reads sentence, label\)"):
+        load_splits(tmp_path, splits=["train"], columns=["sentence", "label"])
+    with pytest.raises(ValueError, match="is a file"):
+        load_splits(tmp_path / "train.tsv")
+
+
+def test_kshot_names_the_setting_that_asked():
+    rows = [{"label": str(i % 2)} for i in range(4)]
+    with pytest.raises(ValueError, match=r"class '0' has 2 examples, fewer than the 4 per class that val_size=8 asks"):
+        kshot(rows, 4, seed=0, asked="the 4 per class that val_size=8 asks for")
+
+
+def test_importing_objectives_loads_neither_sklearn_nor_torch():
+    """`import objectives` took ~4 s (sklearn): config errors in objective.args answer in well under a second."""
+    import subprocess
+    import sys
+
+    code = "import sys, objectives; print(sorted(m for m in ('sklearn', 'torch', 'transformers') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]"

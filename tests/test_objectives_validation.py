@@ -29,7 +29,6 @@ def reward_returning(values):
     ([1.0, float("nan"), 2.0], "[1] is not finite"),
     ([1.0, 2.0, math.inf], "[2] is not finite"),
     (["1.0", 2.0, 3.0], "[0] is not a number"),
-    ([1.0, True, 3.0], "[1] is not a number"),
     (5.0, "must be a list"),
 ])
 def test_reward_validation_names_objective_and_index(values, fragment):
@@ -44,6 +43,18 @@ def test_none_allowed_for_rewards_but_not_all_none():
     assert s.per_example == [1.0, None, 3.0] and s.value == 2.0  # None excluded from the mean
     with pytest.raises(ObjectiveError, match="my_reward: every example returned None"):
         reward_returning([None, None, None]).score(BATCH, ["a", "b", "c"])
+
+
+def test_bools_count_as_one_and_zero():
+    assert reward_returning([True, False, True]).score(BATCH, ["a", "b", "c"]).per_example == [1.0, 0.0, 1.0]
+
+
+def test_a_reward_that_raises_is_named():
+    def broken_reward(prompts, completions, **kwargs):
+        return [1 / 0 for _ in completions]
+
+    with pytest.raises(ObjectiveError, match="broken_reward raised ZeroDivisionError: division by zero"):
+        Reward(broken_reward).score(BATCH, ["a", "b", "c"])
 
 
 def test_numpy_scalars_accepted():

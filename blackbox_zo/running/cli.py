@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,20 +35,78 @@ DEMO_CONFIG = {
 }
 
 
+PROGRESS_FIELDS = """the progress bar, one tick per step (a step = one update of the weights; steps count from 1
+in metrics.jsonl, eval, export and the plot; step 0 is the untuned model):
+  obj  the mean of the objective values this step measured on its batch (at theta +- eps z);
+       with the pairwise estimator, the mean preference for the + side
+  g    the projected gradient: the slope estimated along this step's random direction z,
+       (f(theta + eps z) - f(theta - eps z)) / (2 eps) for spsa; 0 means the two sides tied
+  val  the validation objective, on the steps that validate (train.eval_every, and the last)"""
+
+
 def cmd_run(args) -> int:
     from blackbox_zo.setup.config import load_config
+    from blackbox_zo.setup.overrides import apply_sets
 
     data = load_config(args.config).to_dict()  # a bad config fails here, before torch is imported
+    data = apply_sets(data, args.set or [])
+    if args.output:  # relative to the working folder, as any command-line path
+        data["output"] = args.output
+    if args.steps is not None:
+        data["train"]["steps"] = args.steps
     if args.model:
         data["model"]["name"] = args.model
     if args.workers is not None:  # --workers N overrides the config's distributed.workers (Ray)
         data["distributed"]["workers"] = args.workers
-    cfg = load_config(data)  # validated again: --workers 0 fails as distributed.workers: 0 would
+    cfg = load_config(data)  # validated again: --workers 0 or --set train.stepz=3 fail as the config file's would
+    if args.quiet:
+        quiet_loading()
     from blackbox_zo.running.run import run
 
     summary = run(cfg, resume=args.resume, progress=not args.quiet)
-    print(json.dumps(summary, indent=2))
+    print(report(summary, Path(cfg.output)))
     return 0
+
+
+def report(summary: dict, out: Path) -> str:
+    """What a finished run says: the validation value before -> after, the run folder, and where the samples are."""
+    def value(v) -> str:
+        return "n/a" if v is None else f"{v:.4g}"
+
+    name = summary.get("objective", "objective")
+    if summary.get("val_start") is None and summary.get("val_final") is None:
+        lines = [f"{name}: no validation set, so no before -> after; {summary.get('steps')} steps"]
+    else:
+        lines = [f"{name} (validation): before {value(summary.get('val_start'))} -> after {value(summary.get('val_final'))} "
+                 f"(best {value(summary.get('val_best'))} at step {summary.get('best_step')}); {summary.get('steps')} "
+                 f"steps, {summary.get('seconds', 0):.0f} s"]
+    lines.append(f"run folder: {out} (summary.json, metrics.jsonl, trajectory.jsonl, objective.png)")
+    samples = out / "samples.jsonl"
+    if samples.exists():
+        lines.append(f"samples: {samples}")
+    if summary.get("exported"):
+        lines.append(f"exported model: {summary['exported']}")
+    return "\n".join(lines)
+
+
+def quiet_loading() -> None:
+    """--quiet: no progress bars from transformers, huggingface_hub or datasets either (their loading bars).
+
+    The libraries read the environment when imported; those already imported are told directly."""
+    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ[var] = "1"
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
 
 
 def cmd_demo(args) -> int:
@@ -67,6 +126,8 @@ def cmd_demo(args) -> int:
     from blackbox_zo.running.run import run
 
     t0 = time.time()
+    if args.quiet:
+        quiet_loading()
     s = run(cfg, resume=args.resume, progress=not args.quiet)
     print(f"\nvalidation accuracy (held-back phrases): before {s['val_start']:.3f} -> after {s['val_final']:.3f} "
           f"(best {s['val_best']:.3f} at step {s['best_step']}); {s['steps']} steps, {time.time() - t0:.0f} s total")
@@ -146,11 +207,17 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="blackbox-zo", description=__doc__.splitlines()[0], parents=[common])
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     r = sub.add_parser("run", help="train as a YAML/JSON config says", description="Train as a YAML/JSON config says.",
-                       parents=[common])
-    r.add_argument("config", help="path to a .yaml/.yml/.json run config (see examples/)")
-    r.add_argument("--model", help="a local Hugging Face model directory, overriding the config's model.name")
+                       epilog=PROGRESS_FIELDS, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    r.add_argument("config", help="path to a .yaml/.yml/.json run config (see examples/); its relative paths (output, "
+                                  "objective.args data/path, the factory's module) mean the config file's folder")
+    r.add_argument("--model", help="a local model directory or a hub id (org/name), overriding the config's model.name")
+    r.add_argument("--output", help="the run folder, overriding the config's output (relative to the working folder)")
+    r.add_argument("--steps", type=int, help="the number of steps, overriding train.steps")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="set a dotted config key, the value read as YAML: --set optim.lr=1e-4 --set "
+                        "objective.args.k=8 (repeatable; checked like the config file)")
     r.add_argument("--resume", action="store_true", help="continue the run in the config's output directory")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--quiet", action="store_true", help="no progress bars (neither ours nor the model loading's)")
     r.add_argument("--workers", type=int, help="evaluate on N Ray workers (sets distributed.workers; needs the ray extra)")
     r.set_defaults(fn=cmd_run)
     d = sub.add_parser("demo", help="tune the embedded model on a built-in task (minutes on a CPU)",
@@ -160,7 +227,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=None, help="override the number of steps")
     d.add_argument("--model", help="a local Hugging Face model directory instead of the embedded model")
     d.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--quiet", action="store_true", help="no progress bars (neither ours nor the model loading's)")
     d.set_defaults(fn=cmd_demo)
     for name, fn, text in (("eval", cmd_eval, "evaluate a run's validation objective at a step"),
                            ("export", cmd_export, "save a run's tuned model as a Hugging Face checkpoint"),

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -22,23 +23,44 @@ TRAJECTORY = "trajectory.jsonl"
 FACTORY_INPUT_ERRORS = (OSError, ValueError, KeyError)
 
 
-def load_factory(spec: str):
+def load_factory(spec: str, module_dir: str | None = None):
     """Import 'module:function' named by the config (the objective side stays outside the engine).
 
-    The working folder is searched first, as `python -m` does, so `factory: mymodule:fn` finds ./mymodule.py
-    from the installed `blackbox-zo` script too.
+    The config file's folder (`module_dir`) is searched first, then the working folder, as `python -m` does, so
+    `factory: mymodule:fn` finds mymodule.py beside the config from any folder. A file there named like one of our
+    packages (objectives.py) would hide it: that is an error, not a silent swap.
     """
     module_name, _, attr = spec.partition(":")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    folders = list(dict.fromkeys(str(Path(f).resolve()) for f in (module_dir, os.getcwd()) if f))
+    for folder in folders:
+        check_no_shadow(Path(folder))
+    for folder in reversed(folders):  # the config's folder ends up first
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ConfigError(f"objective.factory: cannot import module {module_name!r} ({e})") from e
+        where = " or ".join(folders)
+        raise ConfigError(f"objective.factory: cannot import module {module_name!r} ({e}; looked in {where} "
+                          "and the installed packages)") from e
     if not callable(getattr(module, attr, None)):
         raise ConfigError(f"objective.factory: module {module_name!r} has no function {attr!r}")
     return getattr(module, attr)
+
+
+OWN_PACKAGES = ("objectives", "blackbox_zo")  # installed side by side: a same-named module in a search folder hides them
+
+
+def check_no_shadow(folder: Path) -> None:
+    """Refuse a module in `folder` named like one of our packages unless it is that package itself (a checkout)."""
+    installed = Path(__file__).resolve().parents[2]  # the folder holding blackbox_zo/ and objectives/
+    for name in OWN_PACKAGES:
+        for candidate in (folder / f"{name}.py", folder / name):  # a folder hides it only as a regular package
+            if candidate.suffix == ".py" and candidate.exists() or (
+                    (candidate / "__init__.py").exists() and candidate.resolve() != installed / name):
+                raise ConfigError(f"{candidate} has the name of the built-in package {name!r} and would hide it "
+                                  "when the objective factory is imported: rename it")
 
 
 def check_factory_args(factory, spec: str, args: dict) -> None:
@@ -58,7 +80,7 @@ def check_factory_args(factory, spec: str, args: dict) -> None:
 def build_task(cfg: RunConfig) -> dict:
     """Call the objective factory: it returns {'train', 'val', 'objective', optional 'val_objective'}."""
     spec, args = cfg.objective.factory, cfg.objective.args
-    factory = load_factory(spec)
+    factory = load_factory(spec, cfg.objective.module_dir)
     check_factory_args(factory, spec, args)
     try:
         task = factory(**args)
@@ -73,7 +95,31 @@ def build_task(cfg: RunConfig) -> dict:
         raise ConfigError(f"objective.factory {spec} returned no {sorted(missing)}")
     if not task["train"]:
         raise ConfigError(f"objective.factory {spec} returned an empty 'train' list")
+    check_estimator(cfg, task["objective"])
     return task
+
+
+def check_estimator(cfg: RunConfig, objective: Any) -> None:
+    """A pairwise objective (it compares two outputs) needs optim.estimator 'pairwise', and only it can use it."""
+    if getattr(cfg, "cma", None) is not None:
+        return  # CMA-ES ranks scores: the config check names its own limits
+    spec, name = cfg.objective.factory, getattr(objective, "name", type(objective).__name__)
+    pairwise = compares_outputs(objective)
+    if pairwise and cfg.optim.estimator != "pairwise":
+        raise ConfigError(f"objective.factory {spec} returns a pairwise objective ({name}: it compares two outputs "
+                          f"instead of scoring one): set optim.estimator: pairwise (it is {cfg.optim.estimator!r})")
+    if not pairwise and cfg.optim.estimator == "pairwise":
+        raise ConfigError(f"optim.estimator: 'pairwise' needs an objective that compares two outputs (a judge or "
+                          f"people's preferences), but objective.factory {spec} returns one that scores ({name}): "
+                          "use optim.estimator spsa, one_sided or population")
+
+
+def check_before_loading(cfg: RunConfig) -> None:
+    """What a run can check before data or weights load: the model (check_model) and train.tensorboard's package."""
+    check_model(cfg)
+    if cfg.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("train.tensorboard: true needs the tensorboard package: pip install 'blackbox_zo[tensorboard]' "
+                          "(or pip install tensorboard), or set train.tensorboard: false")
 
 
 def step_settings(cfg: RunConfig, objective: Any) -> tuple[Spec, Any]:
@@ -108,12 +154,30 @@ def check_device(device: str) -> None:
     if kind == "cuda" and not torch.cuda.is_available():
         build = "a CPU-only torch build" if torch.version.cuda is None else "no visible CUDA GPU"
         raise ConfigError(f"model.device: {device!r} but this machine has {build}: use 'cpu', or install a CUDA torch")
+    index = device.partition(":")[2]
+    if kind == "cuda" and index.isdigit() and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"model.device: {device!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"model.device: {device!r} but MPS is not available here: use 'cpu'")
     try:
         torch.device(device)
     except RuntimeError as e:
         raise ConfigError(f"model.device: {device!r} is not a device ({e})") from None
+
+
+def full_space(model: Any, s: Any, extra: dict) -> Any:
+    """The ParamSpace over the weights that space.include / space.exclude select; none selected is a config error."""
+    from blackbox_zo.weights.params import ParamSpace
+
+    try:
+        return ParamSpace(model, include=s.include or None, exclude=s.exclude or None, **extra)
+    except ValueError as e:
+        if "empty parameter set" not in str(e):
+            raise
+        names = [n for n, _ in model.named_parameters()]
+        raise ConfigError(f"space.include {s.include or 'all'} / space.exclude {s.exclude or 'none'} selects none of "
+                          f"the model's {len(names)} parameters (regexes searched in names like {names[0]!r}, "
+                          f"{names[len(names) // 2]!r})") from None
 
 
 @dataclass
@@ -128,7 +192,6 @@ def load_tuned(cfg: RunConfig) -> Loaded:
     """Base model + the parameter space the config tunes + the LM wrapper objectives call."""
     from blackbox_zo.lm import TransformersLM, load_model
     from blackbox_zo.lm.trunk import TrunkCache, trunk_start
-    from blackbox_zo.weights.params import ParamSpace
 
     if cfg.model.backend == "vllm":
         from blackbox_zo.vllm.backend import VLLMBackend
@@ -158,7 +221,7 @@ def load_tuned(cfg: RunConfig) -> Loaded:
 
         model, space = steering_space(model, tok, layers=s.steer_layers or None, **extra)
     else:
-        space = ParamSpace(model, include=s.include or None, exclude=s.exclude or None, **extra)
+        space = full_space(model, s, extra)
     if s.subspace:  # theta = theta0 + A z: the optimizer tunes the subspace's z
         from blackbox_zo.weights.subspace import subspace
 

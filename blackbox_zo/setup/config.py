@@ -78,6 +78,7 @@ class ObjectiveConfig:
     factory: str = ""  # "module:function" returning {"train", "val", "objective", optional "val_objective"}
     args: dict = field(default_factory=dict)
     kl: float | None = None  # the KL brake's beta for objectives over generated text (null: the factory's own)
+    module_dir: str | None = None  # searched first for the factory's module; a config file sets it to its own folder
 
 
 @dataclass
