@@ -35,8 +35,8 @@ DEMO_CONFIG = {
 }
 
 
-PROGRESS_FIELDS = """the progress bar, one tick per step (a step = one update of the weights; steps count from 1
-in metrics.jsonl, eval, export and the plot; step 0 is the untuned model):
+PROGRESS_FIELDS = """the progress bar, one tick per step (a step = one update of the weights; eval --step, export
+--step, summary.json and the plot count updates applied, so step 0 is the untuned model):
   obj  the mean of the objective values this step measured on its batch (at theta +- eps z);
        with the pairwise estimator, the mean preference for the + side
   g    the projected gradient: the slope estimated along this step's random direction z,
