@@ -121,3 +121,18 @@ def test_relative_paths_in_a_config_file_mean_its_folder(tmp_path):
     assert cfg.objective.args == {"path": str(tmp_path / "rows.jsonl"), "data": "org/dataset", "label_file": "nope.txt",
                                   "k": "rows.jsonl"}
     assert cfg.objective.module_dir == str(tmp_path)
+
+
+def test_a_local_package_named_like_ours_is_refused_but_a_checkout_is_not(tmp_path):
+    from blackbox_zo.setup.assembly import check_no_shadow
+
+    (tmp_path / "objectives").mkdir()
+    (tmp_path / "objectives" / "__init__.py").write_text("")
+    with pytest.raises(ConfigError, match=r"objectives has the name of the built-in package 'objectives'"):
+        check_no_shadow(tmp_path)
+    (tmp_path / "blackbox_zo").mkdir()  # both packages side by side: a copy of this project, its own code
+    (tmp_path / "blackbox_zo" / "__init__.py").write_text("")
+    check_no_shadow(tmp_path)
+    (tmp_path / "blackbox_zo.py").write_text("")  # a module file is never our package
+    with pytest.raises(ConfigError, match=r"blackbox_zo.py has the name of the built-in package 'blackbox_zo'"):
+        check_no_shadow(tmp_path)

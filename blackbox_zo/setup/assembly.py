@@ -55,10 +55,11 @@ OWN_PACKAGES = ("objectives", "blackbox_zo")  # installed side by side: a same-n
 def check_no_shadow(folder: Path) -> None:
     """Refuse a module in `folder` named like one of our packages unless it is that package itself (a checkout)."""
     installed = Path(__file__).resolve().parents[2]  # the folder holding blackbox_zo/ and objectives/
+    checkout = all((folder / n / "__init__.py").exists() for n in OWN_PACKAGES)  # a copy of this project: its own code
     for name in OWN_PACKAGES:
         for candidate in (folder / f"{name}.py", folder / name):  # a folder hides it only as a regular package
-            if candidate.suffix == ".py" and candidate.exists() or (
-                    (candidate / "__init__.py").exists() and candidate.resolve() != installed / name):
+            if candidate.suffix == ".py" and candidate.exists() or (not checkout and (
+                    (candidate / "__init__.py").exists() and candidate.resolve() != installed / name)):
                 raise ConfigError(f"{candidate} has the name of the built-in package {name!r} and would hide it "
                                   "when the objective factory is imported: rename it")
 
