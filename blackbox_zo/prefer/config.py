@@ -5,11 +5,10 @@ Plain data checked before any model is loaded; unknown or mistyped keys fail wit
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from blackbox_zo.setup.config import ConfigError, ModelConfig, SpaceConfig, build
+from blackbox_zo.setup.config import MAX_BATCH, ConfigError, ModelConfig, SpaceConfig, build, read_config_file
 from blackbox_zo.step.spec import Spec
 
 
@@ -58,20 +57,7 @@ class PreferConfig:
 
 def load_prefer_config(path_or_data: str | Path | dict) -> PreferConfig:
     """Parse YAML/JSON (by suffix) or take a dict, and validate it completely."""
-    if isinstance(path_or_data, dict):
-        data = path_or_data
-    else:
-        path = Path(path_or_data)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(path.read_text())
-        elif path.suffix == ".json":
-            data = json.loads(path.read_text())
-        else:
-            raise ConfigError(f"{path}: config must be .yaml, .yml or .json")
+    data = read_config_file(path_or_data)  # names the file in every reading error; bounds YAML aliases
     cfg = build(PreferConfig, pairwise_optim(data))
     check(cfg)
     return cfg
@@ -101,7 +87,11 @@ def check(cfg: PreferConfig) -> None:
         raise ConfigError(f"steps: must be >= 0 (0 = no limit), got {cfg.steps}")
     if cfg.lease_seconds <= 0:
         raise ConfigError(f"lease_seconds: must be > 0, got {cfg.lease_seconds}")
+    if not 1 <= cfg.model.batch_size <= MAX_BATCH:
+        raise ConfigError(f"model.batch_size must be between 1 and {MAX_BATCH}, got {cfg.model.batch_size!r}")
     spec = cfg.optim  # keys, types and values checked by Spec as the config was built
+    if not spec.lr > 0:
+        raise ConfigError(f"optim.lr must be > 0, got {spec.lr!r}")
     if spec.optimizer == "conservative":
         raise ConfigError("optim.optimizer: 'conservative' re-evaluates the objective after each update; people cannot")
     g = cfg.generation

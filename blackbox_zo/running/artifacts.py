@@ -11,7 +11,11 @@ from pathlib import Path
 
 from blackbox_zo.setup.assembly import TRAJECTORY, Loaded, check_model, load_tuned
 from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
+from blackbox_zo.setup.guard import check_export_dir, mark_export
 from blackbox_zo.step.trajectory import Trajectory
+
+__all__ = ["check_export_dir", "describe_step", "export", "export_own", "paired_flips", "read_run", "rebuild",
+           "resolve_step", "save_checkpoint"]
 
 
 def paired_flips(before, after) -> dict | None:
@@ -48,7 +52,11 @@ def resolve_step(run_dir: str | Path, step: str | int, summary: dict) -> int:
         if "best_step" not in summary:
             raise ConfigError(f"{run_dir} has no summary.json with a best step (the run did not finish): "
                               f"use --step last or a number 0-{done}")
-        return int(summary["best_step"])
+        best = int(summary["best_step"])
+        if best > done:  # e.g. the log lost its torn last line: never silently use fewer steps than 'best' names
+            raise ConfigError(f"the best step of {run_dir} is {best} (summary.json), but {TRAJECTORY} holds steps "
+                              f"0-{done} only: use --step last (step {done}) or a number 0-{done}")
+        return best
     if step == "last":
         return done
     try:
@@ -86,44 +94,42 @@ def rebuild(run_dir: str | Path, step: str | int = "best") -> tuple[RunConfig, L
     return cfg, loaded, opt.step_count
 
 
-def check_export_dir(out: str | Path, force: bool = False) -> Path:
-    """Export writes a directory: refuse a file path, and a non-empty directory unless `force`."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file: export writes a directory (weights, config, tokenizer)")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise ConfigError(f"--out {out} is not empty: choose a new directory, or pass --force to replace its contents")
-        if (out / TRAJECTORY).exists():
-            raise ConfigError(f"--out {out} holds a run (trajectory.jsonl): --force will not delete it")
-    return out
-
-
 def export(run_dir: str | Path, out: str | Path, step: str | int = "best", force: bool = False) -> tuple[Path, int]:
     """Save the tuned model as a normal Hugging Face checkpoint (safetensors); returns (directory, step used).
 
-    The output is checked before the slow rebuild, and with `force` emptied only once the model is ready.
+    The output is checked before the slow rebuild: never inside a run folder, and with `force` only an earlier
+    export is replaced, once the model is ready.
     """
     read_run(run_dir)  # a missing run fails before the output directory is looked at
     out = check_export_dir(out, force)
+    return write_export(run_dir, out, step)
+
+
+def export_own(run_dir: str | Path) -> tuple[Path, int]:
+    """The run's own export, RUN/model, at the best step (a run with `export: true` writes it; a resume replaces it)."""
+    return write_export(run_dir, Path(run_dir) / "model", "best")
+
+
+def write_export(run_dir: str | Path, out: Path, step: str | int) -> tuple[Path, int]:
     cfg, loaded, steps = rebuild(run_dir, step)
     if out.is_dir() and any(out.iterdir()):
-        shutil.rmtree(out)  # force: replace, never mix old files (shards, adapters) with the new checkpoint
+        shutil.rmtree(out)  # an earlier export: replaced, never mixed (old shards, adapters) with the new checkpoint
     return save_checkpoint(cfg, loaded, out), steps
 
 
 def save_checkpoint(cfg: RunConfig, loaded: Loaded, out: str | Path) -> Path:
-    """Write the model as it is now: full weights, LoRA merged into them, or the prefix / steering tensors alone."""
+    """Write the model as it is now: full weights, LoRA merged into them, steering folded (running/tuned.py)."""
     out = Path(out)
     model = loaded.model
-    if cfg.space.kind in ("prefix", "steer"):  # not part of a plain HF checkpoint (no bias to fold a steer into)
-        from safetensors.torch import save_file
+    if cfg.space.kind in ("prefix", "steer"):  # steering folded into biases where it can be, else tensors + manifest
+        from blackbox_zo.running.small_export import save_small_space
 
-        out.mkdir(parents=True, exist_ok=True)
-        save_file(loaded.space.state_dict(), str(out / f"{cfg.space.kind}.safetensors"))
+        save_small_space(cfg, loaded, out)
+        mark_export(out)
         return out
     if cfg.space.kind == "lora":
         model = model.merge_and_unload()  # fold B A into the base weights: a plain checkpoint
     model.save_pretrained(out, safe_serialization=True)
     loaded.tokenizer.save_pretrained(out)
+    mark_export(out)
     return out

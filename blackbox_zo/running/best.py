@@ -13,6 +13,7 @@ from pathlib import Path
 
 from blackbox_zo.running.quality import numbers_of
 from blackbox_zo.setup.fluency_bound import FluencyBound
+from blackbox_zo.step.jsonl import read_jsonl
 
 START_FILE = "start.json"  # validation before the first step: {"val": v, "per_example": [...]}
 METRICS_FILE = "metrics.jsonl"  # one row per step; "val" on the steps validated after
@@ -77,8 +78,8 @@ def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunSt
     path = Path(out_dir) / METRICS_FILE if out_dir else None
     if not step_count or path is None or not path.exists():
         return best, []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    earlier = [row for row in rows if isinstance(row.get("step"), int) and row["step"] < step_count]
+    rows = read_jsonl(path).rows  # a torn last line (a crash mid-write) is reported and ignored
+    earlier = [row for row in rows if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] < step_count]
     for row in earlier:
         if row.get("val") is not None:
             best.update(row["val"], row["step"] + 1, within(numbers_of(row)))

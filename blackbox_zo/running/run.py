@@ -1,22 +1,27 @@
 """From a validated RunConfig to a finished run: data, model, parameter space, optimizer, trainer, export.
 
-A run directory holds config.json, trajectory.jsonl (seeds and scalars), metrics.jsonl, start.json,
-objective.png and summary.json; the tuned weights are rebuilt from the base model + trajectory (export, eval, replay).
+A run directory holds config.json, inputs.json, trajectory.jsonl (seeds and scalars), metrics.jsonl, start.json,
+objective.png, summary.json and run.lock (held by its one writer); the tuned weights are rebuilt from the base
+model + trajectory (export, eval, replay).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 from blackbox_zo.distributed.driver import DistributedMeZO
 from blackbox_zo.faces.mezo import MeZO
-from blackbox_zo.running.artifacts import export, paired_flips, save_checkpoint
+from blackbox_zo.running import run_folder
+from blackbox_zo.running.artifacts import export_own, paired_flips, save_checkpoint
 from blackbox_zo.running.trainer import Trainer
-from blackbox_zo.setup.assembly import TRAJECTORY, Loaded, build_task, check_model, load_tuned, step_settings
+from blackbox_zo.setup.assembly import TRAJECTORY, Loaded, build_task, check_before_loading, load_tuned, step_settings
 from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
+from blackbox_zo.setup.lock import RunLock
 from blackbox_zo.setup.reference import attach_reference
+from blackbox_zo.step.jsonl import write_atomic
 
 __all__ = ["run", "make_face", "make_mezo"]
 
@@ -53,29 +58,44 @@ def local_report(loaded: Loaded | None) -> dict:
 def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train as configured, in this process or on Ray workers (distributed.workers): one Trainer either way.
 
-    Returns (and writes) the summary with start/best/final validation values."""
+    The config, the model name and the task are checked first; then the output folder is locked (one writer),
+    checked, and only then is the model loaded. Returns (and writes) the summary with start/best/final validation."""
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     out = Path(cfg.output)
-    log = out / TRAJECTORY
-    if log.exists() and log.stat().st_size and not resume:
-        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another output")
-    check_model(cfg)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output {out} is a file, not a run folder")
+    check_before_loading(cfg)
     task = build_task(cfg)  # data and objectives are checked before the model is loaded or a worker starts
+    with RunLock(out) as lock:
+        run_folder.prepare(out, resume)  # refuses a folder it must not touch: nothing of it is removed below
+        try:
+            return train(cfg, task, out, resume, progress)
+        except BaseException:
+            run_folder.remove_failed_start(out, lock.created_folder)  # only when no step was logged
+            raise
+
+
+def train(cfg: RunConfig, task: dict, out: Path, resume: bool, progress: bool) -> dict:
+    """The run itself, in a locked and checked output folder."""
+    inputs = run_folder.inputs_of(cfg, task)
+    if resume:
+        run_folder.check_resume(out, inputs)
     objective = task["objective"]
-    opt, loaded = make_face(cfg, objective, log, resume)
+    opt, loaded = make_face(cfg, objective, out / TRAJECTORY, resume)
     attach_reference(cfg, task, loaded)  # pi_0 for the KL brake (objective.kl) and the text report's NLL
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        earlier = run_folder.metrics_before(out, opt.step_count)
+        run_folder.record_inputs(out, cfg, inputs)
         t = cfg.train
         trainer = Trainer(loaded.lm if loaded else None, opt, objective, task["train"],
                           val_objective=task.get("val_objective"), val_data=task.get("val"), out_dir=out,
                           config=dataclasses.replace(t, progress=progress and t.progress))
         result = trainer.fit()  # validates after the last step, so best_step is chosen among measured values
+        seconds = run_folder.earlier_seconds(earlier) + result.seconds  # all sessions of the run, resumes included
         summary = {
             "objective": getattr(objective, "name", "objective"), "maximize": trainer.maximize,
             "val_start": result.start_value, "val_final": result.final_value, "val_best": result.best_value,
-            "best_step": result.best_step, "steps": result.steps_done, "seconds": round(result.seconds, 1),
+            "best_step": result.best_step, "steps": result.steps_done, "seconds": round(seconds, 1),
             "nonfinite_steps": opt.nonfinite_steps, **opt.report(), **local_report(loaded),
             **result.quality,  # a generation run: text numbers at start / best / final, best step without the bound
         }
@@ -86,7 +106,7 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
     flips = paired_flips(trainer.start_per_example, getattr(trainer.final_score, "per_example", None))
     if flips:
         summary["val_flips"] = flips
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))  # export reads best_step from it
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))  # export reads best_step from it
     summary["final_fingerprint"] = fingerprint
     if cfg.export and loaded and cfg.model.backend == "vllm":
         from safetensors.torch import save_file
@@ -95,9 +115,10 @@ def run(config: RunConfig | dict | str | Path, resume: bool = False, progress: b
         save_file(loaded.space.state_dict(), str(out / "vllm_final.safetensors"))
     if cfg.export:
         if loaded and cfg.model.backend == "transformers" and result.best_step == steps_done:
+            shutil.rmtree(out / "model", ignore_errors=True)  # the run's own earlier export (a resume replaces it)
             exported = save_checkpoint(cfg, loaded, out / "model")  # the live weights are the best ones
         else:  # base + trajectory replayed to the best step
-            exported, _ = export(out, out / "model", step="best", force=True)
+            exported, _ = export_own(out)
         summary["exported"] = str(exported)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary

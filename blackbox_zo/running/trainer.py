@@ -8,7 +8,6 @@ state is kept as a trajectory position (a step number) chosen among measured val
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from blackbox_zo.running.quality import numbers_of, plot_text, postfix, text_num
 from blackbox_zo.setup.batches import Rounds, batch_for_step
 from blackbox_zo.setup.calls import InProcess, closure, compares_outputs, value_of
 from blackbox_zo.setup.config import TrainConfig
+from blackbox_zo.step.jsonl import JsonlWriter, read_jsonl
 
 __all__ = ["Rounds", "TrainConfig", "TrainResult", "Trainer", "batch_for_step", "compares_outputs", "plot_history",
            "value_of"]
@@ -148,7 +148,8 @@ class Trainer:
         if not self.out_dir:
             return None
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        return open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")
+        path = self.out_dir / "metrics.jsonl"
+        return JsonlWriter(path, read_jsonl(path, report=False).torn)  # fsynced per row; a torn last line is cut
 
     def _tensorboard(self):
         if not (self.config.tensorboard and self.out_dir):
@@ -163,8 +164,7 @@ class Trainer:
     @staticmethod
     def _emit(metrics, writer, row: dict) -> None:
         if metrics:
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
+            metrics.write(row)
         if writer:
             for key in ("objective", "projected_grad", "lr", "val"):
                 if key in row and math.isfinite(row[key]):

@@ -193,23 +193,98 @@ def build(cls, data: Any, prefix: str = "") -> Any:
         raise ConfigError(f"{prefix}: {e}" if prefix else str(e)) from None
 
 
+MAX_VALUES = 100_000  # a config expanding to more values (YAML aliases of aliases: a "billion laughs") is refused
+MAX_STEPS = 10_000_000
+MAX_BATCH = 1_000_000
+
+
+def read_config_file(path_or_data: str | Path | dict) -> Any:
+    """The data of a YAML/JSON config file (by suffix), or the dict given; every reading error names the file."""
+    if isinstance(path_or_data, dict):
+        data, where = path_or_data, "config"
+    else:
+        path = where = Path(path_or_data)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        if path.suffix not in (".yaml", ".yml", ".json"):
+            raise ConfigError(f"{path}: config must be .yaml, .yml or .json")
+        try:
+            text = path.read_text(encoding="utf-8")
+            if path.suffix == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)  # safe: a !!python/object tag is an error, never code
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply to read") from None
+        except Exception as e:  # yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError: name the file, not a string
+            if not (isinstance(e, ValueError) or type(e).__module__.startswith("yaml")):
+                raise
+            mark = getattr(e, "problem_mark", None)  # YAML: where; its message would name "<unicode string>"
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+            what = " ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e)
+            raise ConfigError(f"{where}: not valid {path.suffix.lstrip('.').upper()}: {what}") from None
+    if count_values(data, MAX_VALUES) > MAX_VALUES:
+        raise ConfigError(f"{where}: the config expands to more than {MAX_VALUES} values (YAML aliases that repeat "
+                          "aliases?): write it out plainly")
+    return data
+
+
+def count_values(data: Any, limit: int) -> int:
+    """How many values `data` holds with aliases expanded (shared lists counted each time), stopping past `limit`:
+    a billion-laughs config is refused after `limit` visits, not after a billion."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, str):
+            count += len(item) // 1000  # a long string counts as many values: aliases can build those too
+    return count
+
+
+def check_ranges(cfg: RunConfig) -> None:
+    """Every number of the config in its useful range, named by its key (before any model loads)."""
+    m, s, t, o = cfg.model, cfg.space, cfg.train, cfg.optim
+    bounds = {"model.batch_size": (m.batch_size, 1, MAX_BATCH), "train.batch_size": (t.batch_size, 1, MAX_BATCH),
+              "train.steps": (t.steps, 1, MAX_STEPS), "train.eval_every": (t.eval_every, 1, MAX_STEPS),
+              "space.lora_r": (s.lora_r, 1, 65_536), "space.prefix_tokens": (s.prefix_tokens, 1, 65_536)}
+    if t.patience is not None:
+        bounds["train.patience"] = (t.patience, 1, MAX_STEPS)
+    for key, (value, low, high) in bounds.items():
+        if not low <= value <= high:
+            raise ConfigError(f"{key} must be between {low} and {high}, got {value!r}")
+    if s.subspace is not None and s.subspace < 1:
+        raise ConfigError(f"space.subspace must be an integer >= 1 (the dimension of z), got {s.subspace!r}")
+    if not 0 < s.lora_alpha < 1e6:
+        raise ConfigError(f"space.lora_alpha must be > 0, got {s.lora_alpha!r}")
+    if s.mask_density is not None and not 0 < s.mask_density <= 1:
+        raise ConfigError(f"space.mask_density must be in (0, 1], got {s.mask_density!r}")
+    if any(layer < 0 for layer in s.steer_layers):
+        raise ConfigError(f"space.steer_layers must be layer numbers >= 0, got {s.steer_layers!r}")
+    if cfg.cma is None and not o.lr > 0:  # lr 0 takes steps that move nothing (CMA-ES has no lr)
+        raise ConfigError(f"optim.lr must be > 0, got {o.lr!r}")
+    d = cfg.distributed
+    for key, value in (("workers", d.workers), ("check_every", d.check_every), ("point_timeout_s", d.point_timeout_s)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"distributed.{key} must be > 0, got {value!r}")
+    for key, value in (("cpus_per_worker", d.cpus_per_worker), ("gpus_per_worker", d.gpus_per_worker)):
+        if value < 0:
+            raise ConfigError(f"distributed.{key} must be >= 0, got {value!r}")
+
+
 def load_config(path_or_data: str | Path | dict) -> RunConfig:
     """Parse YAML/JSON (by suffix) or take a dict, and validate it completely."""
-    if isinstance(path_or_data, dict):
-        data = path_or_data
-    else:
-        path = Path(path_or_data)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+    data = read_config_file(path_or_data)
+    if not isinstance(path_or_data, dict):  # a file's relative paths mean its own folder (setup/relative.py)
+        from blackbox_zo.setup.relative import relative_to_config
 
-            data = yaml.safe_load(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise ConfigError(f"{path}: config must be .yaml, .yml or .json")
+        data = relative_to_config(data, Path(path_or_data).parent)
     cfg = build(RunConfig, cma_section(data))
     if ":" not in cfg.objective.factory:
         raise ConfigError(f"objective.factory must be 'module:function', got {cfg.objective.factory!r}")
@@ -218,15 +293,10 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
                "model.backend": (cfg.model.backend, ("transformers", "vllm")),
                "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16")),
                "distributed.split": (cfg.distributed.split, ("points", "batch"))}
-    d = cfg.distributed
-    for key, value in (("workers", d.workers), ("check_every", d.check_every), ("point_timeout_s", d.point_timeout_s)):
-        if value is not None and value <= 0:
-            raise ConfigError(f"distributed.{key} must be > 0, got {value!r}")
+    check_ranges(cfg)
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
-    if cfg.space.subspace is not None and cfg.space.subspace < 1:
-        raise ConfigError(f"space.subspace must be an integer >= 1 (the dimension of z), got {cfg.space.subspace!r}")
     if cfg.cma is not None and cfg.distributed.workers:
         raise ConfigError(CMA_ONLY)
     return cfg

@@ -49,18 +49,20 @@ def read_jsonl(path: str | os.PathLike, report: bool = True) -> JsonlRead:
         line = raw[offset:] if end < 0 else raw[offset:end]
         number += 1
         last = end < 0 or end + 1 == len(raw)
-        if line.strip():
+        if line.strip() and end >= 0:  # a line without its newline is torn, even when it parses: not appended to
             try:
                 rows.append(json.loads(line))
             except (ValueError, RecursionError) as e:  # a JSONDecodeError's own "line 1 column 1" is of the line alone
                 if not last:
                     raise JsonlError(f"{path}:{number}: not a JSON line ({e})") from None
                 end = -1  # a whole but unreadable last line (e.g. zeros after a crash) is torn too
-        if end < 0:
+        if end < 0 and line.strip():
             torn = Torn(path, number, offset, len(raw) - offset)
             if report:
                 report_torn(torn, "ignored")
             return JsonlRead(rows, torn)
+        if end < 0:
+            break
         offset = end + 1
     return JsonlRead(rows, None)
 
