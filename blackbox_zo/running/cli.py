@@ -241,7 +241,7 @@ def parser() -> argparse.ArgumentParser:
                            help="also print N held-back answers of the tuned model beside the untuned model's")
         if name == "export":
             c.add_argument("--out", required=True, help="a new (or empty) directory for the checkpoint")
-            c.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out directory")
+            c.add_argument("--force", action="store_true", help="replace an earlier export in --out (only that)")
         if name == "replay":
             c.add_argument("--compare", help="a checkpoint directory (*.safetensors) to diff the rebuilt weights against")
         c.set_defaults(fn=fn)
