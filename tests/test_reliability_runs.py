@@ -182,8 +182,12 @@ def test_a_torn_last_line_is_reported_ignored_and_cut_only_by_resume(finished, t
     kept = 3 if garbage else 2
     assert len(Trajectory(log).records) == kept
     assert f"{log}:{line}: the last line is torn" in capsys.readouterr().err
+    before = snapshot(out)
     assert main(["replay", str(out), "--step", "last"]) == 0  # read-only: the file keeps every byte
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps_replayed"] == kept
+    assert main(["eval", str(out), "--step", "last"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == kept
+    assert snapshot(out) == before  # no command that only reads wrote anything in the run folder
     summary = json.loads((out / "summary.json").read_text())
     summary["best_step"] = 3
     (out / "summary.json").write_text(json.dumps(summary))
