@@ -97,11 +97,15 @@ def test_prefer_export_never_overwrites_the_vote_database(tmp_path, capsys):
     assert snapshot(run_dir) == before  # read-only: no -wal / -shm files appear either
     out = tmp_path / "dpo.jsonl"
     assert main(["prefer", "export", str(run_dir), "--out", str(out)]) == 0
+    assert snapshot(run_dir) == before  # trap: sqlite's mode=ro alone leaves -wal and -shm files in the run
     assert json.loads(out.read_text()) == {"prompt": "Why?", "chosen": "plus", "rejected": "minus"}
     one_line(capsys, ["prefer", "export", run_dir, "--out", out], "exists", "--force")
     assert main(["prefer", "export", str(run_dir), "--out", str(out), "--force"]) == 0
     store = VoteStore(run_dir / "votes.sqlite")
     assert len(store.votes()) == 1
+    (tmp_path / "live.jsonl").unlink(missing_ok=True)
+    assert main(["prefer", "export", str(run_dir), "--out", str(tmp_path / "live.jsonl")]) == 0  # a server has it open
+    assert (tmp_path / "live.jsonl").read_text() == out.read_text()
     store.close()
 
 

@@ -73,8 +73,12 @@ class VoteStore:
     def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
         self._lock = threading.Lock()
-        if readonly:  # export: reads, and never changes the run's file
-            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        if readonly:  # export: reads, and never changes the run's files
+            # trap: mode=ro still creates -wal and -shm beside a WAL database; with no -wal file no server has it open,
+            # so it is opened immutable (no side files); a live server's database is read through its WAL
+            live = self.path.with_name(self.path.name + "-wal").exists()
+            uri = f"{self.path.resolve().as_uri()}?{'mode=ro' if live else 'immutable=1'}"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
