@@ -298,3 +298,19 @@ def test_killed_driver_resumes_from_its_trajectory(cluster, tiny_llama_dir, tmp_
     assert summary["steps"] == FAULT_STEPS and log.read_text() == text
     _, loaded, _ = rebuild(out, step="last")
     assert digest(loaded.space) == want
+
+
+def test_the_driver_is_a_face_whose_workers_replay_logged_steps(cluster, tiny_llama_dir, tmp_path, population_reference):
+    """DistributedMeZO implements the Face protocol: replay(records) brings every worker to the logged weights."""
+    from blackbox_zo.faces.protocol import Face
+    from blackbox_zo.step.trajectory import TrajectoryError
+
+    text, want, _ = population_reference
+    records = [json.loads(line) for line in text.splitlines()[1:]]
+    with DistributedMeZO(config(tiny_llama_dir, tmp_path / "out", 2, steps=FAULT_STEPS, optim=POPULATION)) as opt:
+        assert isinstance(opt, Face) and not opt.pairwise and opt.maximize == opt.spec.maximize
+        opt.replay(records[:2])
+        opt.replay(records[2:])
+        assert opt.step_count == len(records) and digests(opt) == {want}
+        with pytest.raises(TrajectoryError, match="do not continue at step"):
+            opt.replay(records[:1])
