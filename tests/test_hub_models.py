@@ -48,6 +48,24 @@ def test_hub_id_loads_from_the_local_cache_offline(tiny_llama_dir, tmp_path):
     assert greedy("tiny-org/tiny-llama", env) == greedy(str(tiny_llama_dir))
 
 
+def test_without_a_network_a_cached_model_loads_without_retrying(tiny_llama_dir, tmp_path):
+    """HF_HUB_OFFLINE unset and no network: huggingface_hub retried each file (1+2+4+8+8 s; a cached model took
+    3 min to load). The hub is probed once; out of reach, the cache is used at once (traps: transformers' peft
+    adapter lookup ignored local_files_only)."""
+    from blackbox_zo.lm.loading import hub_reachable
+
+    if hub_reachable():
+        pytest.skip("the hub is reachable from here: the model id of this test does not exist there")
+    env = hub_cache(tmp_path / "hf", "tiny-org/tiny-llama", tiny_llama_dir)
+    del env["HF_HUB_OFFLINE"]
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    done = subprocess.run([sys.executable, "-c", LOAD, "tiny-org/tiny-llama"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Retrying" not in done.stderr and "thrown while requesting" not in done.stderr, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == greedy(str(tiny_llama_dir))
+
+
 def test_cli_runs_a_config_naming_a_hub_id(tiny_llama_dir, tmp_path):
     env = hub_cache(tmp_path / "hf", "tiny-org/tiny-llama", tiny_llama_dir)
     path = tmp_path / "run.yaml"

@@ -44,17 +44,22 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
 
 
-def check_hub_model(model_id: str) -> None:
-    """Fail in about a second, with the fix, when a hub id is neither in the local HF cache nor on a reachable hub.
+def check_hub_model(model_id: str) -> bool:
+    """Whether to load a hub id from the local HF cache alone (True) or let transformers ask the hub (False); fails,
+    with the fix, when it is neither cached nor on a reachable hub.
 
-    A cached config.json answers without the network; otherwise the hub is asked for it (a small file), which
-    with HF_HUB_OFFLINE=1 fails at once and without a network after huggingface_hub's retries (~20 s).
+    A cached model loads from the cache without asking when the hub cannot be reached: huggingface_hub would retry
+    every file (a cached 1-layer model took 3 min to load without a network and without HF_HUB_OFFLINE). Otherwise
+    the hub is asked for config.json (a small file), so a missing or gated model fails before anything else loads.
     """
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
-        return
+    cached = isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    if cached and (constants.HF_HUB_OFFLINE or not hub_reachable()):
+        return True
+    if constants.HF_HUB_OFFLINE or not hub_reachable():
+        raise ValueError(offline_message(model_id, constants.HF_HUB_OFFLINE, constants.HF_HUB_CACHE))
     try:
         hf_hub_download(model_id, "config.json")
     except GatedRepoError:
@@ -65,6 +70,19 @@ def check_hub_model(model_id: str) -> None:
                          "(check the spelling; a private model needs `hf auth login` or HF_TOKEN)") from None
     except (LocalEntryNotFoundError, OSError):
         raise ValueError(offline_message(model_id, constants.HF_HUB_OFFLINE, constants.HF_HUB_CACHE)) from None
+    return False
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One request to the hub's address, no retries: False at once without a network (DNS fails), else <= timeout."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # httpx's ConnectError, TimeoutException, ...: whatever stops the request, the hub is out of reach
+        return False
+    return True
 
 
 def offline_message(model_id: str, offline: bool, cache: str) -> str:
@@ -91,11 +109,12 @@ def load_model(name_or_path: str | os.PathLike | None = None, dtype: str = "floa
 
     torch_dtype = resolve_dtype(dtype)
     source = resolve_model_dir(name_or_path)
-    local = isinstance(source, Path)
-    if not local:
-        check_hub_model(source)
+    local = isinstance(source, Path) or check_hub_model(source)  # a hub id: cache only when the hub is out of reach
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(source, local_files_only=local))
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local)
+    # trap: AutoModel's check for a peft adapter does not pass local_files_only on, and without a network it retried
+    # adapter_config.json for ~25 s: said again here
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local,
+                                                 adapter_kwargs={"local_files_only": local})
     model.to(device)
     model.eval()
     return model, tokenizer
