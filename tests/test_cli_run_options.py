@@ -113,13 +113,13 @@ def test_relative_paths_in_a_config_file_mean_its_folder(tmp_path):
     (tmp_path / "rows.jsonl").write_text("{}\n")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({
         "objective": {"factory": "m:f", "args": {"path": "rows.jsonl", "data": "org/dataset", "label_file": "nope.txt",
-                                                 "k": "rows.jsonl"}},
+                                                 "k": "rows.jsonl", "task": "sst2"}},
         "output": "runs/a"}))
     cfg = load_config(tmp_path / "c.yaml")
     assert cfg.output == str(tmp_path / "runs" / "a")
-    # an existing relative path is rebased; a datasets name, a missing file and a non-path key are left as written
+    # an existing relative path is rebased; a datasets name, a built-in task, a missing file and a non-path key are not
     assert cfg.objective.args == {"path": str(tmp_path / "rows.jsonl"), "data": "org/dataset", "label_file": "nope.txt",
-                                  "k": "rows.jsonl"}
+                                  "k": "rows.jsonl", "task": "sst2"}
     assert cfg.objective.module_dir == str(tmp_path)
 
 

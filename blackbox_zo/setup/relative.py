@@ -1,6 +1,6 @@
 """Relative paths in a config file mean the file's own folder, so `blackbox-zo run` works from any folder.
 
-`output` and the path-like `objective.args` (data, path, *_path, *_file, *_dir) are taken from the config's folder,
+`output` and the path-like `objective.args` (data, path, task, *_path, *_file, *_dir) are taken from the config's folder,
 and `objective.module_dir` records that folder: the factory's module is looked up there first, then in the working
 folder, also when `eval` or `export` reads the run's config.json later.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-PATH_ARGS = ("data", "path")  # objective.args keys that name files or folders, with *_path, *_file, *_dir
+PATH_ARGS = ("data", "path", "task")  # objective.args keys that may name files or folders (task: a task JSON), with
+# *_path, *_file, *_dir
 PATH_SUFFIXES = ("_path", "_file", "_dir")
 
 
