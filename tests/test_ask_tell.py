@@ -215,12 +215,12 @@ def test_groups_prefer_and_record_are_what_a_driver_of_replicas_needs(tmp_path):
 
 def test_every_face_implements_the_face_protocol(tmp_path):
     """MeZO, AskTell and CMA answer what the Trainer and `run` call (DistributedMeZO: tests/test_distributed.py)."""
-    from blackbox_zo.faces.protocol import Face
+    from blackbox_zo.faces.protocol import AskTellFace, Face
 
     model = make_problem()[0]
     faces = [bz.MeZO(model), bz.AskTell(model), bz.CMA(bz.ParamSpace({"w": torch.zeros(3, requires_grad=True)}))]
     for face in faces:
-        assert isinstance(face, Face), type(face).__name__
+        assert isinstance(face, Face) and isinstance(face, AskTellFace), type(face).__name__
         report = face.report()
         assert report["tuned_elements"] == face.backend.numel() and report["final_fingerprint"] == face.backend.fingerprint()
     assert [f.maximize for f in faces] == [False] * 3 and [f.pairwise for f in faces] == [False] * 3
@@ -253,3 +253,22 @@ def test_replay_is_one_kind_of_method_and_the_old_call_form_still_works(tmp_path
         assert all(torch.equal(a, b) for a, b in zip(snapshot(rebuilt).values(), tuned.values()))
     with pytest.raises(bz.TrajectoryError, match="step 0 found where step 5"):
         face.replay(records[:1])
+
+
+def test_mezo_asks_and_tells_as_ask_tell_does(tmp_path):
+    """MeZO has AskTell's ask / visit / tell: a step told by hand equals step(); a pending ask blocks step()."""
+    model_a, _ = run_mezo({}, 4, tmp_path / "a.jsonl")
+    model_b, X, y = make_problem()
+    opt = bz.MeZO(model_b, eps=0.05, seed=5, trajectory=tmp_path / "b.jsonl")
+    opt.step(lambda: zero_one_error(model_b, X, y))
+    drive(opt, model_b, X, y, until=3)
+    opt.ask()
+    with pytest.raises(ValueError, match="finish it with tell"):
+        opt.step(lambda: zero_one_error(model_b, X, y))
+    drive(opt, model_b, X, y, until=4)
+    opt.close()
+    assert all(torch.equal(a, b) for a, b in zip(snapshot(model_a).values(), snapshot(model_b).values()))
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    conservative = bz.MeZO(make_problem()[0], optimizer="conservative")
+    with pytest.raises(ValueError, match="use step"):
+        conservative.ask()

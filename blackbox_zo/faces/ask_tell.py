@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from blackbox_zo.errors import ObjectiveError
-from blackbox_zo.faces.mezo import EngineFace
+from blackbox_zo.faces.engine_face import EngineFace
 from blackbox_zo.faces.protocol import replay_method
 from blackbox_zo.step.engine import StepResult, Walker
 from blackbox_zo.step.estimators import as_scalar
@@ -41,9 +41,11 @@ class AskTell(EngineFace):
     `params` may be None: then nothing is applied (a log-only driver whose replicas apply the updates).
     """
 
+    steps_conservative = False  # the conservative optimizer evaluates again after the update: only MeZO.step can
+
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        if self.engine.keep_best is not None:
+        if self.engine.keep_best is not None and not self.steps_conservative:
             raise ValueError("the conservative optimizer re-evaluates the objective after the update: use MeZO.step")
         self._pending: list[Candidate] | None = None
         self._walk: Walker | None = None  # where the weights are within the current step

@@ -1,7 +1,8 @@
 """The optimizer face: what the Trainer, `run` and a user's loop call on MeZO, AskTell, CMA and DistributedMeZO.
 
 Each face steps with a closure (`step`), logs into a trajectory (`attach`: the checks live in step/attach.py),
-catches up on logged steps (`replay(records)`), and says what its summary reports (`report`).
+catches up on logged steps (`replay(records)`), and says what its summary reports (`report`); MeZO, AskTell and
+CMA also take a step by hand (`ask`, then `tell`: AskTellFace).
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ class Face(Protocol):
 
     def close(self) -> None:
         """Close the trajectory (and release workers)."""
+
+
+@runtime_checkable
+class AskTellFace(Face, Protocol):
+    """A face whose step can also be taken by hand: MeZO, AskTell and CMA (DistributedMeZO evaluates on its workers)."""
+
+    def ask(self) -> list:
+        """The current step's candidates (asking again before tell returns the same ones)."""
+
+    def tell(self, results: Sequence[Any]) -> Any:
+        """Finish the step from what the objective gave at each candidate, in ask() order."""
 
 
 class replay_method:
