@@ -350,3 +350,27 @@ def test_a_second_prefer_server_on_one_folder_is_refused(tiny_llama_dir, tmp_pat
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+def test_resume_inputs_are_stable_across_starts_and_versions(tmp_path):
+    """A data row holding an object without a content repr must not refuse every resume (its repr holds a memory
+    address); a space key that a later version adds is not a change of the recorded run."""
+    from blackbox_zo.running.run_folder import check_resume, inputs_of, record_inputs
+    from blackbox_zo.setup.config import load_config
+
+    class Opaque:
+        pass
+
+    cfg = load_config({"objective": {"factory": "objectives.recipes:builtin_sentiment"}, "output": str(tmp_path)})
+    task = lambda: {"train": [{"sentence": "a", "extra": Opaque()}], "val": None}  # noqa: E731
+    first, second = inputs_of(cfg, task()), inputs_of(cfg, task())
+    assert first["data_sha256"] == second["data_sha256"]
+    record_inputs(tmp_path, cfg, first)
+    check_resume(tmp_path, second)
+    recorded = json.loads((tmp_path / "inputs.json").read_text())
+    del recorded["space"]["subspace_seed"]  # as written by a version without the key
+    (tmp_path / "inputs.json").write_text(json.dumps(recorded))
+    check_resume(tmp_path, second)
+    changed = inputs_of(cfg, {"train": [{"sentence": "b", "extra": Opaque()}], "val": None})
+    with pytest.raises(ConfigError, match="training data changed"):
+        check_resume(tmp_path, changed)

@@ -61,11 +61,17 @@ def remove_failed_start(out: Path, created_folder: bool) -> None:
 def inputs_of(cfg: RunConfig, task: dict) -> dict:
     """What decides the steps besides `optim` (which the trajectory header checks): objective, space, batches, data."""
     d = cfg.to_dict()
-    rows = json.dumps([task["train"], task.get("val")], sort_keys=True, default=repr).encode()
+    rows = json.dumps([task["train"], task.get("val")], sort_keys=True, default=content_of).encode()
     objective = {"factory": cfg.objective.factory, "args": d["objective"]["args"]}  # not where the module was found
     return {"objective": objective, "space": d["space"],
             "train": {"seed": cfg.train.seed, "batch_size": cfg.train.batch_size},
             "data_sha256": hashlib.sha256(rows).hexdigest()}
+
+
+def content_of(value) -> str:
+    """A row value JSON cannot hold, by its content: its repr, unless that is object's own (it holds a memory address,
+    which would differ on every start and refuse every resume); then only its type."""
+    return repr(value) if type(value).__repr__ is not object.__repr__ else type(value).__qualname__
 
 
 def check_resume(out: Path, inputs: dict) -> None:
@@ -80,6 +86,8 @@ def check_resume(out: Path, inputs: dict) -> None:
         inputs = {k: v for k, v in inputs.items() if k in recorded}
     else:
         recorded = json.loads(path.read_text())
+    if isinstance(recorded.get("space"), dict) and isinstance(inputs.get("space"), dict):  # a space key added by a
+        inputs = {**inputs, "space": {k: v for k, v in inputs["space"].items() if k in recorded["space"]}}  # later version
     settings = {k: v for k, v in recorded.items() if k != "data_sha256"}
     differing = first_difference(settings, {k: v for k, v in inputs.items() if k != "data_sha256"})
     if differing is None and recorded.get("data_sha256", inputs.get("data_sha256")) != inputs.get("data_sha256"):
