@@ -97,7 +97,7 @@ def vader_prompts(max_new_tokens: int = 16, temperature: float = 0.0, held_out: 
 
     Greedy by default: with sampling, one flipped token changes the rest of a completion, so f(theta+eps z)
     - f(theta-eps z) is mostly sampling noise; greedily, small radii tie and the radius grows until the
-    direction itself changes answers (measured in benchmarks/QUALITY.md). A temperature > 0 is seeded per
+    direction itself changes answers (measured in benchmarks/history/QUALITY.md). A temperature > 0 is seeded per
     step, so both sides of a pair share the sampling randomness. The last `held_out` prompts are validation only.
     """
     from .generation import Generation

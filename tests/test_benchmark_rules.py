@@ -1,6 +1,6 @@
 """The benchmarks' rule reward and judge, and the recipe default that tunes generated text greedily.
 
-Greedy tuning is a measured trap (benchmarks/QUALITY.md section 0.1): with sampling, one flipped token makes
+Greedy tuning is a measured trap (benchmarks/history/QUALITY.md section 0.1): with sampling, one flipped token makes
 f(theta+eps z) - f(theta-eps z) mostly noise, so the recipe must not sample by default.
 """
 

@@ -53,7 +53,7 @@ def layer_list(model: nn.Module) -> nn.ModuleList:
 
 def default_layers(num_layers: int) -> list[int]:
     """A third and two thirds of the way up (10 and 20 of 30): on our development prompts two vectors raised VADER
-    to 0.720 in 300 s where one after layer 10 reached 0.490 (benchmarks/QUALITY.md 0.7)."""
+    to 0.720 in 300 s where one after layer 10 reached 0.490 (benchmarks/history/QUALITY.md 0.7)."""
     return sorted({num_layers // 3, (2 * num_layers) // 3})
 
 
