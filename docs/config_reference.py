@@ -10,13 +10,14 @@ stops the script, so `tests/test_docs.py` fails until this file and the code agr
 
 from __future__ import annotations
 
-import argparse
 import sys
 import typing
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import yaml
+from page_writer import write_or_check  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "config.md"
@@ -148,17 +149,7 @@ def render() -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="exit 1 if docs/config.md is stale")
-    args = p.parse_args(argv)
-    text = render()
-    if args.check:
-        ok = OUT.exists() and OUT.read_text() == text
-        print("docs/config.md is up to date" if ok else "docs/config.md is stale: run python docs/config_reference.py")
-        return 0 if ok else 1
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(OUT, render(), __file__, argv)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ Why: a map of the code typed by hand misses the files added after it; this one i
 
 from __future__ import annotations
 
-import argparse
 import ast
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from page_writer import write_or_check  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "architecture.md"
@@ -49,17 +51,7 @@ def render() -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="exit 1 if docs/architecture.md is stale")
-    args = p.parse_args(argv)
-    text = render()
-    if args.check:
-        ok = OUT.exists() and OUT.read_text() == text
-        print("docs/architecture.md is up to date" if ok else "docs/architecture.md is stale: run python docs/layout_reference.py")
-        return 0 if ok else 1
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(OUT, render(), __file__, argv)
 
 
 if __name__ == "__main__":
