@@ -31,7 +31,9 @@ def kl_hat(lm: LM, reference: LM, prompts: Sequence[str], answers: Sequence[str]
     answers in one batched forward at that member's point). TRL's k3 (exp(r) - r - 1 per token) is never negative
     but needs per-token log-probs; k1 can be negative for one answer (an answer pi_0 likes more than pi_theta
     does), which the mean over a batch averages. At the start (pi_theta == pi_0) every KL-hat is exactly 0.
-    An empty answer has no tokens and scores 0.
+    An empty answer has no tokens and scores 0. Under greedy decoding (the recipe for rewards) y is not a sample,
+    so KL-hat is the log-ratio of the one answer the model gives, not an estimate of the KL: still 0 at the start,
+    and it grows as the tuned model prefers its answer more than pi_0 does.
     """
     n = len(answers)
     tuned = check_values(name, lm.loglik([lm.prompt_text(p) for p in prompts], list(answers), reduce="sum"), n,
