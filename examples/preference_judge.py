@@ -64,7 +64,7 @@ def tune(lm, args) -> dict:
         steps=args.steps, batch_size=len(train), eval_every=args.steps, seed=args.seed))
     result = trainer.fit()
     for row in result.history:
-        print(f"step {row['step'] + 1:3d}: preference for +eps side {row['objective']:+.2f}", flush=True)
+        print(f"step {row['step']:3d}: preference for +eps side {row['objective']:+.2f}", flush=True)
     tuned = pref.generate(lm, held, seed=eval_seed)
     return {"before": words(base), "after": words(tuned), "win_rate": result.final_value,
             "train_seconds": result.seconds, "base": list(base), "tuned": list(tuned)}

@@ -83,7 +83,7 @@ def test_the_trainer_draws_a_round_every_steps_per_round_and_validates_on_the_re
                       config=TrainConfig(steps=5, batch_size=2, eval_every=5, progress=False, plot=False))
     result = trainer.fit()
     rounds = [r for r in result.history if "round" in r]
-    assert [r["step"] for r in rounds] == [0, 2, 4]
+    assert [r["step"] for r in rounds] == [1, 3, 5]  # a round drawn before steps 1, 3, 5 (rows count updates)
     assert all(r["round"]["kept"] >= 1 and r["round"]["completions"] == 9 for r in rounds)
     assert result.history[-1]["val"] == reward.evaluate(lm, rows[:1]).value  # validation scores the reward
 

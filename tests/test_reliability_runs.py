@@ -152,7 +152,7 @@ def test_two_resumes_at_once_leave_a_log_that_replays(finished, tiny_llama_dir, 
             assert "is being written by process" in err
     assert [r["step"] for r in Trajectory(out / "trajectory.jsonl").records] == list(range(6))
     rows = read_jsonl(out / "metrics.jsonl").rows
-    assert [r["step"] for r in rows] == list(range(6))  # each step's row once
+    assert [r["step"] for r in rows] == list(range(1, 7))  # each step's row once, numbered by updates applied
 
 
 # --- torn lines ----------------------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def test_a_torn_last_line_is_reported_ignored_and_cut_only_by_resume(finished, t
     resumed = run(config(tiny_llama_dir, out, steps=4), resume=True, progress=False)  # a writer: cuts, says so
     assert "removed before appending" in capsys.readouterr().err
     assert [r["step"] for r in Trajectory(log).records] == [0, 1, 2, 3]
-    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl").rows] == [0, 1, 2, 3]
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl").rows] == [1, 2, 3, 4]
     straight = run(config(tiny_llama_dir, tmp_path / "straight", steps=4), progress=False)
     assert resumed["final_fingerprint"] == straight["final_fingerprint"]  # still bitwise the uninterrupted run
 
@@ -224,8 +224,8 @@ def test_a_torn_metrics_line_does_not_block_resume(finished, tiny_llama_dir, tmp
     metrics.write_bytes(metrics.read_bytes()[:-7])
     summary = run(config(tiny_llama_dir, out, steps=4), resume=True, progress=False)
     assert f"{metrics}:3: removed the torn last line" in capsys.readouterr().err
-    rows = read_jsonl(metrics).rows  # the torn row of step 2 is lost; the trajectory still holds step 2 itself
-    assert [r["step"] for r in rows] == [0, 1, 3] and summary["steps"] == 4
+    rows = read_jsonl(metrics).rows  # the torn row of step 3 is lost; the trajectory still holds that step itself
+    assert [r["step"] for r in rows] == [1, 2, 4] and summary["steps"] == 4
 
 
 # --- starts and resumes --------------------------------------------------------------------------------------
@@ -374,3 +374,15 @@ def test_resume_inputs_are_stable_across_starts_and_versions(tmp_path):
     changed = inputs_of(cfg, {"train": [{"sentence": "b", "extra": Opaque()}], "val": None})
     with pytest.raises(ConfigError, match="training data changed"):
         check_resume(tmp_path, changed)
+
+
+def test_a_metrics_log_from_before_0_3_is_renumbered_when_a_resume_appends(finished, tiny_llama_dir, tmp_path):
+    """metrics.jsonl counted steps from 0 before 0.3 (eval/export/plot from 1); a resume renumbers the old rows
+    before appending, so one file never mixes the two numberings."""
+    out = copy_run(finished, tmp_path / "run")
+    metrics = out / "metrics.jsonl"
+    rows = read_jsonl(metrics).rows
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    metrics.write_text("".join(json.dumps({**r, "step": r["step"] - 1}) + "\n" for r in rows))  # the old numbering
+    run(config(tiny_llama_dir, out, steps=4), resume=True, progress=False)
+    assert [r["step"] for r in read_jsonl(metrics).rows] == [1, 2, 3, 4]

@@ -16,7 +16,7 @@ from blackbox_zo.setup.fluency_bound import FluencyBound
 from blackbox_zo.step.jsonl import read_jsonl
 
 START_FILE = "start.json"  # validation before the first step: {"val": v, "per_example": [...]}
-METRICS_FILE = "metrics.jsonl"  # one row per step; "val" on the steps validated after
+METRICS_FILE = "metrics.jsonl"  # one row per step, "step" = updates applied (1, 2, ...); "val" where validated
 
 
 @dataclass
@@ -64,6 +64,19 @@ def run_start(out_dir: str | Path | None, step_count: int, value: float | None, 
     return RunStart(value, per_example, step_count, text)
 
 
+def renumbered(rows: list) -> tuple[list[dict], bool]:
+    """metrics rows with "step" counting updates applied (the first step's row is 1), and whether they were written
+    before 0.3, when rows counted from 0 (the first row is step 0: every step number is one higher now)."""
+    rows = [r for r in rows if isinstance(r, dict) and isinstance(r.get("step"), int)]
+    old = bool(rows) and rows[0]["step"] == 0  # a run's first row is its first step: 0 only in the old numbering
+    return ([{**r, "step": r["step"] + 1} for r in rows] if old else rows), old
+
+
+def metrics_rows(path: str | Path) -> list[dict]:
+    """metrics.jsonl's rows, numbered by updates applied; a torn last line (a crash mid-write) is reported, ignored."""
+    return renumbered(read_jsonl(path).rows)[0]
+
+
 def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunStart, step_count: int,
                         value_now: float | None, bound: FluencyBound | None = None,
                         text_now: dict | None = None) -> tuple[Best, list[dict]]:
@@ -78,12 +91,11 @@ def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunSt
     path = Path(out_dir) / METRICS_FILE if out_dir else None
     if not step_count or path is None or not path.exists():
         return best, []
-    rows = read_jsonl(path).rows  # a torn last line (a crash mid-write) is reported and ignored
-    earlier = [row for row in rows if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] < step_count]
+    earlier = [row for row in metrics_rows(path) if row["step"] <= step_count]
     for row in earlier:
         if row.get("val") is not None:
-            best.update(row["val"], row["step"] + 1, within(numbers_of(row)))
-    measured_here = any(row["step"] + 1 == step_count and row.get("val") is not None for row in earlier)
+            best.update(row["val"], row["step"], within(numbers_of(row)))
+    measured_here = any(row["step"] == step_count and row.get("val") is not None for row in earlier)
     if start.step == 0 and value_now is not None and not measured_here:
         best.update(value_now, step_count, within(text_now))  # the resume point's own validation is a measured step too
     return best, earlier

@@ -36,7 +36,8 @@ DEMO_CONFIG = {
 
 
 PROGRESS_FIELDS = """the progress bar, one tick per step (a step = one update of the weights; eval --step, export
---step, summary.json and the plot count updates applied, so step 0 is the untuned model):
+--step, metrics.jsonl, samples.jsonl, summary.json and the plot count updates applied, so step 0 is the
+untuned model and the first step's row is step 1):
   obj  the mean of the objective values this step measured on its batch (at theta +- eps z);
        with the pairwise estimator, the mean preference for the + side
   g    the projected gradient: the slope estimated along this step's random direction z,

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from blackbox_zo.running.best import METRICS_FILE, START_FILE
+from blackbox_zo.running.best import METRICS_FILE, START_FILE, renumbered
 from blackbox_zo.setup.assembly import TRAJECTORY
 from blackbox_zo.setup.config import ConfigError, RunConfig
 from blackbox_zo.setup.lock import LOCK_FILE
@@ -110,12 +110,13 @@ def metrics_before(out: Path, steps: int) -> list[dict]:
     from the file, and said so, so a resume never writes a step's row twice."""
     path = out / METRICS_FILE
     read = read_jsonl(path)
-    kept = [r for r in read.rows if isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] < steps]
-    if read.torn is not None or len(kept) != len(read.rows):
+    rows, old = renumbered(read.rows)
+    kept = [r for r in rows if r["step"] <= steps]  # rows count updates applied: the trajectory's steps are 1..steps
+    if read.torn is not None or old or len(kept) != len(read.rows):  # a pre-0.3 file is renumbered before appending
         rewrite_jsonl(path, kept)
         dropped = len(read.rows) - len(kept)
         if dropped:
-            print(f"blackbox-zo: {path}: removed {dropped} rows of steps the trajectory does not hold (>= {steps})",
+            print(f"blackbox-zo: {path}: removed {dropped} rows of steps the trajectory does not hold (> {steps})",
                   file=sys.stderr, flush=True)
         if read.torn is not None:
             print(f"blackbox-zo: {path}:{read.torn.line}: removed the torn last line", file=sys.stderr, flush=True)

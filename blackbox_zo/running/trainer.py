@@ -103,7 +103,7 @@ class Trainer:
         bound = cfg.fluency_bound  # honest selection: a validation past it is never the best step
         best, history = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now, bound, text_now)
         free, _ = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now)
-        texts = {r["step"] + 1: numbers_of(r) for r in history if numbers_of(r)}  # text numbers by validated step
+        texts = {r["step"]: numbers_of(r) for r in history if numbers_of(r)}  # text numbers by validated step
         texts.update({self.opt.step_count: text_now} if text_now else {})
         t0 = time.time()
         bar = tqdm(total=cfg.steps, initial=self.opt.step_count, disable=not cfg.progress, unit="step")
@@ -112,7 +112,7 @@ class Trainer:
                 t = self.opt.step_count
                 call = self.side.step_call(t)  # at the unperturbed weights: a round may be drawn for it
                 value = self.opt.step(call)
-                row = {"step": t, "objective": value, "projected_grad": self.opt.last.projected_grad,
+                row = {"step": t + 1, "objective": value, "projected_grad": self.opt.last.projected_grad,
                        "lr": self.opt.last.lr, "skipped": self.opt.last.skipped, "time": time.time() - t0, **call.info}
                 if self.val_data and cfg.validates_after(t):  # so "best" is always a measured step
                     self.final_score = self.evaluate_score()
@@ -190,16 +190,16 @@ def plot_history(history: list[dict], path: Path, name: str, start: float | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["step"] + 1 for r in history]
+    steps = [r["step"] for r in history]
     vals = [r["objective"] for r in history]
     window = max(1, len(vals) // 20)
     smooth = [sum(vals[max(0, i - window + 1): i + 1]) / len(vals[max(0, i - window + 1): i + 1]) for i in range(len(vals))]
-    text = ([(0, start_text)] if start_text else []) + [(r["step"] + 1, numbers_of(r)) for r in history if numbers_of(r)]
+    text = ([(0, start_text)] if start_text else []) + [(r["step"], numbers_of(r)) for r in history if numbers_of(r)]
     fig, axes = plt.subplots(2 if text else 1, 1, figsize=(7, 7 if text else 4), squeeze=False)
     ax = axes[0][0]
     ax.plot(steps, vals, alpha=0.25, label="train (per step)")
     ax.plot(steps, smooth, label=f"train (running mean, {window})")
-    val = ([(0, start)] if start is not None else []) + [(r["step"] + 1, r["val"]) for r in history if "val" in r]
+    val = ([(0, start)] if start is not None else []) + [(r["step"], r["val"]) for r in history if "val" in r]
     if val:
         ax.plot(*zip(*val), "o-", label="validation")
     ax.set_xlabel("step")
