@@ -267,6 +267,31 @@ def reward_row(objective: str, ours_label: str, ours: list[str], anchor_label: s
             "memory": f"{span([r['gib'] for r in a])} / {span([r['gib'] for r in b])} GiB", "files": ours + anchor}
 
 
+def honest_runs(names: list[str]) -> str:
+    """Each run's honest gain as reward_vs_grpo recorded it ('+0.005', or 'missed (nll, ...)'), and NLL before -> after."""
+    cells = []
+    for name in names:
+        (result,) = data(name)["results"].values()
+        honest, before, after = result["honest_gain"], result["text_before"], result["text_after"]
+        shown = honest["shown"] if not honest["missed"] else f"missed at {honest['gain']:+.3f}"
+        cells.append(f"{shown} (NLL {before['nll']:.2f} -> {after['nll']:.2f}, distinct-2 {before['distinct_2']:.2f} -> "
+                     f"{after['distinct_2']:.2f})")
+    return "; ".join(cells)
+
+
+def honest_keyword_row() -> dict:
+    ours = seeds("honest_personal_600s_zo_steer2_lr6e-4_anchor400_s{s}.json", 2)
+    old = ["honest_personal_600s_zo_steer2_lr6e-4_s0.json"]
+    grpo = [f"honest_personal_600s_grpo_beta{b}_s0.json" for b in ("0", "0.04")]
+    return {"objective": "the keyword reward, honest gain (counted only if held NLL +0.3, repetition +0.02, distinct-2 "
+                         "-0.05 hold): 192 held-back prompts, 600 s, loaded machine",
+            "ours": f"steering + anchor 400 (chosen on dev), seeds 0, 1: **{honest_runs(ours)}**; the old recipe "
+                    f"(no anchor): {honest_runs(old)}",
+            "anchor": f"TRL GRPO beta 0, beta 0.04: {honest_runs(grpo)}",
+            "memory": f"{span([reward_run(f)['gib'] for f in ours + old])} / {span([reward_run(f)['gib'] for f in grpo])} GiB",
+            "files": ours + old + grpo}
+
+
 def sst2_row() -> dict:
     name = "quality_sst2_k16_prompt_ensemble_test.json"
     summary = data(name)["summary"]
@@ -312,6 +337,7 @@ def headline_table() -> list[dict]:
         reward_row("the same keyword reward on a slower CPU (ZO's answers degenerate: it games the rule)",
                    "steering vectors, lr 6e-4", seeds("reward_personal_600s_zo_steer2_lr6e-4_amd_s{s}.json"),
                    "TRL GRPO", seeds("reward_personal_600s_grpo_amd_s{s}.json")),
+        honest_keyword_row(),
         judge_row(),
         memory_row(),
     ]
