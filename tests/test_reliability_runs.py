@@ -386,3 +386,14 @@ def test_a_metrics_log_from_before_0_3_is_renumbered_when_a_resume_appends(finis
     metrics.write_text("".join(json.dumps({**r, "step": r["step"] - 1}) + "\n" for r in rows))  # the old numbering
     run(config(tiny_llama_dir, out, steps=4), resume=True, progress=False)
     assert [r["step"] for r in read_jsonl(metrics).rows] == [1, 2, 3, 4]
+
+
+def test_a_folder_holding_files_no_run_wrote_is_refused_and_kept(tiny_llama_dir, tmp_path):
+    """A plain run into a folder with a user's own config.json: refused in one line, the file kept byte for byte
+    (clearing "what a failed start wrote" must never remove what no start wrote)."""
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "config.json").write_text('{"mine": true}')
+    with pytest.raises(ConfigError, match="config.json but no run log"):
+        run(config(tiny_llama_dir, out, steps=1), progress=False)
+    assert (out / "config.json").read_text() == '{"mine": true}'

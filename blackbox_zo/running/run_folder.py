@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from blackbox_zo.running.best import METRICS_FILE, START_FILE, renumbered
+from blackbox_zo.running.quality import SAMPLES_FILE
 from blackbox_zo.setup.assembly import TRAJECTORY
 from blackbox_zo.setup.config import ConfigError, RunConfig
 from blackbox_zo.setup.lock import LOCK_FILE
@@ -19,7 +20,8 @@ from blackbox_zo.step.jsonl import read_jsonl, rewrite_jsonl, write_atomic
 from blackbox_zo.step.trajectory import Trajectory, first_difference
 
 INPUTS_FILE = "inputs.json"  # what a resume must match: objective, space, batch seed and size, a digest of the data
-STARTED = (TRAJECTORY, METRICS_FILE, START_FILE, "config.json", INPUTS_FILE)  # what a start writes before step 1
+STARTED = (TRAJECTORY, METRICS_FILE, START_FILE, SAMPLES_FILE, "config.json", INPUTS_FILE, "objective.png")  # what a
+# start may write before step 1
 
 
 def logged_steps(out: Path) -> int:
@@ -38,6 +40,12 @@ def prepare(out: Path, resume: bool) -> None:
     if rows:
         raise ConfigError(f"{out / METRICS_FILE} holds {len(rows)} rows but {out / TRAJECTORY} no step: this folder is "
                           "not a run that can be continued; choose another output")
+    if not (out / TRAJECTORY).exists() and not (out / INPUTS_FILE).exists():  # no start of ours was here
+        foreign = [name for name in STARTED if (out / name).exists()]
+        if foreign:  # a file a run would write, that no run wrote: never removed, never overwritten
+            raise ConfigError(f"{out} holds {', '.join(foreign)} but no run log: these are not a run's files; choose "
+                              "another output")
+        return
     clear_failed_start(out)
 
 
@@ -51,8 +59,7 @@ def remove_failed_start(out: Path, created_folder: bool) -> None:
     """After a start failed before step 1: its files go, and the folder too when this start made it."""
     if logged_steps(out):
         return
-    clear_failed_start(out)
-    (out / "objective.png").unlink(missing_ok=True)
+    clear_failed_start(out)  # prepare() refused a folder holding any of these that no start of ours wrote
     if created_folder and {p.name for p in out.iterdir()} <= {LOCK_FILE}:
         (out / LOCK_FILE).unlink(missing_ok=True)
         out.rmdir()
