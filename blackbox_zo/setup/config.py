@@ -267,6 +267,9 @@ def check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"space.mask_density must be in (0, 1], got {s.mask_density!r}")
     if any(layer < 0 for layer in s.steer_layers):
         raise ConfigError(f"space.steer_layers must be layer numbers >= 0, got {s.steer_layers!r}")
+    kl = cfg.objective.kl
+    if kl is not None and not 0 <= kl < float("inf"):  # NaN fails too
+        raise ConfigError(f"objective.kl must be a number >= 0 (the KL brake's beta), got {kl!r}")
     if cfg.cma is None and not o.lr > 0:  # lr 0 takes steps that move nothing (CMA-ES has no lr)
         raise ConfigError(f"optim.lr must be > 0, got {o.lr!r}")
     d = cfg.distributed

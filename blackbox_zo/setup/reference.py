@@ -7,7 +7,6 @@ is the same weights with the space switched off (no copy), for a space over the 
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 from blackbox_zo.setup.config import ConfigError, RunConfig
@@ -34,9 +33,7 @@ def attach_reference(cfg: RunConfig, task: dict, loaded: Any) -> None:
 
     With the brake on and no val_objective, validation scores a copy of the objective without the brake, so the
     run reports the reward itself (and the held NLL under pi_0 beside it)."""
-    kl = cfg.objective.kl
-    if kl is not None and (isinstance(kl, bool) or not math.isfinite(kl) or kl < 0):
-        raise ConfigError(f"objective.kl must be a number >= 0 (the KL brake's beta), got {kl!r}")
+    kl = cfg.objective.kl  # range-checked with the config (setup/config.py check_ranges)
     objective = task["objective"]
     if kl and not hasattr(objective, "use_reference"):
         raise ConfigError(f"objective.kl: {getattr(objective, 'name', type(objective).__name__)} takes no KL brake "
