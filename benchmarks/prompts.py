@@ -34,4 +34,5 @@ TEST2_TOPICS = ("the garden", "your cousin", "the museum", "a birthday party", "
                 "the new year", "a lost key")
 TEST = prompts(TEST_TOPICS)  # 64
 TEST2 = prompts(TEST2_TOPICS)  # 128
-HELD = {"test": TEST, "dev": DEV, "test2": TEST2, "test+test2": TEST + TEST2}  # --prompts: what a run scores on
+# --prompts: what a run scores on (dev+test+test2: the 3x-longer check reads dev and test in one run)
+HELD = {"test": TEST, "dev": DEV, "test2": TEST2, "test+test2": TEST + TEST2, "dev+test+test2": DEV + TEST + TEST2}

@@ -152,7 +152,18 @@ def held_quality(args, curve: list[dict]) -> dict:
     first, last = curve[0], curve[-1]
     before, after = (text_metrics(c["answers"], nll=reference_nll(reference, held, c["answers"])) for c in (first, last))
     picks = [i * len(held) // 3 for i in range(3)]
-    return {"text_before": before, "text_after": after,
+    by_set = {}
+    if "+" in args.prompts:  # each set's own bounds (the 3x-longer check asks for dev and test separately)
+        start = 0
+        for name in args.prompts.split("+"):
+            k = len(prompt_sets.HELD[name])
+            part = slice(start, start + k)
+            b, a = (text_metrics(c["answers"][part], nll=reference_nll(reference, held[part], c["answers"][part]))
+                    for c in (first, last))
+            by_set[name] = {"text_before": b, "text_after": a,
+                            "honest_gain": honest_gain(first["by_set"][name], last["by_set"][name], b, a)}
+            start += k
+    return {"text_before": before, "text_after": after, **({"by_set": by_set} if by_set else {}),
             "honest_gain": honest_gain(first["heldout_reward"], last["heldout_reward"], before, after),
             "sample_answers": [{"prompt": held[i], "before": first["answers"][i], "after": last["answers"][i]}
                                for i in picks]}
