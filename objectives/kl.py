@@ -22,25 +22,46 @@ def check_beta(beta: float) -> float:
     return float(beta)
 
 
-def kl_hat(lm: LM, reference: LM, prompts: Sequence[str], answers: Sequence[str], name: str = "kl") -> list[float]:
-    """Per answer: KL-hat = sum_t log pi_theta(y_t | x, y_<t) - log pi_0(y_t | x, y_<t) over its generated tokens.
+ESTIMATORS = ("k3", "k1")
 
-    This is the k1 estimator (Schulman 2020): for y drawn from pi_theta its mean is exactly KL(pi_theta || pi_0)
-    of the whole answer, and it needs only each model's summed loglik, which every LM of the protocol gives
-    (in process, vLLM, `UntunedLM`, and inside a batched population, where `lm.loglik` scores every member's
-    answers in one batched forward at that member's point). TRL's k3 (exp(r) - r - 1 per token) is never negative
-    but needs per-token log-probs; k1 can be negative for one answer (an answer pi_0 likes more than pi_theta
-    does), which the mean over a batch averages. At the start (pi_theta == pi_0) every KL-hat is exactly 0.
-    An empty answer has no tokens and scores 0. Under greedy decoding (the recipe for rewards) y is not a sample,
-    so KL-hat is the log-ratio of the one answer the model gives, not an estimate of the KL: still 0 at the start,
-    and it grows as the tuned model prefers its answer more than pi_0 does.
+
+def kl_hat(lm: LM, reference: LM, prompts: Sequence[str], answers: Sequence[str], name: str = "kl",
+           estimator: str = "k3") -> list[float]:
+    """Per answer: KL-hat summed over its generated tokens, by TRL's per-token k3 (the default) or k1.
+
+    With r_t = log pi_0(y_t | x, y_<t) - log pi_theta(y_t | x, y_<t):
+      k3 = sum_t exp(r_t) - r_t - 1   (Schulman 2020; what TRL GRPO subtracts): >= 0 per token, 0 at the start;
+      k1 = sum_t -r_t                 the summed log-ratio: can be negative for one answer.
+    Why k3: the answers are greedy (the recipe for rewards), not samples of pi_theta, so neither is an unbiased
+    KL; what matters for a zeroth-order step is the direction the brake's difference f(theta + eps z) -
+    f(theta - eps z) pushes. k1 is linear in log pi_theta(y): at the start its difference is 2 eps z . grad log
+    pi_theta(y), first order, so the brake pushes the model to make its own answers less likely (measured: the
+    braked value fell -0.045 -> -0.47 on the development prompts while ZO maximised it). k3 is quadratic in r
+    near 0 (exp(r) - r - 1 = r^2/2 + O(r^3)), so its difference is O(eps^2) at the start and it grows in every
+    direction the weights drift: a brake, not a push (`tests/test_kl_brake.py` measures both).
+    k3 needs each answer token's log-prob from both models (`loglik(reduce="tokens")`), which every LM of the
+    protocol gives (in process, vLLM, `UntunedLM`, and a batched population member, scored in the forward that
+    serves that member). An empty answer has no tokens and scores 0.
     """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"{name}: the KL estimator must be one of {ESTIMATORS}, got {estimator!r}")
     n = len(answers)
-    tuned = check_values(name, lm.loglik([lm.prompt_text(p) for p in prompts], list(answers), reduce="sum"), n,
-                         what="tuned logliks")
-    untuned = check_values(name, reference.loglik([reference.prompt_text(p) for p in prompts], list(answers),
-                                                  reduce="sum"), n, what="reference logliks")
-    return [t - u for t, u in zip(tuned, untuned)]  # log pi_theta(y) - log pi_0(y), summed over y's tokens
+    tuned = lm.loglik([lm.prompt_text(p) for p in prompts], list(answers), reduce="tokens")
+    untuned = reference.loglik([reference.prompt_text(p) for p in prompts], list(answers), reduce="tokens")
+    if len(tuned) != n or len(untuned) != n:
+        raise ObjectiveError(f"{name}: {len(tuned)} tuned and {len(untuned)} reference token log-prob lists for {n} "
+                             "answers (one per answer)")
+    out = []
+    for i, (lp, lp0) in enumerate(zip(tuned, untuned)):
+        if len(lp) != len(lp0):
+            raise ObjectiveError(f"{name}: answer {i} has {len(lp)} tokens under the tuned model but {len(lp0)} under "
+                                 "the reference: pi_0 must share the tuned model's tokenizer")
+        r = check_values(name, [b - a for a, b in zip(lp, lp0)], len(lp), what=f"log-ratios of answer {i}")
+        if estimator == "k1":
+            out.append(-math.fsum(r))  # sum_t log pi_theta(y_t) - log pi_0(y_t)
+        else:  # expm1(r) - r = exp(r) - r - 1 without cancellation for small r
+            out.append(math.fsum(math.expm1(min(x, 30.0)) - x for x in r))  # r > 30: a token pi_theta all but rules out
+    return out
 
 
 class KLBrake:
@@ -53,6 +74,7 @@ class KLBrake:
 
     kl: float = 0.0
     reference: LM | None = None
+    kl_estimator: str = "k3"  # objectives.kl.kl_hat says why k3, not k1
 
     def use_reference(self, reference: LM | None, kl: float | None = None) -> None:
         """Set pi_0 (also the reference of the text report's NLL) and, when given, beta."""
@@ -67,7 +89,7 @@ class KLBrake:
         if self.reference is None:
             raise ObjectiveError(f"{getattr(self, 'name', 'objective')}: kl={self.kl} needs reference= (pi_0, e.g. "
                                  "blackbox_zo.lm.UntunedLM(lm, space)); a config run sets it from objective.kl")
-        return kl_hat(lm, self.reference, prompts, answers, getattr(self, "name", "kl"))
+        return kl_hat(lm, self.reference, prompts, answers, getattr(self, "name", "kl"), self.kl_estimator)
 
     def braked(self, score: Score, drift: list[float] | None) -> Score:
         """value_i = reward_i - beta * KL-hat_i (None stays None); info keeps the reward and the mean KL-hat."""

@@ -7,6 +7,7 @@ for the hand computation, an untouched second copy read token by token with a pl
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -42,13 +43,19 @@ def move(space, scale=3.0):
             t.add_(torch.randn(t.shape, generator=gen) * scale)
 
 
-def hand_loglik(model, tok, context: str, answer: str) -> float:
-    """sum_t log p(y_t | x, y_<t) from one unpadded forward and a log-softmax."""
+def hand_logprobs(model, tok, context: str, answer: str) -> list[float]:
+    """log p(y_t | x, y_<t) of each answer token from one unpadded forward and a log-softmax."""
     ctx, target = split_context_target(tok, context, answer)
     ids = torch.tensor([ctx + target])
     with torch.no_grad():
         logp = torch.log_softmax(model(ids).logits[0].double(), -1)
-    return sum(logp[len(ctx) - 1 + j, t].item() for j, t in enumerate(target))
+    return [logp[len(ctx) - 1 + j, t].item() for j, t in enumerate(target)]
+
+
+def hand_k3(model, base, tok, context: str, answer: str) -> float:
+    """sum_t exp(r_t) - r_t - 1 with r_t = log pi_0(y_t) - log pi_theta(y_t), written out as TRL writes it."""
+    tuned, untuned = hand_logprobs(model, tok, context, answer), hand_logprobs(base, tok, context, answer)
+    return sum(math.exp(b - a) - (b - a) - 1 for a, b in zip(tuned, untuned))
 
 
 def test_kl_hat_is_zero_at_the_start_and_the_value_is_the_reward(tokenizer):
@@ -65,10 +72,13 @@ def test_kl_hat_equals_a_hand_computation_and_brakes_the_reward(tokenizer):
     answers = GEN.run(lm, [r["prompt"] for r in ROWS], 0)
     got = kl_hat(lm, untuned, [r["prompt"] for r in ROWS], answers)
     tok = lm.tokenizer
-    hand = [hand_loglik(lm.model, tok, lm.prompt_text(r["prompt"]), a) - hand_loglik(base, tok, lm.prompt_text(r["prompt"]), a)
-            for r, a in zip(ROWS, answers)]
-    assert any(abs(h) > 0.1 for h in hand)  # the steering moved the model: the check can fail
-    assert got == pytest.approx(hand, abs=1e-3)
+    hand = [hand_k3(lm.model, base, tok, lm.prompt_text(r["prompt"]), a) for r, a in zip(ROWS, answers)]
+    assert any(h > 0.1 for h in hand)  # the steering moved the model: the check can fail
+    assert got == pytest.approx(hand, rel=1e-3, abs=1e-4)
+    k1 = kl_hat(lm, untuned, [r["prompt"] for r in ROWS], answers, estimator="k1")
+    hand_k1 = [sum(hand_logprobs(lm.model, tok, lm.prompt_text(r["prompt"]), a))
+               - sum(hand_logprobs(base, tok, lm.prompt_text(r["prompt"]), a)) for r, a in zip(ROWS, answers)]
+    assert k1 == pytest.approx(hand_k1, abs=1e-3)
     beta = 0.25
     score = Reward(length_reward, generation=GEN, kl=beta, reference=untuned).evaluate(lm, ROWS, seed=0)
     rewards = length_reward(None, answers)
@@ -141,3 +151,33 @@ def test_a_batched_population_brakes_each_member_as_the_weights_moved_in_place_w
         values[mode] = opt.last.values
     assert len(set(values["inplace"])) > 1  # the members differ, so matching them is a real check
     assert values["batched"] == pytest.approx(values["inplace"], abs=1e-3)
+
+
+def brake_difference(lm, untuned, space, z, eps, estimator):
+    """mean KL-hat(theta + eps z) - mean KL-hat(theta - eps z), each side's answers generated at its own point:
+    what the brake adds to one zeroth-order probe's difference."""
+    prompts = [r["prompt"] for r in ROWS]
+    sides = []
+    for sign in (1.0, -1.0):
+        with torch.no_grad():
+            for t, zt in zip(space.tensors.values(), z):
+                t.copy_(sign * eps * zt)
+        answers = GEN.run(lm, prompts, 0)
+        sides.append(sum(kl_hat(lm, untuned, prompts, answers, estimator=estimator)) / len(prompts))
+    with torch.no_grad():
+        for t in space.tensors.values():
+            t.zero_()
+    return sides[0] - sides[1]
+
+
+def test_at_the_start_k1_pushes_a_probe_to_first_order_and_k3_does_not(tokenizer):
+    """The trap behind k3: on greedy answers k1's probe difference is 2 eps z . grad log pi(y) (halving eps halves
+    it), so a brake built on it pushes the model to make its own answers less likely; k3 is flat at the start."""
+    lm, untuned, _, space = steered(tokenizer)
+    gen = torch.Generator().manual_seed(3)
+    z = [torch.randn(t.shape, generator=gen) for t in space.tensors.values()]
+    k1 = [brake_difference(lm, untuned, space, z, eps, "k1") for eps in (5e-4, 2.5e-4)]
+    k3 = [brake_difference(lm, untuned, space, z, eps, "k3") for eps in (5e-4, 2.5e-4)]
+    assert abs(k1[0]) > 1e-3  # the push is there and measurable
+    assert k1[1] / k1[0] == pytest.approx(0.5, abs=0.1)  # first order in eps
+    assert abs(k3[0]) < 0.02 * abs(k1[0]) and abs(k3[1]) < 0.02 * abs(k1[1])  # flat: no push at the start

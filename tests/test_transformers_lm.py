@@ -50,6 +50,9 @@ def test_loglik_matches_hand_computation(tiny_llama):
     assert got == pytest.approx(expected, abs=1e-4)
     mean = lm.loglik([prompt], [target], reduce="mean")[0]
     assert mean == pytest.approx(expected / (len(full_ids) - n), abs=1e-4)
+    tokens = lm.loglik([prompt, "one"], [target, ""], reduce="tokens")  # each target token's log-prob (KL's k3)
+    assert tokens[0] == pytest.approx([logprobs[j - 1, full_ids[j]].item() for j in range(n, len(full_ids))], abs=1e-4)
+    assert tokens[1] == []
 
 
 def test_loglik_edge_cases(tiny_llama):

@@ -175,6 +175,9 @@ def test_scoring_matches_transformers(backend, reference):
     for reduce in ("sum", "mean"):
         got, want = backend.loglik(prompts, targets, reduce), lm.loglik(prompts, targets, reduce)
         assert max(abs(a - b) for a, b in zip(got, want)) < 1e-3, (reduce, got, want)
+    got, want = backend.loglik(prompts, targets, "tokens"), lm.loglik(prompts, targets, "tokens")  # the KL's k3
+    assert [len(g) for g in got] == [len(w) for w in want] and all(len(w) > 0 for w in want)
+    assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) < 1e-3, (got, want)
     got = backend.choice_logliks(prompts[:1], [[" good", " bad", ""]])
     want = lm.choice_logliks(prompts[:1], [[" good", " bad", ""]])
     assert max(abs(a - b) for a, b in zip(got[0], want[0])) < 1e-3

@@ -29,7 +29,8 @@ class LM(Protocol):
     """
 
     def loglik(self, prompts: Sequence[str], targets: Sequence[str], reduce: str = "sum") -> list[float]:
-        """log p(target | prompt) per example, summed ("sum") or averaged per target token ("mean")."""
+        """log p(target | prompt) per example, summed ("sum") or averaged per target token ("mean"); "tokens":
+        the list of each target token's log-prob (what the KL brake's per-token k3 reads)."""
         ...
 
     def choice_logliks(self, prompts: Sequence[str], choices: Sequence[Sequence[str]],

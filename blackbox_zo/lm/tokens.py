@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import torch
 
-REDUCTIONS = ("sum", "mean")
+REDUCTIONS = ("sum", "mean", "tokens")  # "tokens": each target token's log-prob (the KL brake's k3)
 
 
 def encode(tokenizer, text: str) -> list[int]:
@@ -67,8 +67,11 @@ def split_context_target(tokenizer, prompt: str, target: str,
     return fit_length(context or [start_token_id(tokenizer)], continuation, max_length)
 
 
-def reduce_logprobs(logprobs: torch.Tensor, reduce: str) -> float:
-    """log p(target) = sum of its token log-probs ("sum"), or that sum / tokens ("mean"); no tokens: 0.0."""
+def reduce_logprobs(logprobs: torch.Tensor, reduce: str) -> float | list[float]:
+    """log p(target) = sum of its token log-probs ("sum"), or that sum / tokens ("mean"); no tokens: 0.0.
+    "tokens" returns the log-probs themselves, one per target token (no tokens: [])."""
+    if reduce == "tokens":
+        return [float(v) for v in logprobs]
     if logprobs.numel() == 0:
         return 0.0
     return float(logprobs.sum() if reduce == "sum" else logprobs.mean())

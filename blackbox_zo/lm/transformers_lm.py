@@ -77,7 +77,8 @@ class TransformersLM:
     # ------------------------------------------------------------------ scoring
 
     def loglik(self, prompts: Sequence[str], targets: Sequence[str], reduce: str = "sum") -> list[float]:
-        """log p(target | prompt) per example, summed ("sum") or averaged per target token ("mean").
+        """log p(target | prompt) per example, summed ("sum") or averaged per target token ("mean"), or each
+        target token's log-prob ("tokens").
 
         The target tokens are those of tokenize(prompt + target) past its longest common prefix with
         tokenize(prompt): exactly the continuation, even when a merge crosses the boundary.
@@ -85,7 +86,7 @@ class TransformersLM:
         """
         check_loglik_args(prompts, targets, reduce)
         pairs = [split_context_target(self._tokenizer, p, t, self.max_length) for p, t in zip(prompts, targets)]
-        scores = [0.0] * len(pairs)
+        scores: list = [reduce_logprobs(torch.empty(0), reduce)] * len(pairs)  # an empty target: 0.0 or []
         for indices in self._batches([len(c) + len(t) for c, t in pairs]):
             token_logprobs = self._target_logprobs([pairs[i] for i in indices])
             for i, lp in zip(indices, token_logprobs):

@@ -279,7 +279,7 @@ class VLLMBackend(InPlace):
         check_loglik_args(prompts, targets, reduce)
         pairs = [split_context_target(self.tokenizer, p, t, self.max_length) for p, t in zip(prompts, targets)]
         todo = [i for i, (_, t) in enumerate(pairs) if t]
-        scores = [0.0] * len(pairs)
+        scores: list = [reduce_logprobs(torch.empty(0), reduce)] * len(pairs)  # an empty target: 0.0 or []
         for i, lps in zip(todo, self._prompt_logprobs([pairs[i][0] + pairs[i][1] for i in todo])):
             target_logprobs = lps[len(lps) - len(pairs[i][1]):]  # the row's last len(target) tokens
             scores[i] = reduce_logprobs(torch.tensor(target_logprobs, dtype=torch.float32), reduce)
