@@ -13,6 +13,9 @@ the default unless --spec). Scoring: greedy completions of the held-back prompts
 TEST prompts; test2: 128 more, written later; test+test2: both, each set also on its own; dev: the 32 DEV
 prompts used to choose settings) by the tuned and the base model, judged
 tuned vs base; wins / losses / ties, win-rate = wins / (wins + losses), two-sided binomial test (scipy).
+Beside it (issue 34): held NLL per token under the untuned model, repeated word / token trigrams, distinct-2 and
+length of the base and tuned answers, and the honest gain (`honest_gain.py`): win-rate - 0.5 (the untuned model
+against itself) counted only while the tuned answers stay inside the fluency bound.
 
     OMP_NUM_THREADS=1 python benchmarks/preference_vs_base.py --budget 600
     OMP_NUM_THREADS=1 python benchmarks/preference_vs_base.py --prompts dev --steps 30 --spec lr=3e-4
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
 import prompts as prompt_sets  # noqa: E402
 import rules  # noqa: E402
+from honest_gain import honest_gain  # noqa: E402
 from spec_args import add_space_arg, add_spec_arg, spec_overrides, tuned_space  # noqa: E402
 
 HELD = prompt_sets.HELD
@@ -87,7 +91,15 @@ def main(argv=None) -> dict:
     from blackbox_zo import MeZO, derive_seed
     from blackbox_zo.lm import TransformersLM, UntunedLM, load_model
     from blackbox_zo.running.trainer import batch_for_step
-    from objectives import CallableJudge, FluencyGuard, Generation, PairwiseObjective, reference_nll, repeated_trigrams
+    from objectives import (
+        CallableJudge,
+        FluencyGuard,
+        Generation,
+        PairwiseObjective,
+        reference_nll,
+        repeated_trigrams,
+        text_metrics,
+    )
 
     args = parse_args(argv)
     overrides = spec_overrides(args.spec)
@@ -139,6 +151,10 @@ def main(argv=None) -> dict:
         result["by_set"] = {name: judged(JUDGES[args.judge], tuned[starts[name]:starts[name] + k],
                                          base[starts[name]:starts[name] + k]) for name, k in sizes.items()}
     reference = untuned()  # fluency of the held answers, read as generate() wrote them (loaded after the peak)
+    nll = {"base": reference_nll(reference, held, base), "tuned": reference_nll(reference, held, tuned)}
+    text = {"text_before": text_metrics(base, nll=nll["base"]), "text_after": text_metrics(tuned, nll=nll["tuned"])}
+    # the untuned model against itself ties every answer: win-rate 0.5 is where the gain starts
+    text["honest_gain"] = honest_gain(0.5, result["win_rate"], text["text_before"], text["text_after"])
     payload = {"benchmark": "preference_vs_base", "git": common.git_commit(), "machine": common.machine_info(),
                "settings": {k: v for k, v in vars(args).items()}, "spec": opt.spec.to_dict(), "tuned": tuned_desc,
                "steps": opt.step_count, "train_s": round(train_s, 1), "score_s": round(score_s, 1),
@@ -147,8 +163,8 @@ def main(argv=None) -> dict:
                "mean_distinct_words": {"base": mean_distinct(base), "tuned": mean_distinct(tuned)},
                "few_distinct_words": {"base": few_words(base), "tuned": few_words(tuned)},  # answers the guard fails
                "fluency_bound": getattr(judge, "max_nll", None), "repeat_bound": getattr(judge, "max_repeat", None),
-               "mean_reference_nll": {"base": mean(reference_nll(reference, held, base)),  # nats/token, frozen model
-                                      "tuned": mean(reference_nll(reference, held, tuned))},
+               "mean_reference_nll": {k: mean(v) for k, v in nll.items()},  # nats/token, frozen model
+               **text,  # issue 34's columns: text metrics before / after and the honest gain (honest_gain.py)
                "repeated_trigrams": {"base": mean([repeated_trigrams(t) for t in base]),
                                      "tuned": mean([repeated_trigrams(t) for t in tuned])},
                "train_preferences": prefs, "radii": radii,
@@ -157,7 +173,8 @@ def main(argv=None) -> dict:
     print(f"{opt.step_count} steps, {train_s:.0f} s: win-rate {result['win_rate']:.3f} (W/L/T {result['wins']}/"
           f"{result['losses']}/{result['ties']}, p = {result['p_value']:.2g}); mean word length "
           f"{payload['mean_word_length']['base']:.2f} -> {payload['mean_word_length']['tuned']:.2f}; reference NLL "
-          f"{payload['mean_reference_nll']['base']:.2f} -> {payload['mean_reference_nll']['tuned']:.2f}; {args.out}")
+          f"{payload['mean_reference_nll']['base']:.2f} -> {payload['mean_reference_nll']['tuned']:.2f}; honest gain "
+          f"{text['honest_gain']['shown']}; {args.out}")
     return payload
 
 

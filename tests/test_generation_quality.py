@@ -134,3 +134,22 @@ def test_eval_shows_the_text_numbers_and_tuned_answers_beside_the_untuned(tiny_l
     for s in samples:  # step 0's answers shown as untuned; the rebuilt step 2 writes the answers the run stored
         if s["step"] in (0, 2) and s["answer"].strip():
             assert s["answer"].strip() in printed
+
+
+def test_tensorboard_plots_the_text_numbers_beside_the_value(tiny_llama_dir, tmp_path):
+    pytest.importorskip("tensorboard", reason="train.tensorboard needs the 'tensorboard' extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    cfg = {"model": {"name": str(tiny_llama_dir), "batch_size": 4}, "space": {"kind": "steer"},
+           "objective": {"factory": "tests.test_generation_quality:scripted_task"},
+           "optim": {"lr": 1e-3, "eps": 1e-2, "seed": 1, "maximize": True},
+           "train": {"steps": 2, "batch_size": 2, "eval_every": 1, "progress": False, "tensorboard": True},
+           "output": str(out)}
+    run(cfg)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"val", "val_nll", "val_distinct_2", "val_repeated_token_trigrams", "val_mean_length"} <= tags
+    assert [e.step for e in events.Scalars("val_repeated_token_trigrams")] == [1, 2]
+    assert events.Scalars("val_repeated_token_trigrams")[1].value > 0.5  # step 2's loop, as metrics.jsonl says

@@ -165,9 +165,9 @@ class Trainer:
     def _emit(metrics, writer, row: dict) -> None:
         if metrics:
             metrics.write(row)
-        if writer:
-            for key in ("objective", "projected_grad", "lr", "val"):
-                if key in row and math.isfinite(row[key]):
+        if writer:  # the text numbers too (val_nll, val_distinct_2, ...): tuning's effect on the answers, plotted
+            for key in ("objective", "projected_grad", "lr", "val", *(k for k in row if k.startswith("val_"))):
+                if isinstance(row.get(key), (int, float)) and math.isfinite(row[key]):
                     writer.add_scalar(key, row[key], row["step"])
 
 
