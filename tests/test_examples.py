@@ -247,10 +247,12 @@ def test_example_config_runs_as_shipped_for_two_steps(name, deep_tiny_llama_dir,
     """Every `blackbox-zo run` example, as shipped (its data included) but for the model and the step count."""
     from blackbox_zo.running.run import run
 
-    monkeypatch.chdir(ROOT)  # the README's commands run from the checkout's root
-    cfg = yaml.safe_load((EXAMPLES / name).read_text())
+    from blackbox_zo.setup.relative import relative_to_config
+
+    monkeypatch.chdir(tmp_path)  # not the checkout: a relative path means the config's folder, as load_config reads it
+    cfg = relative_to_config(yaml.safe_load((EXAMPLES / name).read_text()), EXAMPLES)
     data = cfg["objective"].get("args", {}).get("data")
-    assert data is None or (ROOT / data / "train.tsv").is_file(), f"{name}: {data} is not shipped"
+    assert data is None or (Path(data) / "train.tsv").is_file(), f"{name}: {data} is not shipped"
     cfg["model"]["name"] = str(deep_tiny_llama_dir)
     cfg["train"].update(steps=2, eval_every=min(cfg["train"].get("eval_every", 2), 2), plot=False)
     cfg["output"] = str(tmp_path / "run")
