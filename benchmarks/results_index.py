@@ -267,29 +267,62 @@ def reward_row(objective: str, ours_label: str, ours: list[str], anchor_label: s
             "memory": f"{span([r['gib'] for r in a])} / {span([r['gib'] for r in b])} GiB", "files": ours + anchor}
 
 
+def result_of(name: str) -> dict:
+    """The one method's result of a reward_vs_grpo file, or a preference_vs_base file itself."""
+    d = data(name)
+    return d if d.get("benchmark") == "preference_vs_base" else next(iter(d["results"].values()))
+
+
 def honest_runs(names: list[str]) -> str:
-    """Each run's honest gain as reward_vs_grpo recorded it ('+0.005', or 'missed (nll, ...)'), and NLL before -> after."""
+    """The honest gain over seeds (mean of `counted`: a missed run counts 0), then each run's honest gain
+    ('+0.005', or 'missed at +0.951') with its NLL and distinct-2 before -> after."""
+    if not names:
+        return "not run"
     cells = []
     for name in names:
-        (result,) = data(name)["results"].values()
+        result = result_of(name)
         honest, before, after = result["honest_gain"], result["text_before"], result["text_after"]
         shown = honest["shown"] if not honest["missed"] else f"missed at {honest['gain']:+.3f}"
         cells.append(f"{shown} (NLL {before['nll']:.2f} -> {after['nll']:.2f}, distinct-2 {before['distinct_2']:.2f} -> "
                      f"{after['distinct_2']:.2f})")
-    return "; ".join(cells)
+    counted = statistics.mean(result_of(n)["honest_gain"]["counted"] for n in names)
+    return f"{counted:+.3f} over {len(names)} seed{'s' if len(names) > 1 else ''}: " + "; ".join(cells)
 
 
-def honest_keyword_row() -> dict:
-    ours = seeds("honest_personal_600s_zo_steer2_lr6e-4_anchor400_s{s}.json", 2)
-    old = ["honest_personal_600s_zo_steer2_lr6e-4_s0.json"]
-    grpo = [f"honest_personal_600s_grpo_beta{b}_s0.json" for b in ("0", "0.04")]
-    return {"objective": "the keyword reward, honest gain (counted only if held NLL +0.3, repetition +0.02, distinct-2 "
-                         "-0.05 hold): 192 held-back prompts, 600 s, loaded machine",
-            "ours": f"steering + anchor 400 (chosen on dev), seeds 0, 1: **{honest_runs(ours)}**; the old recipe "
+def present(pattern: str) -> list[str]:
+    """The seeds of `pattern` that were run (0, 1, 2: the files that exist)."""
+    return [n for n in seeds(pattern) if (RESULTS / n).exists()]
+
+
+def gib(names: list[str]) -> str:
+    peaks = [r.get("training_peak_bytes", 0) / 2**30 for r in map(result_of, names)]
+    return span(peaks) if peaks else "-"
+
+
+def honest_reward_row(reward: str, label: str) -> dict:
+    """Issue 34's row for one reward: ZO's recipe and its old recipe against TRL GRPO at beta 0 and 0.04."""
+    ours = present(f"honest_{reward}_600s_zo_steer2_lr6e-4_anchor400_s{{s}}.json")
+    old = present(f"honest_{reward}_600s_zo_steer2_lr6e-4_s{{s}}.json")
+    grpo = {b: present(f"honest_{reward}_600s_grpo_beta{b}_s{{s}}.json") for b in ("0", "0.04")}
+    return {"objective": f"{label}, honest gain (counted only if held NLL +0.3, repetition +0.02, distinct-2 -0.05 "
+                         "hold; a missed run counts 0 in the mean): 192 held-back prompts, 600 s, loaded machine",
+            "ours": f"steering + anchor 400 (the recipe, chosen on dev): **{honest_runs(ours)}**; the old recipe "
                     f"(no anchor): {honest_runs(old)}",
-            "anchor": f"TRL GRPO beta 0, beta 0.04: {honest_runs(grpo)}",
-            "memory": f"{span([reward_run(f)['gib'] for f in ours + old])} / {span([reward_run(f)['gib'] for f in grpo])} GiB",
-            "files": ours + old + grpo}
+            "anchor": "; ".join(f"TRL GRPO beta {b}: {honest_runs(names)}" for b, names in grpo.items()),
+            "memory": f"{gib(ours + old)} / {gib(grpo['0'] + grpo['0.04'])} GiB",
+            "files": ours + old + grpo["0"] + grpo["0.04"]}
+
+
+def honest_judge_row() -> dict:
+    names = present("honest_judge_600s_steer10_guard025_rep01_eps0.002_s{s}.json")
+    runs = [data(n) for n in names]
+    return {"objective": "the guarded rule judge, honest gain = win-rate - 0.5 against the untuned model inside the same "
+                         "bounds: 192 held-back prompts, 600 s, loaded machine",
+            "ours": "a steering vector, pairwise, fixed radius: win-rate "
+                    + " / ".join(f"{r['win_rate']:.3f} (p {r['p_value']:.2g})" for r in runs)
+                    + f"; honest gain **{honest_runs(names)}**",
+            "anchor": "none run (GRPO needs a reward, not a pairwise judge)", "memory": f"{gib(names)} GiB / -",
+            "files": names}
 
 
 def sst2_row() -> dict:
@@ -337,8 +370,10 @@ def headline_table() -> list[dict]:
         reward_row("the same keyword reward on a slower CPU (ZO's answers degenerate: it games the rule)",
                    "steering vectors, lr 6e-4", seeds("reward_personal_600s_zo_steer2_lr6e-4_amd_s{s}.json"),
                    "TRL GRPO", seeds("reward_personal_600s_grpo_amd_s{s}.json")),
-        honest_keyword_row(),
+        honest_reward_row("personal", "the keyword reward"),
+        honest_reward_row("vader", "VADER positivity"),
         judge_row(),
+        honest_judge_row(),
         memory_row(),
     ]
     for row in rows:
