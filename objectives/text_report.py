@@ -34,8 +34,9 @@ def with_answers(score: Score, prompts: Sequence[str], answers: Sequence[str]) -
 def text_report(score: Score, reference: LM | None = None) -> dict[str, float] | None:
     """The text metrics of the answers `score` carries (None when it carries none): repeated word / token
     trigrams, distinct-2, mean length, and with a reference (pi_0) the answers' mean NLL per token under it."""
-    answers = score.info.get(ANSWERS) if isinstance(score, Score) else None
+    info = getattr(score, "info", None) or {}  # a Score, or what a Ray worker sent back of one (plain data)
+    answers = info.get(ANSWERS)
     if not answers:
         return None
-    nll = None if reference is None else reference_nll(reference, score.info[PROMPTS], answers, score.name)
+    nll = None if reference is None else reference_nll(reference, info[PROMPTS], answers, getattr(score, "name", "fluency"))
     return text_metrics(answers, nll=nll)

@@ -73,6 +73,19 @@ def sentiment_pairwise(n_train: int = 24, n_val: int = 8) -> dict:
     return {"train": train, "val": val, "objective": pref, "val_objective": label_nll()}
 
 
+def answer_length(prompts, completions, **_):
+    return [float(len(c)) for c in completions]
+
+
+def sentiment_pairwise_text(n_train: int = 24, n_val: int = 8) -> dict:
+    """The pairwise task validated by a reward over greedy answers: its validation carries text (samples.jsonl)."""
+    from objectives import Generation, Reward
+
+    task = sentiment_pairwise(n_train, n_val)
+    task["val_objective"] = Reward(answer_length, generation=Generation(max_new_tokens=6), template="{sentence}")
+    return task
+
+
 class HardestRows:
     """The label NLL trained on rounds it draws itself (as BestOfN does): every `steps_per_round` steps the trainer
     calls `refresh` at the current weights, which keeps the `keep` rows of a seeded sample that score worst."""

@@ -155,6 +155,24 @@ def test_pairwise_on_workers_equals_one_process_bitwise(cluster, tiny_llama_dir,
     assert summary["workers"] == 3 and summary["worker_rebuilds"] == []  # final digests all equal (else fingerprint() rebuilds)
 
 
+def test_a_run_on_workers_stores_its_validation_answers_and_text_numbers(cluster, tiny_llama_dir, tmp_path):
+    """A validation on a worker sends its answers back (plain lists): samples.jsonl and the val_* text columns are
+    the same as one process writes (no held NLL on workers: pi_0 lives in their processes, not the driver's)."""
+    optim = {"estimator": "pairwise", "n": 2, "eps": 0.05}
+    objective = {"factory": "tests.distributed_task:sentiment_pairwise_text"}
+    one = tmp_path / "one"
+    run(config(tiny_llama_dir, one, optim=optim, objective=objective, train={"eval_every": 1}), progress=False)
+    out = tmp_path / "ray"
+    run(config(tiny_llama_dir, out, 2, optim=optim, objective=objective, train={"eval_every": 1}), progress=False)
+    assert (out / "samples.jsonl").read_text() == (one / "samples.jsonl").read_text()
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 8 * 4  # before the first step and after each of 3
+    text = [{k: v for k, v in json.loads(line).items() if k.startswith("val_")}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+    want = [{k: v for k, v in json.loads(line).items() if k.startswith("val_") and k != "val_nll"}
+            for line in (one / "metrics.jsonl").read_text().splitlines()]
+    assert text == want and all("val_distinct_2" in row for row in text)
+
+
 def test_a_batched_population_on_workers_scores_each_share_at_use_time(cluster, tiny_llama_dir, tmp_path):
     """Low-rank directions: each worker applies its share of the members at use time (one batched forward per
     share), the weights are written once per step, and every copy ends bitwise equal to the replayed log."""

@@ -246,7 +246,6 @@ def test_every_example_config_is_run_by_a_test():
 def test_example_config_runs_as_shipped_for_two_steps(name, deep_tiny_llama_dir, tmp_path, monkeypatch):
     """Every `blackbox-zo run` example, as shipped (its data included) but for the model and the step count."""
     from blackbox_zo.running.run import run
-
     from blackbox_zo.setup.relative import relative_to_config
 
     monkeypatch.chdir(tmp_path)  # not the checkout: a relative path means the config's folder, as load_config reads it

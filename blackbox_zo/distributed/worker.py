@@ -15,7 +15,7 @@ import torch
 from blackbox_zo.distributed.plan import Task, shard_of
 from blackbox_zo.faces.ask_tell import AskTell
 from blackbox_zo.setup.assembly import build_task, load_tuned, step_settings
-from blackbox_zo.setup.calls import InProcess, Measured, value_of
+from blackbox_zo.setup.calls import InProcess, Measured, measured, value_of
 from blackbox_zo.setup.config import load_config
 
 
@@ -151,9 +151,7 @@ class Worker:
         """The validation objective at the current weights, as the trainer computes it (plain numbers)."""
         if not self.side.val_data:
             return None
-        score = self.side.validate()
-        per = getattr(score, "per_example", None)
-        return Measured(value_of(score), list(per) if per is not None else None)
+        return measured(self.side.validate())  # the answers travel too: the driver stores them (samples.jsonl)
 
 
 def actor_class(cpus: float, gpus: float):

@@ -26,10 +26,23 @@ def compares_outputs(objective: Any) -> bool:
 
 @dataclass(frozen=True)
 class Measured:
-    """A validation result that crossed a process boundary: the value and per-example values (plain numbers)."""
+    """A validation result that crossed a process boundary: the value and per-example values (plain numbers), and
+    the plain parts of the score's info a run stores: the prompts and answers of a generation, its KL-hat and reward."""
 
     value: float
     per_example: list | None = None
+    info: dict = field(default_factory=dict)
+
+
+TRAVELS = ("prompts", "answers", "kl", "reward")  # Score.info keys a worker sends back (lists of str, numbers)
+
+
+def measured(score: Any) -> Measured:
+    """`score` as plain data for the driver: value, per-example values, and the info keys in TRAVELS."""
+    per = getattr(score, "per_example", None)
+    info = getattr(score, "info", None) or {}
+    return Measured(value_of(score), list(per) if per is not None else None,
+                    {k: info[k] for k in TRAVELS if k in info})
 
 
 def closure(objective: Any, lm, batch: list[dict], seed: int) -> Callable[[], Any]:
