@@ -278,4 +278,8 @@ def test_vllm_example_config_runs_as_shipped_for_two_steps(tmp_path, monkeypatch
     cfg = yaml.safe_load((EXAMPLES / "vllm_vader.yaml").read_text())
     cfg["train"].update(steps=2, eval_every=2, plot=False)
     cfg["output"] = str(tmp_path / "run")
-    assert run(cfg, progress=False)["steps"] == 2
+    summary = run(cfg, progress=False)
+    assert summary["steps"] == 2
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert {s["step"] for s in samples} == {0, 2} and all(isinstance(s["answer"], str) for s in samples)
+    assert {"distinct_2", "repeated_token_trigrams"} <= set(summary["text_final"])  # text numbers from vLLM's answers
