@@ -282,7 +282,7 @@ def honest_runs(names: list[str]) -> str:
     for name in names:
         result = result_of(name)
         honest, before, after = result["honest_gain"], result["text_before"], result["text_after"]
-        shown = honest["shown"] if not honest["missed"] else f"missed at {honest['gain']:+.3f}"
+        shown = honest["shown"] if not honest["missed"] else f"missed at {honest['gain']:+.3f} by {'; '.join(honest['missed'])}"
         cells.append(f"{shown} (NLL {before['nll']:.2f} -> {after['nll']:.2f}, distinct-2 {before['distinct_2']:.2f} -> "
                      f"{after['distinct_2']:.2f})")
     counted = statistics.mean(result_of(n)["honest_gain"]["counted"] for n in names)
