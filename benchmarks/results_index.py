@@ -313,6 +313,19 @@ def honest_reward_row(reward: str, label: str) -> dict:
             "files": ours + old + grpo["0"] + grpo["0.04"]}
 
 
+def long_check_row() -> dict:
+    """Issue 34's no-silent-degeneration check: the reward recipe run 3x the benchmark's time, dev and test apart."""
+    name = "honest_personal_1800s_zo_steer2_lr6e-4_anchor400_long_s0.json"
+    result = result_of(name)
+    sets = "; ".join(f"{k}: {v['honest_gain']['shown']} (NLL {v['text_before']['nll']:.2f} -> {v['text_after']['nll']:.2f}, "
+                     f"distinct-2 {v['text_before']['distinct_2']:.2f} -> {v['text_after']['distinct_2']:.2f})"
+                     for k, v in result["by_set"].items())
+    return {"objective": "no silent degeneration: the reward recipe on the keyword reward for 1800 s (3x the benchmark), "
+                         "development and test prompts read apart, loaded machine",
+            "ours": f"steering + anchor 400, {result['steps']} steps: **{sets}**",
+            "anchor": "none run", "memory": f"{gib([name])} GiB / -", "files": [name]}
+
+
 def honest_judge_row() -> dict:
     names = present("honest_judge_600s_steer10_guard025_rep01_eps0.002_s{s}.json")
     runs = [data(n) for n in names]
@@ -372,6 +385,7 @@ def headline_table() -> list[dict]:
                    "TRL GRPO", seeds("reward_personal_600s_grpo_amd_s{s}.json")),
         honest_reward_row("personal", "the keyword reward"),
         honest_reward_row("vader", "VADER positivity"),
+        long_check_row(),
         judge_row(),
         honest_judge_row(),
         memory_row(),
