@@ -35,10 +35,11 @@ def kl_hat(lm: LM, reference: LM, prompts: Sequence[str], answers: Sequence[str]
     Why k3: the answers are greedy (the recipe for rewards), not samples of pi_theta, so neither is an unbiased
     KL; what matters for a zeroth-order step is the direction the brake's difference f(theta + eps z) -
     f(theta - eps z) pushes. k1 is linear in log pi_theta(y): at the start its difference is 2 eps z . grad log
-    pi_theta(y), first order, so the brake pushes the model to make its own answers less likely (measured: the
-    braked value fell -0.045 -> -0.47 on the development prompts while ZO maximised it). k3 is quadratic in r
-    near 0 (exp(r) - r - 1 = r^2/2 + O(r^3)), so its difference is O(eps^2) at the start and it grows in every
-    direction the weights drift: a brake, not a push (`tests/test_kl_brake.py` measures both).
+    pi_theta(y), first order, so the brake pushes the model to make its own answers less likely. k3 is quadratic
+    in r near 0 (exp(r) - r - 1 = r^2/2 + O(r^3)), so its difference is O(eps^2) at the start and it grows in
+    every direction the weights drift: a brake, not a push (`tests/test_kl_brake.py` measures both). Neither
+    survives a large probe radius: when each probe's own perturbation moves KL-hat more than the reward moves,
+    the brake adds noise, not a pull (docs/generation-quality.md: why the anchor is the brake for ZO).
     k3 needs each answer token's log-prob from both models (`loglik(reduce="tokens")`), which every LM of the
     protocol gives (in process, vLLM, `UntunedLM`, and a batched population member, scored in the forward that
     serves that member). An empty answer has no tokens and scores 0.
