@@ -150,7 +150,8 @@ def held_quality(args, curve: list[dict]) -> dict:
     held = held_prompts(args)
     reference = TransformersLM(*load_model(), batch_size=16)  # reads each answer after the chat-templated prompt
     first, last = curve[0], curve[-1]
-    before, after = (text_metrics(c["answers"], nll=reference_nll(reference, held, c["answers"])) for c in (first, last))
+    nll = [reference_nll(reference, held, c["answers"]) for c in (first, last)]  # each answer's, read once
+    before, after = (text_metrics(c["answers"], nll=n) for c, n in zip((first, last), nll))
     picks = [i * len(held) // 3 for i in range(3)]
     by_set = {}
     if "+" in args.prompts:  # each set's own bounds (the 3x-longer check asks for dev and test separately)
@@ -158,8 +159,7 @@ def held_quality(args, curve: list[dict]) -> dict:
         for name in args.prompts.split("+"):
             k = len(prompt_sets.HELD[name])
             part = slice(start, start + k)
-            b, a = (text_metrics(c["answers"][part], nll=reference_nll(reference, held[part], c["answers"][part]))
-                    for c in (first, last))
+            b, a = (text_metrics(c["answers"][part], nll=n[part]) for c, n in zip((first, last), nll))
             by_set[name] = {"text_before": b, "text_after": a,
                             "honest_gain": honest_gain(first["by_set"][name], last["by_set"][name], b, a)}
             start += k
