@@ -57,6 +57,7 @@ class CompletionObjective(KLBrake, Objective):
         score = self.braked(self.score(batch, answers), self.drift(lm, prompts, answers))
         return with_answers(score, prompts, answers)
 
-    def text_report(self, score: Score) -> dict[str, float] | None:
-        """Text metrics of the answers `score` carries; their NLL under pi_0 when a reference is set."""
-        return text_report(score, self.reference)
+    def text_report(self, score: Score, lm: LM | None = None) -> dict[str, float] | None:
+        """Text metrics of the answers `score` carries; their NLL under pi_0 when a reference is set, and their
+        per-token KL from pi_0 when the tuned `lm` is given too."""
+        return text_report(score, self.reference, lm)

@@ -230,9 +230,10 @@ class WinRate:
         score = mean_score(self.name, [(v + 1) / 2 for v in verdicts])  # +1 -> 1, tie -> 0.5, -1 -> 0
         return with_answers(score, fresh.prompts, fresh)
 
-    def text_report(self, score: Score) -> dict[str, float] | None:
-        """Text metrics of the fresh answers `score` carries; their NLL under the objective's pi_0 when it has one."""
-        return text_report(score, self.objective.reference)
+    def text_report(self, score: Score, lm: LM | None = None) -> dict[str, float] | None:
+        """Text metrics of the fresh answers `score` carries; their NLL under the objective's pi_0 when it has one,
+        and their per-token KL from it when the tuned `lm` is given too."""
+        return text_report(score, self.objective.reference, lm)
 
 
 class PreferenceRound:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from .base import Score, check_values
+from .drift import token_kl
 from .text_metrics import text_metrics
 
 if TYPE_CHECKING:  # typing only: objectives never import the engine at run time
@@ -31,12 +32,18 @@ def with_answers(score: Score, prompts: Sequence[str], answers: Sequence[str]) -
                                                                ANSWERS: list(answers)})
 
 
-def text_report(score: Score, reference: LM | None = None) -> dict[str, float] | None:
+def text_report(score: Score, reference: LM | None = None, lm: LM | None = None) -> dict[str, float] | None:
     """The text metrics of the answers `score` carries (None when it carries none): repeated word / token
-    trigrams, distinct-2, mean length, and with a reference (pi_0) the answers' mean NLL per token under it."""
+    trigrams, distinct-2, mean length; with a reference (pi_0) the answers' mean NLL per token under it, and with
+    the tuned `lm` too their per-token KL from pi_0: `kl_exact` (full vocabulary) or `kl_k3` (objectives.drift)."""
     info = getattr(score, "info", None) or {}  # a Score, or what a Ray worker sent back of one (plain data)
     answers = info.get(ANSWERS)
     if not answers:
         return None
-    nll = None if reference is None else reference_nll(reference, info[PROMPTS], answers, getattr(score, "name", "fluency"))
-    return text_metrics(answers, nll=nll)
+    name = getattr(score, "name", "fluency")
+    nll = None if reference is None else reference_nll(reference, info[PROMPTS], answers, name)
+    numbers = text_metrics(answers, nll=nll)
+    if reference is not None and lm is not None:
+        kl, how = token_kl(lm, reference, info[PROMPTS], answers, name)
+        numbers[f"kl_{how}"] = kl
+    return numbers

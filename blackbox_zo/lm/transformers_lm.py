@@ -30,6 +30,7 @@ from blackbox_zo.lm.tokens import (
 from blackbox_zo.lm.trunk import TrunkCache
 from blackbox_zo.weights.population import active as active_population
 from blackbox_zo.weights.population import member_major
+from blackbox_zo.weights.population import suspended as suspended_population
 
 
 class TransformersLM:
@@ -97,6 +98,28 @@ class TransformersLM:
                        reduce: str = "mean") -> list[list[float]]:
         """Score each candidate continuation of each prompt (MeZO multiple choice: mean per token)."""
         return choice_logliks(self.loglik, prompts, choices, reduce)
+
+    def answer_logprobs(self, prompts: Sequence[str], targets: Sequence[str]) -> list[torch.Tensor]:
+        """The full next-token log-distribution (float32, CPU, [T_i, vocab]) at each target token's position,
+        teacher-forced: what an exact KL between two LMs reads. Memory: 4 x T x vocab bytes per row, so callers
+        pass a few rows at a time.
+
+        The tokens are those `loglik` scores (same split), so row i's tensor is read at exactly the tokens
+        loglik(prompts[i], targets[i]) sums; an empty target gives a [0, vocab] tensor.
+        """
+        check_loglik_args(prompts, targets, "tokens")
+        pairs = [split_context_target(self._tokenizer, p, t, self.max_length) for p, t in zip(prompts, targets)]
+        out: list = [None] * len(pairs)
+        for indices in self._batches([len(c) + len(t) for c, t in pairs]):
+            batch = [pairs[i] for i in indices]
+            longest = max(len(t) for _, t in batch)
+            input_ids, mask, positions = self._left_pad([c + t for c, t in batch])
+            with suspended_population():  # the model as its weights stand, never a population member
+                logits = self._forward(input_ids, mask, positions, longest + 1)[:, :-1].float()
+            logprobs = F.log_softmax(logits, dim=-1).cpu()  # [B, longest, V]: logits at j predict token j+1
+            for row, (i, (_, t)) in enumerate(zip(indices, batch)):
+                out[i] = logprobs[row, longest - len(t):]
+        return out
 
     def label_word_logits(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
         """Next-token log-probabilities [n, len(words)] (float32, CPU) of each word's first token.

@@ -61,5 +61,5 @@ def _read_untuned(name: str):
     return call
 
 
-for _name in ("loglik", "choice_logliks", "label_word_logits", "prompt_text", "generate"):  # the LM protocol
+for _name in ("loglik", "choice_logliks", "label_word_logits", "prompt_text", "generate", "answer_logprobs"):  # the LM protocol
     setattr(UntunedLM, _name, _read_untuned(_name))

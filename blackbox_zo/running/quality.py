@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 SAMPLES_FILE = "samples.jsonl"  # {"step", "prompt", "answer", "reward"} per held answer per validation
-SHOWN = ("nll", "repeated_trigrams", "repeated_token_trigrams", "distinct_2", "mean_length", "kl", "reward")
-SHORT = {"nll": "nll", "repeated_token_trigrams": "rep", "distinct_2": "d2"}  # the progress line's names
+SHOWN = ("nll", "repeated_trigrams", "repeated_token_trigrams", "distinct_2", "mean_length", "kl", "reward", "kl_exact",
+         "kl_k3")  # kl: the brake's KL-hat per answer; kl_exact / kl_k3: drift per token from pi_0 (objectives.drift)
+SHORT = {"nll": "nll", "repeated_token_trigrams": "rep", "distinct_2": "d2", "kl_exact": "kl",
+         "kl_k3": "kl"}  # the progress line's names
 
 
-def text_numbers(objective: Any, score: Any) -> dict[str, float] | None:
+def text_numbers(objective: Any, score: Any, lm: Any = None) -> dict[str, float] | None:
     """The objective's text report of `score` (None when it has none), with the KL-hat and the unbraked reward
-    the score's info carries when a KL brake is on."""
+    the score's info carries when a KL brake is on. Given the `lm` the score was measured on (in process), the
+    report adds the answers' per-token drift from pi_0."""
     report = getattr(objective, "text_report", None)
-    numbers = report(score) if callable(report) else None
+    numbers = (report(score) if lm is None else report(score, lm)) if callable(report) else None
     if numbers is None:
         return None
     info = getattr(score, "info", {}) or {}
@@ -85,6 +88,9 @@ def plot_text(ax, points: list[tuple[int, dict]]) -> None:
     if all("nll" in n for _, n in points):
         ax.plot(steps, [n["nll"] for _, n in points], "o-", color="black", label="held NLL / token (pi_0)")
         ax.set_ylabel("nats / token")
+    for key in ("kl_exact", "kl_k3"):
+        if all(key in n for _, n in points):
+            ax.plot(steps, [n[key] for _, n in points], "s-", color="tab:red", label=f"KL(pi_theta || pi_0) / token ({key[3:]})")
     shares = ax.twinx()
     for key in ("repeated_trigrams", "repeated_token_trigrams", "distinct_2"):
         if all(key in n for _, n in points):

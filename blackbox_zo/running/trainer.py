@@ -73,6 +73,12 @@ class Trainer:
         self.side = optimizer if evaluates_itself else InProcess(lm, objective, self.train_data, self.val_objective,
                                                                  self.val_data, self.config)
 
+    @property
+    def drift_lm(self):
+        """The LM whose answers' drift from pi_0 validation reads: this process's, when it evaluates here (a face
+        that evaluates on its workers reports no drift: pi_theta lives there)."""
+        return self.lm if isinstance(self.side, InProcess) else None
+
     def evaluate(self, data: Sequence[dict] | None = None) -> float:
         """The validation objective on all of `data` (default: the validation set), at the current weights."""
         return value_of(self.evaluate_score(data))
@@ -86,14 +92,15 @@ class Trainer:
         return closure(self.objective, self.lm, batch, seed)
 
     def fit(self) -> TrainResult:
-        """Step until train.steps (or patience runs out); validation at the start, every eval_every steps, and last."""
+        """Step until train.steps, train.max_seconds of stepping or patience runs out; validation at the start, every
+        eval_every steps, and after the last step."""
         cfg = self.config
         metrics = self._open_metrics()
         writer = self._tensorboard()
         self.start_score = self.evaluate_score() if self.val_data else None
         self.final_score = self.start_score  # the latest validation score, at the current weights
         now = value_of(self.start_score) if self.val_data else None
-        text_now = text_numbers(self.val_objective, self.start_score) if self.val_data else None
+        text_now = text_numbers(self.val_objective, self.start_score, self.drift_lm) if self.val_data else None
         begun = run_start(self.out_dir, self.opt.step_count, now, getattr(self.start_score, "per_example", None),
                           text_now)
         if self.val_data and not self.opt.step_count:
@@ -106,6 +113,7 @@ class Trainer:
         texts = {r["step"]: numbers_of(r) for r in history if numbers_of(r)}  # text numbers by validated step
         texts.update({self.opt.step_count: text_now} if text_now else {})
         t0 = time.time()
+        validating = 0.0  # seconds spent validating: train.max_seconds counts the steps only
         bar = tqdm(total=cfg.steps, initial=self.opt.step_count, disable=not cfg.progress, unit="step")
         try:
             while self.opt.step_count < cfg.steps:
@@ -114,10 +122,13 @@ class Trainer:
                 value = self.opt.step(call)
                 row = {"step": t + 1, "objective": value, "projected_grad": self.opt.last.projected_grad,
                        "lr": self.opt.last.lr, "skipped": self.opt.last.skipped, "time": time.time() - t0, **call.info}
-                if self.val_data and cfg.validates_after(t):  # so "best" is always a measured step
+                out_of_time = cfg.max_seconds is not None and time.time() - t0 - validating >= cfg.max_seconds
+                if self.val_data and (cfg.validates_after(t) or out_of_time):  # so "best" is always a measured step
+                    began = time.time()
                     self.final_score = self.evaluate_score()
                     row["val"] = value_of(self.final_score)
-                    numbers = text_numbers(self.val_objective, self.final_score)
+                    numbers = text_numbers(self.val_objective, self.final_score, self.drift_lm)
+                    validating += time.time() - began
                     row.update(val_columns(numbers))
                     write_samples(self.out_dir, t + 1, self.final_score)
                     texts.update({t + 1: numbers} if numbers else {})
@@ -128,7 +139,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(obj=f"{value:.4g}", g=f"{row['projected_grad']:.3g}",
                                 **({"val": f"{row['val']:.4g}"} if "val" in row else {}), **postfix(numbers_of(row)))
-                if cfg.patience is not None and best.stale >= cfg.patience:
+                if out_of_time or (cfg.patience is not None and best.stale >= cfg.patience):
                     break
         finally:
             bar.close()

@@ -7,6 +7,7 @@ Unknown keys and wrong types fail with the dotted key named. The objective is na
 from __future__ import annotations
 
 import json
+import math
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class TrainConfig:
     """The training loop's settings: the config's `train:` section and the Trainer's argument (one class)."""
 
     steps: int = 100
+    max_seconds: float | None = None  # also stop once the steps have taken this long (validation time not counted)
     batch_size: int = 16
     eval_every: int = 25  # validation every N steps, and always after the last step
     patience: int | None = None  # evaluations without improvement before stopping early
@@ -67,6 +69,10 @@ class TrainConfig:
         for key in ("steps", "batch_size", "eval_every"):
             if not (isinstance(getattr(self, key), int) and getattr(self, key) >= 1):
                 raise ValueError(f"train.{key} must be a positive integer, got {getattr(self, key)!r}")
+        limit = self.max_seconds
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                                  or not math.isfinite(limit) or limit <= 0):
+            raise ValueError(f"train.max_seconds must be a finite number of seconds > 0 or null, got {limit!r}")
 
     def validates_after(self, step: int) -> bool:
         """Whether validation runs once step `step` (0-based) is done: every eval_every steps and after the last."""

@@ -19,15 +19,23 @@ def _bound(value: float | None, key: str) -> None:
 @dataclass
 class FluencyBound:
     """Allowed moves from the start: held NLL per token under pi_0 up by `nll` nats, the share of repeated word
-    and token trigrams up by `repeated_trigrams`, distinct-2 down by `distinct_2`; null switches a bound off."""
+    and token trigrams up by `repeated_trigrams`, distinct-2 no lower than `distinct_2_ratio` x its start (and, if
+    set, no more than `distinct_2` below it); null switches a bound off.
+
+    Why relative for distinct-2: answers that stay sentences but grow alike lose a few points of distinct-2 from
+    a high start (0.9 -> 0.8); a fixed -0.05 refused those, while a loop halves it."""
 
     nll: float | None = 0.3
     repeated_trigrams: float | None = 0.02
-    distinct_2: float | None = 0.05
+    distinct_2_ratio: float | None = 0.8
+    distinct_2: float | None = None  # an absolute floor below the start (the rule before 0.3 was 0.05)
 
     def __post_init__(self):
-        for key in ("nll", "repeated_trigrams", "distinct_2"):
+        for key in ("nll", "repeated_trigrams", "distinct_2_ratio", "distinct_2"):
             _bound(getattr(self, key), key)
+        if self.distinct_2_ratio is not None and self.distinct_2_ratio > 1:
+            raise ValueError(f"train.fluency_bound.distinct_2_ratio must be <= 1 (a share of the start's distinct-2), "
+                             f"got {self.distinct_2_ratio!r}")
 
     def breaches(self, start: dict | None, now: dict | None) -> list[str]:
         """The text numbers of `now` past their bound from `start` (both as text_metrics gives them); [] when
@@ -38,7 +46,9 @@ class FluencyBound:
                  ("repeated_token_trigrams", self.repeated_trigrams)]
         out = [key for key, bound in rises
                if bound is not None and key in start and key in now and now[key] > start[key] + bound]
-        if self.distinct_2 is not None and "distinct_2" in start and "distinct_2" in now \
-                and now["distinct_2"] < start["distinct_2"] - self.distinct_2:
-            out.append("distinct_2")
+        if "distinct_2" in start and "distinct_2" in now:
+            floors = [start["distinct_2"] * r for r in (self.distinct_2_ratio,) if r is not None]
+            floors += [start["distinct_2"] - d for d in (self.distinct_2,) if d is not None]
+            if any(now["distinct_2"] < floor for floor in floors):
+                out.append("distinct_2")
         return out
