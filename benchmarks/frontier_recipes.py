@@ -1,0 +1,28 @@
+"""The zeroth-order recipes the frontier search compares on the dev prompts: each a run config's sections.
+
+Why: a recipe is what a user writes in a config, so each is a dict of config sections, run by `blackbox_zo`'s
+own `run`; the search budget (every recipe, one seed, the same wall time, dev prompts only) is fixed here.
+"""
+
+from __future__ import annotations
+
+STEER = {"kind": "steer", "steer_layers": [10, 20]}
+LORA = {"kind": "lora", "lora_r": 4, "lora_alpha": 8}
+
+# name -> (config sections, validation every N steps: about 12 checkpoints in 300 s at its step time on one loaded thread)
+RECIPES: dict[str, tuple[dict, int]] = {
+    # the recipe before the frontier issue: steering, lr 6e-4, anchor 400 (lr x lambda = 0.24 a step)
+    "steer_anchor400": ({"space": STEER, "optim": {"lr": 6e-4, "anchor": 400}}, 5),
+    # weaker anchors inside the issue's lr x lambda 1e-3..1e-2 per step
+    "steer_anchor16": ({"space": STEER, "optim": {"lr": 6e-4, "anchor": 16}}, 5),
+    "steer_anchor4": ({"space": STEER, "optim": {"lr": 6e-4, "anchor": 4}}, 5),
+    "steer_free": ({"space": STEER, "optim": {"lr": 6e-4}}, 5),
+    # an input-dependent space: LoRA r 4 on every linear layer
+    "lora4": ({"space": LORA, "optim": {"lr": 3e-4}}, 5),
+    "lora4_anchor8": ({"space": LORA, "optim": {"lr": 3e-4, "anchor": 8}}, 5),
+    # ES at scale in the steering space: an antithetic population of 8 directions, z-scored over one shared batch
+    "steer_pop8": ({"space": STEER, "optim": {"estimator": "population", "n": 8, "lr": 6e-4}}, 1),
+    "lora4_pop8": ({"space": LORA, "optim": {"estimator": "population", "n": 8, "lr": 3e-4}}, 1),
+}
+
+SEARCH_BUDGET = "every recipe above, seed 0, 300 s of training each, VADER on the 32 dev prompts"
