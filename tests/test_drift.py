@@ -93,22 +93,12 @@ def test_max_seconds_is_checked():
         TrainConfig(max_seconds=0)
 
 
-def length_task():
-    """A reward over generated text (answer length) on three prompts, validated on the same three."""
-    from objectives import Generation, Reward
-
-    rows = [{"prompt": p} for p in PROMPTS]
-    reward = Reward(lambda prompts, completions, **_: [float(len(c)) for c in completions],
-                    generation=Generation(max_new_tokens=6), name="length")
-    return {"train": rows, "val": rows, "objective": reward}
-
-
 def test_a_run_stops_on_wall_time_validates_there_and_logs_its_exact_drift(tiny_llama_dir, tmp_path):
     from blackbox_zo.running.run import run
 
     out = tmp_path / "run"
     cfg = {"model": {"name": str(tiny_llama_dir), "batch_size": 4},
-           "objective": {"factory": "tests.test_drift:length_task"},
+           "objective": {"factory": "tests.tasks:length_task"},
            "space": {"kind": "steer", "steer_layers": [0]},
            "optim": {"lr": 0.5},
            "train": {"steps": 100000, "max_seconds": 3, "batch_size": 2, "eval_every": 100000, "plot": False,

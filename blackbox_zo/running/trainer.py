@@ -21,6 +21,7 @@ from blackbox_zo.running.quality import numbers_of, plot_text, postfix, text_num
 from blackbox_zo.setup.batches import Rounds, batch_for_step
 from blackbox_zo.setup.calls import InProcess, closure, compares_outputs, value_of
 from blackbox_zo.setup.config import TrainConfig
+from blackbox_zo.setup.drift_target import drift_of
 from blackbox_zo.step.jsonl import JsonlWriter, read_jsonl
 
 __all__ = ["Rounds", "TrainConfig", "TrainResult", "Trainer", "batch_for_step", "compares_outputs", "plot_history",
@@ -132,7 +133,9 @@ class Trainer:
                     row.update(val_columns(numbers))
                     write_samples(self.out_dir, t + 1, self.final_score)
                     texts.update({t + 1: numbers} if numbers else {})
-                    best.update(row["val"], t + 1, bound is None or not bound.breaches(begun.text, numbers))
+                    best.update(row["val"], t + 1, (bound is None or not bound.breaches(begun.text, numbers))
+                                and (cfg.drift is None or cfg.drift.within(numbers)))
+                    row.update(self._hold_drift(numbers))
                     free.update(row["val"], t + 1)
                 history.append(row)
                 self._emit(metrics, writer, row)
@@ -154,6 +157,15 @@ class Trainer:
             plot_history(history, self.out_dir / "objective.png", getattr(self.objective, "name", "objective"), start,
                          begun.text)
         return result
+
+    def _hold_drift(self, numbers: dict | None) -> dict:
+        """train.drift: the anchor's next strength from the drift this validation measured (a metrics column)."""
+        kl = drift_of(numbers)
+        if self.config.drift is None or kl is None:
+            return {}
+        engine = self.opt.engine  # the drift hold is checked to run in this process (setup/config.py check_drift)
+        engine.anchor_scale = self.config.drift.next_scale(engine.anchor_scale, kl)
+        return {"anchor_scale": engine.anchor_scale}
 
     def _open_metrics(self):
         if not self.out_dir:

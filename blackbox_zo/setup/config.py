@@ -13,6 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from blackbox_zo.setup.drift_target import DriftTarget
 from blackbox_zo.setup.fluency_bound import FluencyBound
 from blackbox_zo.step.cma_settings import CMASettings
 from blackbox_zo.step.spec import Spec
@@ -64,6 +65,8 @@ class TrainConfig:
     progress: bool = True  # a progress bar (the CLI's --quiet turns it off)
     # a generation run's best step: the best validation whose text stays this near the start's (null: any step)
     fluency_bound: FluencyBound | None = field(default_factory=FluencyBound)
+    # the drift a generation run may take from pi_0: held by the anchor's strength, and the best step chosen within it
+    drift: DriftTarget | None = None
 
     def __post_init__(self):
         for key in ("steps", "batch_size", "eval_every"):
@@ -308,4 +311,18 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
             raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
     if cfg.cma is not None and cfg.distributed.workers:
         raise ConfigError(CMA_ONLY)
+    check_drift(cfg)
     return cfg
+
+
+def check_drift(cfg: RunConfig) -> None:
+    """train.drift holds the drift by the anchor's strength: it needs an anchor, and the weights in this process
+    (where the exact KL and the anchor are read)."""
+    if cfg.train.drift is None:
+        return
+    if cfg.cma is not None or not cfg.optim.anchor > 0:
+        raise ConfigError(f"train.drift: the drift is held by the anchor's strength; set optim.anchor > 0 as its start "
+                          f"(e.g. 16), got {cfg.optim.anchor!r}" + (" (CMA-ES has no anchor)" if cfg.cma else ""))
+    if cfg.distributed.workers or cfg.model.backend != "transformers":
+        raise ConfigError("train.drift needs the model in this process (model.backend transformers, no "
+                          "distributed.workers): the drift is read there")

@@ -153,6 +153,7 @@ class Engine:
         self.keep_best = conservative_wrapper(spec)  # None, or keep_best for the conservative optimizer
         # theta_0 for the pull toward it, taken here, at the base weights (a resume replays from them too)
         self.anchor = Anchor(backend) if spec.anchor and backend is not None else None
+        self.anchor_scale = 1.0  # train.drift's hold multiplies lambda by this; logged per step, so replay follows it
         self.radius = 1.0  # eps_t / eps: grows on plateaus, shrinks back when the sides differ
         self.recent: deque[float] = deque(maxlen=RECENT)  # mean values of the last steps, for the ceiling test
         self.window: list[float] = []  # radius_window: mean values of the last 2 windows, for the trend test
@@ -196,6 +197,7 @@ class Engine:
                 raise TrajectoryError(f"replay of step {rec['step']}: radius {self.eps} differs from the logged {rec['eps']}")
             # the same moves as the live step, unevaluated (a batched step makes none)
             restore = [] if self.batched else Walker(self.backend, self.points()).finish()
+            self.anchor_scale = float(rec.get("anchor_scale", 1.0))  # the drift hold's lambda scale at that step
             result = self.finish([float(v) for v in rec["values"]], restore, logged_checks=rec.get("checks"))
             if [list(p) for p in result.grad] != [list(p) for p in rec["grad"]]:
                 raise TrajectoryError(f"replay of step {rec['step']} does not reproduce the logged gradient")
@@ -240,7 +242,7 @@ class Engine:
             if self.spec.weight_decay:
                 self.backend.decay(1.0 - lr * self.spec.weight_decay)  # decoupled: theta <- (1 - lr wd) theta
             if self.anchor is not None:
-                self.anchor.pull(lr * self.spec.anchor)  # theta <- theta - lr lambda (theta - theta_0)
+                self.anchor.pull(lr * self.spec.anchor * self.anchor_scale)  # theta <- theta - lr lambda s (theta - theta_0)
         self._adapt_radius(values)
         result = StepResult(t, values, grad, lr, eps, [] if isinstance(update, DenseStep) else list(update), checks=checks)
         self._log(result, seed)
@@ -298,7 +300,8 @@ class Engine:
     def record(self, r: StepResult) -> dict:
         """The trajectory line of step result `r`: the seeds and scalars a replay reproduces it from."""
         return {"step": r.step, "seed": derive_seed(self.spec.seed, "step", r.step), "eps": r.eps, "values": r.values,
-                "checks": r.checks, "lr": r.lr, "grad": [[s, c] for s, c in r.grad], "skipped": r.skipped}
+                "checks": r.checks, "lr": r.lr, "grad": [[s, c] for s, c in r.grad], "skipped": r.skipped,
+                **({"anchor_scale": self.anchor_scale} if self.anchor_scale != 1.0 else {})}
 
     def _log(self, r: StepResult, step_seed: int) -> None:
         self.step_count += 1
