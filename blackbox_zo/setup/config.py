@@ -7,6 +7,7 @@ Unknown keys and wrong types fail with the dotted key named. The objective is na
 from __future__ import annotations
 
 import json
+import math
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -248,6 +249,26 @@ def count_values(data: Any, limit: int) -> int:
     return count
 
 
+FLOAT_LIMIT = 1e6  # no setting needs a larger number; optim.lr 1e308 overflowed the first update to inf
+FREE_ARGS = ("objective.args", "winrate.args")  # a factory's own arguments: finite, any size
+
+
+def check_floats(data: Any, key: str = "") -> None:
+    """Every float of a config's plain data finite (NaN and inf refused) and within FLOAT_LIMIT, else ConfigError
+    naming its dotted key: run on the file's data before the sections are built, and on the built config."""
+    if isinstance(data, dict):
+        for name, value in data.items():
+            check_floats(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(data, (list, tuple)):
+        for i, value in enumerate(data):
+            check_floats(value, f"{key}[{i}]")
+    elif isinstance(data, float):
+        if not math.isfinite(data):
+            raise ConfigError(f"{key} must be a finite number, got {data!r}")
+        if abs(data) > FLOAT_LIMIT and not key.startswith(FREE_ARGS):
+            raise ConfigError(f"{key} must be between {-FLOAT_LIMIT:g} and {FLOAT_LIMIT:g}, got {data!r}")
+
+
 def check_ranges(cfg: RunConfig) -> None:
     """Every number of the config in its useful range, named by its key (before any model loads)."""
     m, s, t, o = cfg.model, cfg.space, cfg.train, cfg.optim
@@ -288,7 +309,9 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
         from blackbox_zo.setup.relative import relative_to_config
 
         data = relative_to_config(data, Path(path_or_data).parent)
+    check_floats(data)  # NaN, inf and overflow named by their key before a section's own checks see them
     cfg = build(RunConfig, cma_section(data))
+    check_floats(cfg.to_dict())  # also those written as strings ("1e308": a string to YAML 1.1)
     if ":" not in cfg.objective.factory:
         raise ConfigError(f"objective.factory must be 'module:function', got {cfg.objective.factory!r}")
     choices = {"space.kind": (cfg.space.kind, ("full", "lora", "prefix", "steer")),
