@@ -254,3 +254,45 @@ def test_a_step_whose_update_overflows_stops_naming_the_settings():
         opt.step(lambda: next(values))
     assert opt.step_count == 0  # restored as after any step's probes (to float rounding), and not moved
     assert all(torch.allclose(p, before[n], atol=1e-6) for n, p in model.named_parameters())
+
+
+# --- the smaller items ---------------------------------------------------------------------------------------
+
+
+def test_annotator_names_with_a_trailing_newline_are_refused():
+    """Issue case 5: the name check accepted "evil\\n" (`$` matches before a final newline)."""
+    from blackbox_zo.prefer.app import ANNOTATOR
+
+    assert ANNOTATOR.fullmatch("alice") and not ANNOTATOR.fullmatch("evil\n")
+
+
+def test_a_bad_include_regex_names_its_key(tmp_path, capsys):
+    """Issue case 5: a bad regex in space.include named no key."""
+    cfg = {"objective": {"factory": "objectives.recipes:builtin_sentiment"}, "space": {"include": ["ok", "("]},
+           "output": str(tmp_path / "out")}
+    with pytest.raises(ConfigError, match=r"space\.include\[1\]"):
+        from blackbox_zo.setup.config import load_config
+
+        load_config(cfg)
+
+
+def test_zero_examples_per_class_is_refused_naming_the_setting():
+    """Issue case 5: val_size=1 (0 per class) silently ran without validation."""
+    from objectives.data import kshot
+
+    with pytest.raises(ValueError, match="val_size=1"):
+        kshot([{"label": 0}, {"label": 1}], 0, 0, asked="the 0 per class that objective.args.val_size=1 asks for")
+
+
+def test_a_full_disk_is_not_masked_by_cannot_rollback(tmp_path):
+    """Issue case 5: the vote page's log said "cannot rollback", hiding "database or disk is full"."""
+    import sqlite3
+
+    from blackbox_zo.prefer.store import Pair, VoteStore
+
+    store = VoteStore(tmp_path / "votes.sqlite")
+    store._db.execute("PRAGMA max_page_count = 1")  # no page to grow into: SQLITE_FULL, as on a full disk
+    big = [Pair(f"0-0-{i}", 0, 0, i, "x" * 5000, "a", "b", False) for i in range(20)]
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        store.add_pairs(big, list(range(20)))
+    store.close()

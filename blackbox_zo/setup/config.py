@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -286,6 +287,12 @@ def check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"space.lora_alpha must be > 0, got {s.lora_alpha!r}")
     if s.mask_density is not None and not 0 < s.mask_density <= 1:
         raise ConfigError(f"space.mask_density must be in (0, 1], got {s.mask_density!r}")
+    for key in ("include", "exclude"):
+        for i, pattern in enumerate(getattr(s, key)):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ConfigError(f"space.{key}[{i}]: {pattern!r} is not a regular expression ({e})") from None
     if any(layer < 0 for layer in s.steer_layers):
         raise ConfigError(f"space.steer_layers must be layer numbers >= 0, got {s.steer_layers!r}")
     kl = cfg.objective.kl
