@@ -153,6 +153,8 @@ def kshot(examples: Iterable[dict], k: int, seed: int, label_key: str = "label",
     Raises if a class has fewer than k examples, naming the setting that asked for k (`asked`, default "k=K").
     Labels group by str() ("1" and 1 are one class).
     """
+    if k < 1:  # e.g. val_size=1 over two classes: 0 per class, a run that silently never validates
+        raise ValueError(f"{asked or f'k={k}'}: need at least 1 example per class")
     by_class: dict[str, list[dict]] = defaultdict(list)
     for ex in examples:
         by_class[str(ex[label_key])].append(ex)

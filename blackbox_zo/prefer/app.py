@@ -23,7 +23,7 @@ from blackbox_zo.prefer.security import BodyLimit, SameOrigin, SecurityHeaders, 
 from blackbox_zo.prefer.session import PreferSession
 from blackbox_zo.prefer.store import VoteRejected
 
-ANNOTATOR = re.compile(r"^[A-Za-z0-9_.@ -]{1,64}$")
+ANNOTATOR = re.compile(r"[A-Za-z0-9_.@ -]{1,64}")  # fullmatch: `$` would accept "evil\n" (it matches before a newline)
 STATIC = {"page.js": "text/javascript", "page.css": "text/css"}
 
 
@@ -36,7 +36,7 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 def annotator_of(value) -> str:
-    if not isinstance(value, str) or not ANNOTATOR.match(value):
+    if not isinstance(value, str) or not ANNOTATOR.fullmatch(value):
         raise VoteRejected(400, "annotator must be 1-64 letters, digits, spaces or _ . @ -")
     return value
 

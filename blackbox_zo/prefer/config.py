@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from blackbox_zo.setup.config import MAX_BATCH, ConfigError, ModelConfig, SpaceConfig, build, read_config_file
+from blackbox_zo.setup.config import MAX_BATCH, ConfigError, ModelConfig, SpaceConfig, build, check_floats, read_config_file
 from blackbox_zo.step.spec import Spec
 
 
@@ -58,7 +58,9 @@ class PreferConfig:
 def load_prefer_config(path_or_data: str | Path | dict) -> PreferConfig:
     """Parse YAML/JSON (by suffix) or take a dict, and validate it completely."""
     data = read_config_file(path_or_data)  # names the file in every reading error; bounds YAML aliases
+    check_floats(data)  # lease_seconds: .nan made every /api/next a 500
     cfg = build(PreferConfig, pairwise_optim(data))
+    check_floats(cfg.to_dict())
     check(cfg)
     return cfg
 

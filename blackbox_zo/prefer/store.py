@@ -103,6 +103,12 @@ class VoteStore:
             if old.get(k) != value.get(k):
                 raise ValueError(f"{self.path} was recorded with {key}.{k}={old.get(k)!r}, this run has {value.get(k)!r}")
 
+    def _rollback(self) -> None:
+        """ROLLBACK where a transaction is still open: SQLite ends one itself on a full disk, and a second ROLLBACK
+        would mask "database or disk is full" with "cannot rollback - no transaction is active"."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
     # --- pairs ---------------------------------------------------------------------------------------
     def add_pairs(self, pairs: list[Pair], sample_seeds: list[int]) -> None:
         with self._lock:
@@ -114,7 +120,7 @@ class VoteStore:
                      for p, s in zip(pairs, sample_seeds)])
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     def pairs(self, step: int) -> list[Pair]:
@@ -143,7 +149,7 @@ class VoteStore:
                     self._db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (chosen, annotator, now + seconds))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         if chosen is None:
             return "waiting" if rows else None
@@ -161,7 +167,7 @@ class VoteStore:
                 value = self._vote_in_transaction(pair_id, choice, annotator, step, now)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         return value
 

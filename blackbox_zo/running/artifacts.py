@@ -6,12 +6,13 @@ Also `paired_flips`, the sign test on 0/1 validation scores that the summary rep
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
+from blackbox_zo.running.export_folder import clean_stale, write_beside
 from blackbox_zo.setup.assembly import TRAJECTORY, Loaded, check_model, load_tuned
 from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
-from blackbox_zo.setup.guard import check_export_dir, mark_export
+from blackbox_zo.setup.guard import EXPORT_MARKER, check_export_dir, mark_export
+from blackbox_zo.setup.lock import ExportLock
 from blackbox_zo.step.trajectory import Trajectory
 
 __all__ = ["check_export_dir", "describe_step", "export", "export_own", "paired_flips", "read_run", "rebuild",
@@ -97,12 +98,16 @@ def rebuild(run_dir: str | Path, step: str | int = "best") -> tuple[RunConfig, L
 def export(run_dir: str | Path, out: str | Path, step: str | int = "best", force: bool = False) -> tuple[Path, int]:
     """Save the tuned model as a normal Hugging Face checkpoint (safetensors); returns (directory, step used).
 
-    The output is checked before the slow rebuild: never inside a run folder, and with `force` only an earlier
-    export is replaced, once the model is ready.
+    The output is checked before the slow rebuild and again right before the new folder is renamed into place
+    (running/export_folder.py): never inside a run folder, and with `force` only an earlier export is replaced.
+    One export per `--out` at a time (an ExportLock beside it); what a killed export left there goes first.
     """
     read_run(run_dir)  # a missing run fails before the output directory is looked at
     out = check_export_dir(out, force)
-    return write_export(run_dir, out, step)
+    with ExportLock(out):
+        clean_stale(out)
+        check_export_dir(out, force)
+        return write_export(run_dir, out, step, lambda: check_export_dir(out, force))
 
 
 def export_own(run_dir: str | Path) -> tuple[Path, int]:
@@ -110,26 +115,48 @@ def export_own(run_dir: str | Path) -> tuple[Path, int]:
     return write_export(run_dir, Path(run_dir) / "model", "best")
 
 
-def write_export(run_dir: str | Path, out: Path, step: str | int) -> tuple[Path, int]:
+def write_export(run_dir: str | Path, out: Path, step: str | int, check=None) -> tuple[Path, int]:
     cfg, loaded, steps = rebuild(run_dir, step)
-    if out.is_dir() and any(out.iterdir()):
-        shutil.rmtree(out)  # an earlier export: replaced, never mixed (old shards, adapters) with the new checkpoint
-    return save_checkpoint(cfg, loaded, out), steps
+    return save_checkpoint(cfg, loaded, out, check, f"step {steps} of {run_dir}"), steps
 
 
-def save_checkpoint(cfg: RunConfig, loaded: Loaded, out: str | Path) -> Path:
-    """Write the model as it is now: full weights, LoRA merged into them, steering folded (running/tuned.py)."""
+def own_export_only(out: Path) -> None:
+    """The check of a run's own export (RUN/model): absent, empty, or an export of ours, which it replaces."""
+    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_MARKER).is_file():
+        raise ConfigError(f"{out} is not an earlier export (no {EXPORT_MARKER} in it): it is left as it is; move it "
+                          "away to export the run there")
+
+
+def save_checkpoint(cfg: RunConfig, loaded: Loaded, out: str | Path, check=None, what: str = "the model") -> Path:
+    """Write the model as it is now: full weights, LoRA merged into them, steering folded (running/tuned.py).
+
+    Written beside `out` and renamed into place once complete, after `check` (default: `out` is absent, empty or
+    an export of ours); a model with a NaN or infinite weight is refused before anything is written."""
     out = Path(out)
+    refuse_nonfinite(loaded.model, what)
+    return write_beside(out, lambda temp: write_model(cfg, loaded, temp), check or (lambda: own_export_only(out)))
+
+
+def refuse_nonfinite(model, what: str) -> None:
+    """ConfigError naming the first parameter with a NaN or infinite value: such a model is never exported."""
+    import torch
+
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            raise ConfigError(f"{what} has non-finite weights ({name} holds NaN or inf): not exported; choose an "
+                              "earlier --step")
+
+
+def write_model(cfg: RunConfig, loaded: Loaded, out: Path) -> None:
+    """The checkpoint's files in `out`, tokenizer first, and the export marker last."""
     model = loaded.model
     if cfg.space.kind in ("prefix", "steer"):  # steering folded into biases where it can be, else tensors + manifest
         from blackbox_zo.running.small_export import save_small_space
 
         save_small_space(cfg, loaded, out)
-        mark_export(out)
-        return out
-    if cfg.space.kind == "lora":
-        model = model.merge_and_unload()  # fold B A into the base weights: a plain checkpoint
-    model.save_pretrained(out, safe_serialization=True)
-    loaded.tokenizer.save_pretrained(out)
+    else:
+        if cfg.space.kind == "lora":
+            model = model.merge_and_unload()  # fold B A into the base weights: a plain checkpoint
+        loaded.tokenizer.save_pretrained(out)
+        model.save_pretrained(out, safe_serialization=True)
     mark_export(out)
-    return out

@@ -79,10 +79,14 @@ def metrics_rows(path: str | Path) -> list[dict]:
 
 def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunStart, step_count: int,
                         value_now: float | None, bound: FluencyBound | None = None,
-                        text_now: dict | None = None) -> tuple[Best, list[dict]]:
+                        text_now: dict | None = None, train=None) -> tuple[Best, list[dict]]:
     """Best over the start, the validations metrics.jsonl holds for steps before `step_count`, and the value
     measured at the resume point (text numbers `text_now`), counting only validations within `bound` of the
-    start's text; also returns those earlier rows (for the plot)."""
+    start's text; also returns those earlier rows (for the plot).
+
+    The resume point's value counts only where an uninterrupted run validates too (`train.validates_after`): a
+    validation step whose row a kill lost (the same weights and seed give the same value). Any other resume point
+    is never a best step, so a resumed run ends on the uninterrupted run's best step and export."""
     best = Best(maximize, start.value, start.step)
 
     def within(numbers: dict | None) -> bool:  # honest selection: a validation past the fluency bound is never best
@@ -96,6 +100,7 @@ def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunSt
         if row.get("val") is not None:
             best.update(row["val"], row["step"], within(numbers_of(row)))
     measured_here = any(row["step"] == step_count and row.get("val") is not None for row in earlier)
-    if start.step == 0 and value_now is not None and not measured_here:
+    scheduled = train is None or train.validates_after(step_count - 1)
+    if start.step == 0 and value_now is not None and not measured_here and scheduled:
         best.update(value_now, step_count, within(text_now))  # the resume point's own validation is a measured step too
     return best, earlier

@@ -109,8 +109,9 @@ class Trainer:
         self.start_per_example = begun.per_example  # of the run's first start, also after a resume
         start = begun.value
         bound = cfg.fluency_bound  # honest selection: a validation past it is never the best step
-        best, history = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now, bound, text_now)
-        free, _ = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now)
+        best, history = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now, bound, text_now,
+                                            cfg)
+        free, _ = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now, train=cfg)
         texts = {r["step"]: numbers_of(r) for r in history if numbers_of(r)}  # text numbers by validated step
         texts.update({self.opt.step_count: text_now} if text_now else {})
         t0 = time.time()

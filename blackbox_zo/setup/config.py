@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -257,6 +258,26 @@ def count_values(data: Any, limit: int) -> int:
     return count
 
 
+FLOAT_LIMIT = 1e6  # no setting needs a larger number; optim.lr 1e308 overflowed the first update to inf
+FREE_ARGS = ("objective.args", "winrate.args")  # a factory's own arguments: finite, any size
+
+
+def check_floats(data: Any, key: str = "") -> None:
+    """Every float of a config's plain data finite (NaN and inf refused) and within FLOAT_LIMIT, else ConfigError
+    naming its dotted key: run on the file's data before the sections are built, and on the built config."""
+    if isinstance(data, dict):
+        for name, value in data.items():
+            check_floats(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(data, (list, tuple)):
+        for i, value in enumerate(data):
+            check_floats(value, f"{key}[{i}]")
+    elif isinstance(data, float):
+        if not math.isfinite(data):
+            raise ConfigError(f"{key} must be a finite number, got {data!r}")
+        if abs(data) > FLOAT_LIMIT and not key.startswith(FREE_ARGS):
+            raise ConfigError(f"{key} must be between {-FLOAT_LIMIT:g} and {FLOAT_LIMIT:g}, got {data!r}")
+
+
 def check_ranges(cfg: RunConfig) -> None:
     """Every number of the config in its useful range, named by its key (before any model loads)."""
     m, s, t, o = cfg.model, cfg.space, cfg.train, cfg.optim
@@ -274,6 +295,12 @@ def check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"space.lora_alpha must be > 0, got {s.lora_alpha!r}")
     if s.mask_density is not None and not 0 < s.mask_density <= 1:
         raise ConfigError(f"space.mask_density must be in (0, 1], got {s.mask_density!r}")
+    for key in ("include", "exclude"):
+        for i, pattern in enumerate(getattr(s, key)):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ConfigError(f"space.{key}[{i}]: {pattern!r} is not a regular expression ({e})") from None
     if any(layer < 0 for layer in s.steer_layers):
         raise ConfigError(f"space.steer_layers must be layer numbers >= 0, got {s.steer_layers!r}")
     kl = cfg.objective.kl
@@ -297,7 +324,9 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
         from blackbox_zo.setup.relative import relative_to_config
 
         data = relative_to_config(data, Path(path_or_data).parent)
+    check_floats(data)  # NaN, inf and overflow named by their key before a section's own checks see them
     cfg = build(RunConfig, cma_section(data))
+    check_floats(cfg.to_dict())  # also those written as strings ("1e308": a string to YAML 1.1)
     if ":" not in cfg.objective.factory:
         raise ConfigError(f"objective.factory must be 'module:function', got {cfg.objective.factory!r}")
     choices = {"space.kind": (cfg.space.kind, ("full", "lora", "prefix", "steer")),

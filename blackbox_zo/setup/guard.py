@@ -10,7 +10,8 @@ from pathlib import Path
 
 from blackbox_zo.setup.config import ConfigError
 
-RUN_MARKERS = ("trajectory.jsonl", "votes.sqlite")  # a folder holding one of these is a run folder
+RUN_MARKERS = ("trajectory.jsonl", "votes.sqlite", "run.lock")  # a folder holding one of these is a run folder
+# (run.lock: the first file a run or a prefer server writes, before its log)
 EXPORT_MARKER = ".blackbox_zo_export"  # written into every folder `export` makes: --force may replace only those
 
 

@@ -24,7 +24,8 @@ from blackbox_zo.weights.anchor import Anchor
 from blackbox_zo.weights.backend import Backend, DenseBackend
 from blackbox_zo.weights.noise import derive_seed
 
-__all__ = ["Engine", "NonFiniteObjective", "ObjectiveError", "StepResult", "Walker", "batched", "evaluate_members", "walk"]
+__all__ = ["Engine", "NonFiniteObjective", "NonFiniteStep", "ObjectiveError", "StepResult", "Walker", "batched",
+           "evaluate_members", "walk"]
 
 
 RECENT = 10  # steps whose median value tells a plateau from a ceiling
@@ -32,6 +33,10 @@ RECENT = 10  # steps whose median value tells a plateau from a ceiling
 
 class NonFiniteObjective(ObjectiveError):
     """Too many consecutive steps whose objective values were NaN or infinite."""
+
+
+class NonFiniteStep(ObjectiveError):
+    """A step's update was NaN or infinite (finite values, but a setting such as adam_eps or lr made it so)."""
 
 
 @dataclass
@@ -229,6 +234,7 @@ class Engine:
         grad = self.estimator.gradient(seed, values, eps)
         loss_grad = [(s, -c) for s, c in grad] if self.ascend else grad  # minimise L = -f when maximising
         update, self.state = self.transform.update(loss_grad, self.state, StepContext(t, lr, self.radius))
+        update = self._finite(update, restore, t, lr)
         checks: list[float] = []
         if self.backend is not None:
             if isinstance(update, DenseStep):
@@ -247,6 +253,35 @@ class Engine:
         result = StepResult(t, values, grad, lr, eps, [] if isinstance(update, DenseStep) else list(update), checks=checks)
         self._log(result, seed)
         return result
+
+    def _finite(self, update, restore, t: int, lr: float):
+        """The update, refused where it would make a weight NaN or infinite: the run stops naming the settings,
+        before the step is logged (a resume or an export uses the steps before it)."""
+        if isinstance(update, DenseStep):  # the values exist only per tensor, inside the rule: checked there
+            rule = update.rule
+
+            def checked(name, tmp, g):
+                rule(name, tmp, g)
+                if not bool(tmp.isfinite().all()):
+                    raise NonFiniteStep(self._nonfinite_message(t, lr, name))
+
+            return DenseStep(update.grad, checked)
+        if all(math.isfinite(c) for _, c in update):
+            return update
+        if self.backend is not None:
+            self.backend.apply(restore)
+        raise NonFiniteStep(self._nonfinite_message(t, lr, "every tuned weight"))
+
+    def _nonfinite_message(self, t: int, lr: float, where: str) -> str:
+        s = self.spec
+        if not math.isfinite(lr):
+            settings = f"optim.lr ({s.lr!r}) and optim.schedule ({s.schedule})"
+        elif s.optimizer == "adam":
+            settings = f"optim.adam_eps ({s.adam_eps!r}), optim.betas ({s.betas!r}) and optim.lr ({s.lr!r})"
+        else:
+            settings = f"optim.lr ({s.lr!r}) and optim.{s.optimizer} settings"
+        return (f"step {t + 1}: the update would make {where} NaN or infinite: check {settings}; the step was not "
+                "logged")
 
     def _adapt_radius(self, values: Sequence[float]) -> None:
         """eps_{t+1} = eps_t * grow after a tie on a plateau, eps_t * shrink after a step whose sides differed.

@@ -39,6 +39,8 @@ class Schedule:
         _require(self.name in SCHEDULES, f"schedule.name: unknown schedule {self.name!r}; expected one of {SCHEDULES}")
         _require(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0,
                  f"schedule.warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        _require(_finite(self.final_lr) and self.final_lr >= 0,
+                 f"schedule.final_lr must be a finite number >= 0, got {self.final_lr!r}")
         if self.name != "constant":
             _require(isinstance(self.total_steps, int) and self.total_steps > self.warmup_steps,
                      f"schedule {self.name!r} needs total_steps (int) > warmup_steps ({self.warmup_steps}), "
@@ -123,6 +125,7 @@ class Spec:
                  f"window must be a positive integer or None, got {self.window!r}")
         _require(len(self.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in self.betas),
                  f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        _require(_finite(self.adam_eps) and self.adam_eps > 0, f"adam_eps must be a finite number > 0, got {self.adam_eps!r}")
         _require(_finite(self.weight_decay) and 0 <= self.weight_decay < 1,
                  f"weight_decay must be in [0, 1), got {self.weight_decay!r}")
         _require(_finite(self.anchor) and self.anchor >= 0, f"anchor must be a finite number >= 0, got {self.anchor!r}")
