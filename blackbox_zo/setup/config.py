@@ -250,7 +250,7 @@ def count_values(data: Any, limit: int) -> int:
 
 def check_ranges(cfg: RunConfig) -> None:
     """Every number of the config in its useful range, named by its key (before any model loads)."""
-    m, s, t, o = cfg.model, cfg.space, cfg.train, cfg.optim
+    m, s, t = cfg.model, cfg.space, cfg.train
     bounds = {"model.batch_size": (m.batch_size, 1, MAX_BATCH), "train.batch_size": (t.batch_size, 1, MAX_BATCH),
               "train.steps": (t.steps, 1, MAX_STEPS), "train.eval_every": (t.eval_every, 1, MAX_STEPS),
               "space.lora_r": (s.lora_r, 1, 65_536), "space.prefix_tokens": (s.prefix_tokens, 1, 65_536)}
@@ -270,8 +270,6 @@ def check_ranges(cfg: RunConfig) -> None:
     kl = cfg.objective.kl
     if kl is not None and not 0 <= kl < float("inf"):  # NaN fails too
         raise ConfigError(f"objective.kl must be a number >= 0 (the KL brake's beta), got {kl!r}")
-    if cfg.cma is None and not o.lr > 0:  # lr 0 takes steps that move nothing (CMA-ES has no lr)
-        raise ConfigError(f"optim.lr must be > 0, got {o.lr!r}")
     d = cfg.distributed
     for key, value in (("workers", d.workers), ("check_every", d.check_every), ("point_timeout_s", d.point_timeout_s)):
         if value is not None and value <= 0:
@@ -300,6 +298,4 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
-    if cfg.cma is not None and cfg.distributed.workers:
-        raise ConfigError(CMA_ONLY)
     return cfg
