@@ -1,12 +1,12 @@
 """blackbox_zo: tune model weights against objectives you cannot differentiate, with the memory of inference.
 
 Seeded perturbations (MeZO, ZO-Bench, EGGROLL): directions are regenerated from seeds, never stored.
-Folders: `step/` (spec, estimators, transforms, engine, trajectory), `weights/` (the Backend protocol,
-ParamSpace, noise, low-rank, spaces, vLLM), `faces/` (MeZO, AskTell), `running/` (config, trainer, run, CLI),
-`lm/` (language-model calls), `distributed/` (Ray), `prefer/` (the preference page).
+Folders: `weights/` (the Backend protocol, ParamSpace, noise, low-rank, spaces), `step/` (spec, estimators,
+transforms, engine, trajectory), `lm/` (language-model calls), `faces/` (MeZO, AskTell, CMA), `vllm/`, `setup/`
+(config, the objective contract, compatibility, assembly), `distributed/` (Ray), `prefer/` (the preference page),
+`running/` (trainer, run, CLI).
 """
 
-from blackbox_zo import _moved
 from blackbox_zo._lazy import lazy_exports
 
 _HOMES = {  # module (under blackbox_zo.) -> the names it exports here
@@ -29,5 +29,4 @@ _HOMES = {  # module (under blackbox_zo.) -> the names it exports here
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _HOMES)  # each is imported on first use
 __version__ = "0.2.0"
-_moved.install()  # old import paths (blackbox_zo.trainer, ...) resolve to the moved modules
 

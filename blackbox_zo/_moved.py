@@ -1,17 +1,16 @@
-"""Old import paths of modules that moved into folders (0.2): `import blackbox_zo.trainer` still works.
+"""Old import paths (0.2, 0.3): each old module is a plain stub that re-exports its new home's names, with a
+DeprecationWarning naming the new path, so code written against an earlier release runs and is told where to go.
 
-A meta-path finder answers each old name with the module at its new home, so both names are one object.
-Only the paths that earlier READMEs and examples used are kept; the README lists every move.
+MOVED is the one list of moves (the stubs, the tests and the docs read it); no import hook is involved.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
-import sys
+import warnings
+from typing import Any, Callable
 
-MOVED = {  # old path -> new path
+MOVED = {  # old path -> new path; each old path is a stub module that calls reexport(__name__)
     "blackbox_zo.trainer": "blackbox_zo.running.trainer",
     "blackbox_zo.run": "blackbox_zo.running.run",
     "blackbox_zo.cli": "blackbox_zo.running.cli",
@@ -38,34 +37,32 @@ MOVED_NAMES = {  # package -> {name it used to export: module that holds it now}
 }
 
 
-def moved_name(package: str, name: str):
+def warn_moved(old: str, new: str, stacklevel: int) -> None:
+    """The one DeprecationWarning of a moved path; `stacklevel` counts from the caller of warn_moved."""
+    warnings.warn(f"{old} moved to {new}: import it from there (the old path will be removed)", DeprecationWarning,
+                  stacklevel=stacklevel + 1)
+
+
+def reexport(old: str) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """(__getattr__, __dir__) of the stub module `old`: every name of its new module MOVED[old], looked up there.
+    Importing the stub warns once, at the importing line (the import machinery's frames are skipped)."""
+    new = MOVED[old]
+    warn_moved(old, new, 3)  # reexport <- the stub's body <- the import statement
+    module = importlib.import_module(new)
+
+    def __getattr__(name: str) -> Any:
+        return getattr(module, name)
+
+    def __dir__() -> list[str]:
+        return dir(module)
+
+    return __getattr__, __dir__
+
+
+def moved_name(package: str, name: str) -> Any:
     """A package's `__getattr__` for names that moved out of it: `blackbox_zo.weights.VLLMBackend` still resolves."""
     home = MOVED_NAMES.get(package, {}).get(name)
     if home is None:
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    warn_moved(f"{package}.{name}", f"{home}.{name}", 2)
     return getattr(importlib.import_module(home), name)
-
-
-class _Alias(importlib.abc.Loader):
-    def __init__(self, target: str):
-        self.target = target
-
-    def create_module(self, spec):
-        return importlib.import_module(self.target)  # the module at its new home, under the old name too
-
-    def exec_module(self, module) -> None:
-        pass  # already executed under its new name
-
-
-class MovedModules(importlib.abc.MetaPathFinder):
-    """Resolves the old dotted names in MOVED to their new modules."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname not in MOVED:
-            return None
-        return importlib.util.spec_from_loader(fullname, _Alias(MOVED[fullname]))
-
-
-def install() -> None:
-    if not any(isinstance(f, MovedModules) for f in sys.meta_path):
-        sys.meta_path.append(MovedModules())

@@ -105,6 +105,30 @@ def tiny_llama_dir(tokenizer, tmp_path_factory):
     return path
 
 
+RUN_CONFIG = {  # a short run of the built-in sentiment task: what every config-driven test starts from
+    "objective": {"factory": "objectives.recipes:builtin_sentiment", "args": {"metric": "accuracy"}},
+    "optim": {"lr": 1e-3, "eps": 1e-2, "seed": 3},
+    "train": {"steps": 2, "batch_size": 8, "eval_every": 25, "plot": False, "progress": False},
+}
+
+
+def build_run_config(model_dir, out, steps: int | None = None, **sections) -> dict:
+    """RUN_CONFIG on `model_dir` writing to `out`; a dict section is merged key by key into the default one,
+    anything else (a whole value, None) replaces it; `steps` sets train.steps."""
+    cfg = {**RUN_CONFIG, "model": {"name": str(model_dir), "batch_size": 8}, "output": str(out)}
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    if steps is not None:
+        cfg["train"] = {**cfg["train"], "steps": steps}
+    return cfg
+
+
+@pytest.fixture
+def run_config():
+    """build_run_config: `run_config(model_dir, out, steps=3, optim={"lr": 0.1})`."""
+    return build_run_config
+
+
 def make_tiny_llama(tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 

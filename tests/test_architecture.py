@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
+import sys
 from pathlib import Path
 
 import pytest
+
+from blackbox_zo._moved import MOVED
 
 PACKAGE = Path(__file__).resolve().parents[1] / "blackbox_zo"
 
@@ -101,8 +105,21 @@ def folder_graph(g: dict[str, set[str]]) -> dict[str, set[str]]:
     return out
 
 
+LAYERS = [["weights"], ["step", "lm"], ["faces", "vllm"], ["setup"], ["distributed", "prefer"], ["running"]]  # low to high
+ORDER = " < ".join(", ".join(layer) for layer in LAYERS)  # as docs/architecture.md writes it
+
+
+def test_folders_import_only_the_layers_below_them_as_the_docs_draw():
+    rank = {folder: i for i, layer in enumerate(LAYERS) for folder in layer}
+    g = {a: deps for a, deps in folder_graph(graph()).items() if f"blackbox_zo.{a}" not in MOVED}  # stubs: plumbing
+    assert sorted(g) == sorted(rank), "a folder was added or removed: place it in LAYERS (and the docs)"
+    upward = sorted(f"{a} -> {b}" for a, deps in g.items() for b in deps if rank[b] >= rank[a])
+    assert not upward, f"folders that import their own layer or one above: {upward}"
+    assert f"({ORDER})" in " ".join((PACKAGE.parent / "docs" / "architecture.md").read_text().split())
+
+
 def test_no_folder_cycles():
-    """Folders only look down (step, weights < lm < vllm, faces < setup < distributed, prefer < running)."""
+    """No two folders import each other, even through others (the layer test above says which way they look)."""
     found = cycles(folder_graph(graph()))
     assert not found, f"folders that import each other: {found}"
 
@@ -124,27 +141,39 @@ def test_engine_never_imports_objectives():
 
 def test_folders_group_the_core():
     """No flat core modules left at the top: each lives in the folder that names its part of the design."""
-    # import machinery (old paths, exports imported on first use) and the torch-free error objectives/ share
-    plumbing = ("__init__", "_moved", "_lazy", "errors")
+    # import machinery (exports imported on first use, the stubs of old paths) and the torch-free error objectives/ share
+    plumbing = ("__init__", "_moved", "_lazy", "errors", *(old.split(".")[1] for old in MOVED if old.count(".") == 1))
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in plumbing)
     assert top == []
 
 
-@pytest.mark.parametrize("old, new", [("blackbox_zo.trainer", "blackbox_zo.running.trainer"),
-                                      ("blackbox_zo.backends", "blackbox_zo.weights"),
-                                      ("blackbox_zo.spaces", "blackbox_zo.weights.spaces"),
-                                      ("blackbox_zo.running.config", "blackbox_zo.setup.config"),
-                                      ("blackbox_zo.running.assembly", "blackbox_zo.setup.assembly"),
-                                      ("blackbox_zo.weights.vllm_worker", "blackbox_zo.vllm.worker")])
-def test_old_import_paths_still_work(old, new):
-    assert importlib.import_module(old) is importlib.import_module(new)
+def stub_file(old: str) -> Path:
+    """Where the stub of an old path lives: a package when other old paths sit under it."""
+    path = PACKAGE.parent.joinpath(*old.split("."))
+    return path / "__init__.py" if any(o.startswith(old + ".") for o in MOVED) else path.with_suffix(".py")
+
+
+@pytest.mark.parametrize("old", MOVED)
+def test_every_old_path_imports_with_a_warning_naming_its_new_home(old):
+    new = MOVED[old]
+    for name in [m for m in sys.modules if m == old or m.startswith(old + ".")]:
+        del sys.modules[name]  # a stub warns when it is imported, once per process
+    with pytest.warns(DeprecationWarning, match=rf"^{re.escape(old)} moved to {re.escape(new)}: ") as caught:
+        __import__(old)  # as an import statement does (importlib.import_module would be the line warned about)
+    assert caught[0].filename == __file__  # the warning points at the importing line, not at the import machinery
+    stub = sys.modules[old]
+    home = importlib.import_module(new)
+    public = [n for n in dir(home) if not n.startswith("_")]
+    assert public and all(getattr(stub, n) is getattr(home, n) for n in public)  # the same objects, by any name
+    assert f"`{new}`" in stub_file(old).read_text()  # the stub names its new home in its docstring
 
 
 def test_moved_names_still_resolve():
     """`blackbox_zo.weights.VLLMBackend` (0.2) is the class now in blackbox_zo.vllm; vLLM itself loads only on use."""
     import blackbox_zo.weights as weights
 
-    assert "VLLMBackend" in dir(importlib.import_module("blackbox_zo.vllm"))
+    with pytest.warns(DeprecationWarning, match="^blackbox_zo.weights.VLLMBackend moved to blackbox_zo.vllm.backend"):
+        assert weights.VLLMBackend is importlib.import_module("blackbox_zo.vllm.backend").VLLMBackend
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         weights.Nope  # noqa: B018
 

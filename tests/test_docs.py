@@ -128,3 +128,17 @@ def test_layout_page_is_generated_from_the_files():
     assert (DOCS / "architecture.md").read_text() == module.render(), (
         "docs/architecture.md is stale: run python docs/layout_reference.py")
     assert "| `subspace.py` |" in module.render() and "| `cma.py` |" in module.render()
+
+
+def test_the_cli_page_names_every_option_of_the_main_commands():
+    """docs/cli.md follows the argument parser: each option of run, demo, eval, export and replay is on the page."""
+    import argparse
+
+    from blackbox_zo.running.cli import parser
+
+    page = (DOCS / "cli.md").read_text()
+    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = sorted(f"{name} {option}" for name in ("run", "demo", "eval", "export", "replay")
+                     for action in commands[name]._actions for option in action.option_strings
+                     if option.startswith("--") and option != "--help" and f"{option}" not in page)
+    assert not missing, f"docs/cli.md does not mention: {missing}"

@@ -12,7 +12,7 @@ import pytest
 
 from blackbox_zo.running.artifacts import rebuild
 from blackbox_zo.running.run import run
-from blackbox_zo.setup.config import ConfigError, load_config
+from blackbox_zo.setup.config import ConfigError
 from blackbox_zo.setup.drift_target import DriftTarget
 
 
@@ -45,7 +45,8 @@ def test_drift_needs_an_anchor_to_hold_it(tiny_llama_dir, tmp_path):
     cfg = config(tiny_llama_dir, tmp_path / "r", drift={"kl": 0.1})
     cfg["optim"].pop("anchor")
     with pytest.raises(ConfigError, match="train.drift: the drift is held by the anchor's strength; set optim.anchor"):
-        load_config(cfg)
+        run(cfg)
+    assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
 def test_a_run_holds_its_drift_logs_the_scale_and_replays_to_the_live_weights(tiny_llama_dir, tmp_path):

@@ -85,26 +85,20 @@ def test_the_kl_brake_comes_from_the_config(tiny_llama_dir, tmp_path):
     from blackbox_zo.setup.assembly import load_tuned
     from blackbox_zo.setup.config import ConfigError, load_config
     from blackbox_zo.setup.reference import attach_reference
+    from blackbox_zo.setup.traits import with_traits
 
     cfg = load_config({"model": {"name": str(tiny_llama_dir)}, "space": {"kind": "steer"},
                        "objective": {"factory": "tests.test_generation_quality:scripted_task", "kl": 0.05}})
     loaded = load_tuned(cfg)
-    task = {"objective": Reward(length_reward), "train": ROWS, "val": ROWS}
-    attach_reference(cfg, task, loaded)
-    assert task["objective"].kl == 0.05 and isinstance(task["objective"].reference, UntunedLM)
-    assert task["val_objective"].kl == 0.0  # validation reports the reward itself
-    assert task["val_objective"].reference is task["objective"].reference
+    task = with_traits({"objective": Reward(length_reward), "train": ROWS, "val": ROWS})
+    given = dict(task)
+    attached = attach_reference(cfg, task, loaded)
+    assert task == given and "val_objective" not in task  # the task given is not changed: a new one comes back
+    assert attached["objective"].kl == 0.05 and isinstance(attached["objective"].reference, UntunedLM)
+    assert attached["val_objective"].kl == 0.0  # validation reports the reward itself
+    assert attached["val_objective"].reference is attached["objective"].reference
     with pytest.raises(ConfigError, match="objective.kl must be a number >= 0"):
-        attach_reference(load_config({"objective": {"factory": "a:b", "kl": -1}}), task, loaded)
-    with pytest.raises(ConfigError, match="takes no KL brake"):
-        attach_reference(cfg, {"objective": ScoreOnly(), "train": ROWS}, loaded)
-
-
-class ScoreOnly:
-    name = "score_only"
-
-    def evaluate(self, lm, batch, *, seed=None):
-        return 0.0
+        load_config({"objective": {"factory": "a:b", "kl": -1}})
 
 
 def reward_task():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +17,7 @@ from blackbox_zo.distributed.faults import Pool
 from blackbox_zo.distributed.plan import Task, combine, group_values, plan_step
 from blackbox_zo.faces.protocol import as_trajectory
 from blackbox_zo.setup.calls import Measured, StepCall
+from blackbox_zo.setup.compatibility import check_config
 from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
 from blackbox_zo.step.attach import attach_log
 from blackbox_zo.step.engine import ObjectiveError, StepResult
@@ -74,13 +76,8 @@ class DistributedMeZO:
         cfg = config if isinstance(config, RunConfig) else load_config(config)
         d = cfg.distributed
         self.pairwise = cfg.optim.estimator == "pairwise"
-        if cfg.optim.optimizer == "conservative":
-            raise ConfigError("distributed runs do not support optimizer 'conservative' (it evaluates again after "
-                              "the update): run it in one process (distributed.workers: null)")
-        if self.pairwise and d.split == "batch":
-            raise ConfigError("distributed.split 'batch' does not apply to estimator 'pairwise' (a preference is "
-                              "judged over the whole batch): use split 'points'")
         size = workers or d.workers or 1
+        check_config(replace(cfg, distributed=replace(d, workers=size)))  # before Ray starts
         self.cfg, self.split, self.timeout_s, self.check_every = cfg, d.split, d.point_timeout_s, d.check_every
         connect(address or d.address, size, d.cpus_per_worker)
         check_resources(size, d.cpus_per_worker, d.gpus_per_worker)

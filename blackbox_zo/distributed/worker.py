@@ -38,21 +38,20 @@ def digest(space) -> str:
 class Worker:
     """One evaluation worker (wrapped as a Ray actor by `actor_class`); `wid` names it in errors.
 
-    It assembles task, model and optimizer exactly as a one-process run does (running/assembly.py) and
-    draws each step's batch and validates with the trainer's own code (running/calls.py InProcess).
+    It assembles task, model and optimizer exactly as a one-process run does (setup/assembly.py) and
+    draws each step's batch and validates with the trainer's own code (setup/calls.py InProcess).
     """
 
     def __init__(self, config: dict, wid: int):
         self.wid, self.config = wid, config
         self.cfg = load_config(config)
         task = build_task(self.cfg)
-        self.objective = task["objective"]
+        self.objective, self.pairwise = task["objective"], task["traits"].pairwise
         self.loaded = load_tuned(self.cfg)
-        self.side = InProcess(self.loaded.lm, self.objective, task["train"], task.get("val_objective") or self.objective,
-                              task.get("val"), self.cfg.train)
+        self.side = InProcess(self.loaded.lm, self.objective, task["traits"], task["train"],
+                              task.get("val_objective") or self.objective, task.get("val"), self.cfg.train)
         # every worker holds its own replica of the optimizer over its own weights (dense state included)
-        spec, compare = step_settings(self.cfg, self.objective)
-        self.pairwise = compare is not None  # the objective generates outputs; it is its own compare
+        spec, compare = step_settings(self.cfg, task)  # a pairwise objective is its own compare
         self.at = AskTell(self.loaded.space, spec=spec, compare=compare)
 
     # --- identity and state ---------------------------------------------------------------------

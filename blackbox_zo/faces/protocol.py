@@ -48,6 +48,18 @@ class AskTellFace(Face, Protocol):
         """Finish the step from what the objective gave at each candidate, in ask() order."""
 
 
+@runtime_checkable
+class EvaluatesItself(Protocol):
+    """A face that holds its weights elsewhere and evaluates there too (DistributedMeZO): the Trainer asks it for
+    each step's call and for validation instead of running the objectives in this process."""
+
+    def step_call(self, step: int) -> Any:
+        """What the face evaluates at each point of `step` (its `info` joins the step's metrics row)."""
+
+    def validate(self) -> Any:
+        """The validation objective's result at the current weights."""
+
+
 class replay_method:
     """`face.replay(records)` applies logged steps to this face; on the class, `Face.replay(params, path, steps=None)`
     (the older call form) rebuilds a face from base weights and a trajectory file, as `from_trajectory` does."""

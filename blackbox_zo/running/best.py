@@ -90,7 +90,8 @@ def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunSt
     best = Best(maximize, start.value, start.step)
 
     def within(numbers: dict | None) -> bool:  # honest selection: a validation past the fluency bound is never best
-        return bound is None or not bound.breaches(start.text, numbers)
+        drift = train.drift if train is not None else None  # train.drift: nor one past the drift the user accepts
+        return (bound is None or not bound.breaches(start.text, numbers)) and (drift is None or drift.within(numbers))
 
     path = Path(out_dir) / METRICS_FILE if out_dir else None
     if not step_count or path is None or not path.exists():

@@ -148,10 +148,10 @@ def cmd_eval(args) -> int:
     cfg, summary = read_run(args.run)
     resolve_step(args.run, args.step, summary)  # a bad --step fails before the task and the model are built
     task = build_task(cfg)
-    objective = task.get("val_objective") or task["objective"]
-    if not hasattr(objective, "evaluate"):
+    scorer = task["val_traits"]  # of the val_objective, else of the objective
+    if not scorer.scores:
         raise ConfigError(f"eval needs an objective that scores: {cfg.objective.factory} returns "
-                          f"{getattr(objective, 'name', type(objective).__name__)} (pairwise) and no val_objective")
+                          f"{scorer.name} (pairwise) and no val_objective")
     data = task.get("val") or task["train"]
     cfg, loaded, steps = rebuild(args.run, args.step)
     seed = derive_seed(cfg.train.seed, "eval")  # the seed the trainer validated with: same value as the run's log
@@ -159,7 +159,7 @@ def cmd_eval(args) -> int:
 
     line, shown = eval_report(cfg, task, loaded, data, seed, steps, args.run, args.show)  # + text numbers, --show N
     print(json.dumps({"run": str(args.run), "step": steps, "step_requested": str(args.step),
-                      "objective": getattr(objective, "name", "?"), **line}))
+                      "objective": scorer.name, **line}))
     if shown:
         print(shown)
     return 0

@@ -26,25 +26,25 @@ from blackbox_zo.step.jsonl import write_atomic
 __all__ = ["run", "make_face", "make_mezo"]
 
 
-def make_mezo(cfg: RunConfig, space, objective, trajectory: Path | None, resume: bool) -> MeZO:
+def make_mezo(cfg: RunConfig, space, task: dict, trajectory: Path | None, resume: bool) -> MeZO:
     """The face a config describes over `space`: MeZO with its `optim` section as the Spec, or CMA with its `cma`
-    settings; maximize (and a pairwise compare) taken from the objective."""
+    settings; maximize (and a pairwise compare) taken from the task's traits."""
     if cfg.cma is not None:  # CMA-ES, in the space's units
         from blackbox_zo.faces.cma import CMA
 
-        settings = dataclasses.replace(cfg.cma, maximize=bool(getattr(objective, "maximize", True)))
+        settings = dataclasses.replace(cfg.cma, maximize=task["traits"].maximize)
         return CMA(space, settings, trajectory=trajectory, resume=resume)
-    spec, compare = step_settings(cfg, objective)
+    spec, compare = step_settings(cfg, task)
     return MeZO(space, spec=spec, compare=compare, trajectory=trajectory, resume=resume)
 
 
-def make_face(cfg: RunConfig, objective, trajectory: Path | None, resume: bool) -> tuple[MeZO | DistributedMeZO, Loaded | None]:
+def make_face(cfg: RunConfig, task: dict, trajectory: Path | None, resume: bool) -> tuple[MeZO | DistributedMeZO, Loaded | None]:
     """The optimizer face a config describes, and the weights loaded here: DistributedMeZO when distributed.workers
     is set (the weights live on the Ray workers: None), else a MeZO over the tuned weights loaded in this process."""
     if cfg.distributed.workers:
         return DistributedMeZO(cfg, trajectory=trajectory, resume=resume), None
     loaded = load_tuned(cfg)
-    return make_mezo(cfg, loaded.space, objective, trajectory, resume), loaded
+    return make_mezo(cfg, loaded.space, task, trajectory, resume), loaded
 
 
 def local_report(loaded: Loaded | None) -> dict:
@@ -80,20 +80,19 @@ def train(cfg: RunConfig, task: dict, out: Path, resume: bool, progress: bool) -
     inputs = run_folder.inputs_of(cfg, task)
     if resume:
         run_folder.check_resume(out, inputs)
-    objective = task["objective"]
-    opt, loaded = make_face(cfg, objective, out / TRAJECTORY, resume)
-    attach_reference(cfg, task, loaded)  # pi_0 for the KL brake (objective.kl) and the text report's NLL
+    opt, loaded = make_face(cfg, task, out / TRAJECTORY, resume)
+    task = attach_reference(cfg, task, loaded)  # pi_0 for the KL brake (objective.kl) and the text report's NLL
     try:
         earlier = run_folder.metrics_before(out, opt.step_count)
         run_folder.record_inputs(out, cfg, inputs)
         t = cfg.train
-        trainer = Trainer(loaded.lm if loaded else None, opt, objective, task["train"],
+        trainer = Trainer(loaded.lm if loaded else None, opt, task["objective"], task["train"],
                           val_objective=task.get("val_objective"), val_data=task.get("val"), out_dir=out,
                           config=dataclasses.replace(t, progress=progress and t.progress))
         result = trainer.fit()  # validates after the last step, so best_step is chosen among measured values
         seconds = run_folder.earlier_seconds(earlier) + result.seconds  # all sessions of the run, resumes included
         summary = {
-            "objective": getattr(objective, "name", "objective"), "maximize": trainer.maximize,
+            "objective": task["traits"].name, "maximize": trainer.maximize,
             "val_start": result.start_value, "val_final": result.final_value, "val_best": result.best_value,
             "best_step": result.best_step, "steps": result.steps_done, "seconds": round(seconds, 1),
             "nonfinite_steps": opt.nonfinite_steps, **opt.report(), **local_report(loaded),

@@ -16,13 +16,12 @@ from blackbox_zo.setup.calls import value_of
 from blackbox_zo.setup.reference import attach_reference
 
 
-def untuned_answers(run_dir: str | Path, objective: Any, data: list[dict], seed: int) -> list[str] | None:
+def untuned_answers(run_dir: str | Path, objective: Any, reference: Any, data: list[dict], seed: int) -> list[str] | None:
     """The answers of step 0: stored by the run (samples.jsonl, the same rows and seed), else written now by the
-    objective's pi_0 when it has one; None when neither is there."""
+    objective's pi_0 (`reference`) when it has one; None when neither is there."""
     stored = read_samples(run_dir).get(0)
     if stored and len(stored) == len(data):
         return [row["answer"] for row in stored]
-    reference = getattr(objective, "reference", None)
     if reference is None:
         return None
     return (objective.evaluate(reference, data, seed=seed).info or {}).get("answers")
@@ -45,8 +44,9 @@ def eval_report(cfg: Any, task: dict, loaded: Any, data: list[dict], seed: int, 
                 show: int = 0) -> tuple[dict, str | None]:
     """The validation value at the rebuilt step and, for a generation run, its text numbers (held NLL under pi_0
     where a reference is free or the KL brake asks for one); with show > 0 also N answers beside the untuned ones."""
-    attach_reference(cfg, task, loaded)  # pi_0 for the held NLL, as in the run (and its unbraked validation)
+    task = attach_reference(cfg, task, loaded)  # pi_0 for the held NLL, as in the run (and its unbraked validation)
     objective = task.get("val_objective") or task["objective"]
+    reference = objective.reference if task["val_traits"].takes_reference else None
     score = objective.evaluate(loaded.lm, data, seed=seed)
     line: dict = {"value": value_of(score)}
     numbers = text_numbers(objective, score)
@@ -56,4 +56,4 @@ def eval_report(cfg: Any, task: dict, loaded: Any, data: list[dict], seed: int, 
     if not show or not answers:
         return line, None if not show else "(this objective's score carries no answers to show)"
     prompts = score.info.get("prompts") or [""] * len(answers)
-    return line, side_by_side(prompts, untuned_answers(run_dir, objective, data, seed), answers, step, show)
+    return line, side_by_side(prompts, untuned_answers(run_dir, objective, reference, data, seed), answers, step, show)

@@ -8,6 +8,7 @@ state is kept as a trajectory position (a step number) chosen among measured val
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,16 +17,18 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
+from blackbox_zo.faces.protocol import EvaluatesItself
 from blackbox_zo.running.best import best_across_resumes, run_start
 from blackbox_zo.running.quality import numbers_of, plot_text, postfix, text_numbers, val_columns, write_samples
 from blackbox_zo.setup.batches import Rounds, batch_for_step
-from blackbox_zo.setup.calls import InProcess, closure, compares_outputs, value_of
+from blackbox_zo.setup.calls import InProcess, closure, value_of
+from blackbox_zo.setup.compatibility import check_optimizer
 from blackbox_zo.setup.config import TrainConfig
 from blackbox_zo.setup.drift_target import drift_of
+from blackbox_zo.setup.traits import traits_of
 from blackbox_zo.step.jsonl import JsonlWriter, read_jsonl
 
-__all__ = ["Rounds", "TrainConfig", "TrainResult", "Trainer", "batch_for_step", "compares_outputs", "plot_history",
-           "value_of"]
+__all__ = ["Rounds", "TrainConfig", "TrainResult", "Trainer", "batch_for_step", "plot_history", "value_of"]
 
 
 @dataclass
@@ -53,26 +56,17 @@ class Trainer:
                  val_data: Sequence[dict] | None = None, config: TrainConfig | None = None, out_dir: str | Path | None = None):
         if not train_data:
             raise ValueError("train_data is empty")
-        name = getattr(objective, "name", type(objective).__name__)
-        self.pairwise = compares_outputs(objective)
-        if self.pairwise != optimizer.pairwise:
-            raise ValueError(f"objective {name} " + ("generates outputs for a pairwise comparison: build the optimizer "
-                             "with estimator='pairwise', compare=judge" if self.pairwise else
-                             "returns scores, but the optimizer's estimator is 'pairwise' (it compares outputs)"))
-        maximize = optimizer.maximize
-        if not self.pairwise and maximize != bool(getattr(objective, "maximize", maximize)):
-            raise ValueError(f"optimizer maximize={maximize} but objective {name} has maximize={objective.maximize}")
-        if val_data and val_objective is None and self.pairwise:
-            raise ValueError(f"objective {name} has no evaluate(): pass a val_objective (e.g. objective.win_rate(base_outputs))")
+        self.traits = traits_of(objective)  # read once: the compatibility check and the in-process side use them
+        check_optimizer(self.traits, optimizer, bool(val_data) and val_objective is None)
+        self.pairwise = self.traits.pairwise
         self.lm, self.opt, self.objective, self.train_data = lm, optimizer, objective, list(train_data)
         self.val_objective = val_objective or objective
         self.val_data = list(val_data) if val_data else None
         self.config = config or TrainConfig()
         self.out_dir = Path(out_dir) if out_dir else None
-        self.maximize = bool(getattr(self.val_objective, "maximize", True))
-        evaluates_itself = hasattr(optimizer, "step_call") and hasattr(optimizer, "validate")
-        self.side = optimizer if evaluates_itself else InProcess(lm, objective, self.train_data, self.val_objective,
-                                                                 self.val_data, self.config)
+        self.maximize = (traits_of(val_objective) if val_objective else self.traits).maximize  # of the best step
+        self.side = optimizer if isinstance(optimizer, EvaluatesItself) else InProcess(
+            lm, objective, self.traits, self.train_data, self.val_objective, self.val_data, self.config)
 
     @property
     def drift_lm(self):
@@ -90,7 +84,7 @@ class Trainer:
 
     def closure(self, batch: list[dict], seed: int):
         """What the optimizer calls at each perturbed point: a number, or outputs for the pairwise compare."""
-        return closure(self.objective, self.lm, batch, seed)
+        return closure(self.objective, self.pairwise, self.lm, batch, seed)
 
     def fit(self) -> TrainResult:
         """Step until train.steps, train.max_seconds of stepping or patience runs out; validation at the start, every
@@ -111,7 +105,8 @@ class Trainer:
         bound = cfg.fluency_bound  # honest selection: a validation past it is never the best step
         best, history = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now, bound, text_now,
                                             cfg)
-        free, _ = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now, train=cfg)
+        free, _ = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now,
+                                      train=dataclasses.replace(cfg, drift=None))  # what the best is with no bound
         texts = {r["step"]: numbers_of(r) for r in history if numbers_of(r)}  # text numbers by validated step
         texts.update({self.opt.step_count: text_now} if text_now else {})
         t0 = time.time()
@@ -164,7 +159,7 @@ class Trainer:
         kl = drift_of(numbers)
         if self.config.drift is None or kl is None:
             return {}
-        engine = self.opt.engine  # the drift hold is checked to run in this process (setup/config.py check_drift)
+        engine = self.opt.engine  # the drift hold is checked to run in this process (setup/compatibility.py check_drift)
         engine.anchor_scale = self.config.drift.next_scale(engine.anchor_scale, kl)
         return {"anchor_scale": engine.anchor_scale}
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from blackbox_zo.setup.calls import compares_outputs
+from blackbox_zo.setup.compatibility import check_config, check_task
 from blackbox_zo.setup.config import ConfigError, RunConfig
+from blackbox_zo.setup.traits import with_traits
 from blackbox_zo.step.spec import Spec
 
 TRAJECTORY = "trajectory.jsonl"
@@ -79,7 +80,8 @@ def check_factory_args(factory, spec: str, args: dict) -> None:
 
 
 def build_task(cfg: RunConfig) -> dict:
-    """Call the objective factory: it returns {'train', 'val', 'objective', optional 'val_objective'}."""
+    """Call the objective factory: it returns {'train', 'val', 'objective', optional 'val_objective'}; the task
+    comes back with the objectives' traits (with_traits), checked against the config (check_task)."""
     spec, args = cfg.objective.factory, cfg.objective.args
     factory = load_factory(spec, cfg.objective.module_dir)
     check_factory_args(factory, spec, args)
@@ -96,38 +98,27 @@ def build_task(cfg: RunConfig) -> dict:
         raise ConfigError(f"objective.factory {spec} returned no {sorted(missing)}")
     if not task["train"]:
         raise ConfigError(f"objective.factory {spec} returned an empty 'train' list")
-    check_estimator(cfg, task["objective"])
+    task = with_traits(task)
+    check_task(cfg, task["traits"])
     return task
 
 
-def check_estimator(cfg: RunConfig, objective: Any) -> None:
-    """A pairwise objective (it compares two outputs) needs optim.estimator 'pairwise', and only it can use it."""
-    if getattr(cfg, "cma", None) is not None:
-        return  # CMA-ES ranks scores: the config check names its own limits
-    spec, name = cfg.objective.factory, getattr(objective, "name", type(objective).__name__)
-    pairwise = compares_outputs(objective)
-    if pairwise and cfg.optim.estimator != "pairwise":
-        raise ConfigError(f"objective.factory {spec} returns a pairwise objective ({name}: it compares two outputs "
-                          f"instead of scoring one): set optim.estimator: pairwise (it is {cfg.optim.estimator!r})")
-    if not pairwise and cfg.optim.estimator == "pairwise":
-        raise ConfigError(f"optim.estimator: 'pairwise' needs an objective that compares two outputs (a judge or "
-                          f"people's preferences), but objective.factory {spec} returns one that scores ({name}): "
-                          "use optim.estimator spsa, one_sided or population")
-
-
 def check_before_loading(cfg: RunConfig) -> None:
-    """What a run can check before data or weights load: the model (check_model) and train.tensorboard's package."""
+    """What a run can check before data or weights load: the rules between config sections (check_config), the
+    model (check_model) and train.tensorboard's package."""
+    check_config(cfg)
     check_model(cfg)
     if cfg.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("train.tensorboard: true needs the tensorboard package: pip install 'blackbox_zo[tensorboard]' "
                           "(or pip install tensorboard), or set train.tensorboard: false")
 
 
-def step_settings(cfg: RunConfig, objective: Any) -> tuple[Spec, Any]:
-    """The run's Spec (its `optim` section, maximize taken from the objective) and the compare a pairwise objective
-    brings (it judges its own outputs; else None): the driver and every Ray worker build their optimizer from these."""
-    spec = replace(cfg.optim, maximize=bool(getattr(objective, "maximize", True)))
-    return spec, objective if compares_outputs(objective) else None
+def step_settings(cfg: RunConfig, task: dict) -> tuple[Spec, Any]:
+    """The run's Spec (its `optim` section, maximize taken from the objective's traits) and the compare a pairwise
+    objective brings (it judges its own outputs; else None): the driver and every Ray worker build their optimizer
+    from these."""
+    traits = task["traits"]
+    return replace(cfg.optim, maximize=traits.maximize), task["objective"] if traits.pairwise else None
 
 
 def check_model(cfg: RunConfig) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any, NamedTuple, Sequence
 
+from blackbox_zo.setup.traits import ObjectiveTraits
 from blackbox_zo.weights.seeds import derive_seed
 
 
@@ -18,27 +19,26 @@ def batch_for_step(data: Sequence[dict], size: int, seed: int, step: int) -> lis
 
 
 class Rounds:
-    """Training rows for objectives that draw their own (BestOfN): `objective.refresh(lm, rows, seed=)` at the
-    unperturbed weights every `objective.steps_per_round` steps; any other objective trains on `rows` as given.
+    """Training rows for objectives that draw their own (BestOfN, traits.steps_per_round > 0): `objective.refresh(lm,
+    rows, seed=)` at the unperturbed weights every that many steps; any other objective trains on `rows` as given.
 
     A resumed run draws its first round afresh at the weights it resumes from (the replayed steps need no rows).
     """
 
-    def __init__(self, objective: Any, lm, rows: Sequence[dict], seed: int):
-        self.refresh = getattr(objective, "refresh", None)
-        self.every = getattr(objective, "steps_per_round", 0)
+    def __init__(self, objective: Any, traits: ObjectiveTraits, lm, rows: Sequence[dict], seed: int):
+        self.objective, self.every = objective, traits.steps_per_round
         self.lm, self.rows, self.seed = lm, list(rows), seed
         self.data: list[dict] = []
         self.drawn_at: int | None = None
 
     def data_for(self, step: int) -> tuple[list[dict], dict | None]:
         """The rows of `step`, and the stats of a round drawn for it (None when no round was drawn)."""
-        if self.refresh is None:
+        if not self.every:
             return self.rows, None
         if self.drawn_at is not None and self.data and step - self.drawn_at < self.every:
             return self.data, None
         for attempt in range(3):  # a round where no prompt's best beat its group draws again
-            data, stats = self.refresh(self.lm, self.rows, seed=derive_seed(self.seed, "round", step, attempt))
+            data, stats = self.objective.refresh(self.lm, self.rows, seed=derive_seed(self.seed, "round", step, attempt))
             if data:
                 self.data, self.drawn_at = data, step
                 return data, stats
@@ -58,10 +58,10 @@ class StepInputs:
     Call `at(step)` at the unperturbed weights of `step` (a round may be drawn there); asking again is free.
     """
 
-    def __init__(self, objective: Any, lm, rows: Sequence[dict], batch_size: int, seed: int):
-        self.rounds = Rounds(objective, lm, rows, seed)
+    def __init__(self, objective: Any, traits: ObjectiveTraits, lm, rows: Sequence[dict], batch_size: int, seed: int):
+        self.rounds = Rounds(objective, traits, lm, rows, seed)
         self.batch_size, self.seed = batch_size, seed
-        self.draws_rounds = self.rounds.refresh is not None
+        self.draws_rounds = traits.steps_per_round > 0
 
     def at(self, step: int) -> StepInput:
         """The batch of `step` and its sampling seed; the round's stats only the first time `step` draws one."""

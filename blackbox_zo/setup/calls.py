@@ -11,17 +11,13 @@ from typing import Any, Callable, Sequence
 
 from blackbox_zo.setup.batches import StepInputs
 from blackbox_zo.setup.config import TrainConfig
+from blackbox_zo.setup.traits import ObjectiveTraits
 from blackbox_zo.weights.seeds import derive_seed
 
 
 def value_of(score: Any) -> float:
     """The number an objective's result stands for: `Score.value`, or the result itself."""
     return float(getattr(score, "value", score))
-
-
-def compares_outputs(objective: Any) -> bool:
-    """A pairwise objective: it generates outputs (`generate`) for the optimizer's compare instead of scoring."""
-    return hasattr(objective, "generate") and not hasattr(objective, "evaluate")
 
 
 @dataclass(frozen=True)
@@ -45,9 +41,9 @@ def measured(score: Any) -> Measured:
                     {k: info[k] for k in TRAVELS if k in info})
 
 
-def closure(objective: Any, lm, batch: list[dict], seed: int) -> Callable[[], Any]:
+def closure(objective: Any, pairwise: bool, lm, batch: list[dict], seed: int) -> Callable[[], Any]:
     """The objective on `batch` at the current weights: a number, or outputs for a pairwise compare."""
-    if compares_outputs(objective):
+    if pairwise:
         return lambda: objective.generate(lm, batch, seed=seed)
     return lambda: value_of(objective.evaluate(lm, batch, seed=seed))
 
@@ -71,19 +67,19 @@ class StepCall:
 
 
 class InProcess:
-    """The objective and validation on the LM in this process, each step's batch drawn by StepInputs."""
+    """The objective (with its traits) and validation on the LM in this process, each step's batch drawn by StepInputs."""
 
-    def __init__(self, lm, objective: Any, rows: Sequence[dict], val_objective: Any,
+    def __init__(self, lm, objective: Any, traits: ObjectiveTraits, rows: Sequence[dict], val_objective: Any,
                  val_data: Sequence[dict] | None, train: TrainConfig):
-        self.lm, self.objective, self.val_objective = lm, objective, val_objective
+        self.lm, self.objective, self.traits, self.val_objective = lm, objective, traits, val_objective
         self.val_data = list(val_data) if val_data else None
         self.seed = train.seed
-        self.inputs = StepInputs(objective, lm, rows, train.batch_size, train.seed)
+        self.inputs = StepInputs(objective, traits, lm, rows, train.batch_size, train.seed)
 
     def step_call(self, step: int) -> StepCall:
         """The call of `step` (ask at its unperturbed weights: a round may be drawn there)."""
         got = self.inputs.at(step)
-        return StepCall(step, closure(self.objective, self.lm, got.batch, got.sample_seed),
+        return StepCall(step, closure(self.objective, self.traits.pairwise, self.lm, got.batch, got.sample_seed),
                         {"round": got.drawn} if got.drawn else {})
 
     def validate(self, data: Sequence[dict] | None = None) -> Any:

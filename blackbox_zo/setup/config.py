@@ -280,7 +280,7 @@ def check_floats(data: Any, key: str = "") -> None:
 
 def check_ranges(cfg: RunConfig) -> None:
     """Every number of the config in its useful range, named by its key (before any model loads)."""
-    m, s, t, o = cfg.model, cfg.space, cfg.train, cfg.optim
+    m, s, t = cfg.model, cfg.space, cfg.train
     bounds = {"model.batch_size": (m.batch_size, 1, MAX_BATCH), "train.batch_size": (t.batch_size, 1, MAX_BATCH),
               "train.steps": (t.steps, 1, MAX_STEPS), "train.eval_every": (t.eval_every, 1, MAX_STEPS),
               "space.lora_r": (s.lora_r, 1, 65_536), "space.prefix_tokens": (s.prefix_tokens, 1, 65_536)}
@@ -306,8 +306,6 @@ def check_ranges(cfg: RunConfig) -> None:
     kl = cfg.objective.kl
     if kl is not None and not 0 <= kl < float("inf"):  # NaN fails too
         raise ConfigError(f"objective.kl must be a number >= 0 (the KL brake's beta), got {kl!r}")
-    if cfg.cma is None and not o.lr > 0:  # lr 0 takes steps that move nothing (CMA-ES has no lr)
-        raise ConfigError(f"optim.lr must be > 0, got {o.lr!r}")
     d = cfg.distributed
     for key, value in (("workers", d.workers), ("check_every", d.check_every), ("point_timeout_s", d.point_timeout_s)):
         if value is not None and value <= 0:
@@ -338,20 +336,5 @@ def load_config(path_or_data: str | Path | dict) -> RunConfig:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
-    if cfg.cma is not None and cfg.distributed.workers:
-        raise ConfigError(CMA_ONLY)
-    check_drift(cfg)
     return cfg
 
-
-def check_drift(cfg: RunConfig) -> None:
-    """train.drift holds the drift by the anchor's strength: it needs an anchor, and the weights in this process
-    (where the exact KL and the anchor are read)."""
-    if cfg.train.drift is None:
-        return
-    if cfg.cma is not None or not cfg.optim.anchor > 0:
-        raise ConfigError(f"train.drift: the drift is held by the anchor's strength; set optim.anchor > 0 as its start "
-                          f"(e.g. 16), got {cfg.optim.anchor!r}" + (" (CMA-ES has no anchor)" if cfg.cma else ""))
-    if cfg.distributed.workers or cfg.model.backend != "transformers":
-        raise ConfigError("train.drift needs the model in this process (model.backend transformers, no "
-                          "distributed.workers): the drift is read there")

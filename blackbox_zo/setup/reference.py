@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from blackbox_zo.setup.config import ConfigError, RunConfig
+from blackbox_zo.setup.config import RunConfig
 
 
 def untuned_reference(cfg: RunConfig, loaded: Any, kl: float | None) -> Any:
@@ -28,28 +28,27 @@ def untuned_reference(cfg: RunConfig, loaded: Any, kl: float | None) -> Any:
     return TransformersLM(model, tok, batch_size=cfg.model.batch_size)
 
 
-def attach_reference(cfg: RunConfig, task: dict, loaded: Any) -> None:
-    """Give the task's objectives over generated text their pi_0, and the training objective beta = objective.kl.
+def attach_reference(cfg: RunConfig, task: dict, loaded: Any) -> dict:
+    """The task whose objectives over generated text (traits.takes_reference) have their pi_0, and the training
+    objective beta = objective.kl: a new dict, the given one unchanged (`task` carries its traits: with_traits).
 
     With the brake on and no val_objective, validation scores a copy of the objective without the brake, so the
-    run reports the reward itself (and the held NLL under pi_0 beside it)."""
-    kl = cfg.objective.kl  # range-checked with the config (setup/config.py check_ranges)
-    objective = task["objective"]
-    if kl and not hasattr(objective, "use_reference"):
-        raise ConfigError(f"objective.kl: {getattr(objective, 'name', type(objective).__name__)} takes no KL brake "
-                          "(only objectives over generated text: rewards, reward models, judges, BestOfN)")
-    if loaded is None or loaded.model is None:  # Ray workers or vLLM hold the weights
-        if kl:
-            raise ConfigError("objective.kl needs the model in this process (not distributed.workers, not vLLM)")
-        return
-    users = [o for o in (objective, task.get("val_objective")) if hasattr(o, "use_reference")]
+    run reports the reward itself (and the held NLL under pi_0 beside it). Whether the config allows the brake here
+    is checked before loading (setup/compatibility.py)."""
+    kl, objective, traits = cfg.objective.kl, task["objective"], task["traits"]
+    if loaded is None or loaded.model is None:  # Ray workers or vLLM hold the weights: no pi_0 in this process
+        return task
+    val = task.get("val_objective")
+    users = [o for o, t in ((objective, traits), (val, task["val_traits"])) if o is not None and t.takes_reference]
     if not users:
-        return
+        return task
     reference = untuned_reference(cfg, loaded, kl)
-    if kl and task.get("val_objective") is None and hasattr(objective, "evaluate"):
-        task["val_objective"] = val = copy.copy(objective)  # shares the reward's parts, not its beta
-        val.use_reference(reference, 0.0)
+    attached = dict(task)
+    if kl and val is None and traits.scores:
+        attached["val_objective"] = unbraked = copy.copy(objective)  # shares the reward's parts, not its beta
+        unbraked.use_reference(reference, 0.0)
     for o in users:
         o.use_reference(reference)
-    if kl is not None:
+    if kl is not None and traits.takes_reference:
         objective.use_reference(reference, kl)
+    return attached
