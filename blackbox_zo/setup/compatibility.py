@@ -21,6 +21,8 @@ def check_config(cfg: RunConfig) -> None:
         raise ConfigError(CMA_ONLY)
     if cfg.cma is None and not o.lr > 0:  # Spec allows lr 0 (a face that measures without moving); a run must move
         raise ConfigError(f"optim.lr must be > 0, got {o.lr!r}")
+    if cfg.objective.kl_on not in ("answers", "untuned"):
+        raise ConfigError(f"objective.kl_on must be 'answers' or 'untuned', got {cfg.objective.kl_on!r}")
     if kl and (d.workers or cfg.model.backend == "vllm"):
         raise ConfigError("objective.kl needs the model in this process (not distributed.workers, not vLLM)")
     if o.estimator == "pairwise" and d.workers and d.split == "batch":

@@ -88,6 +88,7 @@ class ObjectiveConfig:
     factory: str = ""  # "module:function" returning {"train", "val", "objective", optional "val_objective"}
     args: dict = field(default_factory=dict)
     kl: float | None = None  # the KL brake's beta for objectives over generated text (null: the factory's own)
+    kl_on: str = "answers"  # "answers": each probe's own answers; "untuned": pi_0's answers, fixed (objectives.kl)
     module_dir: str | None = None  # searched first for the factory's module; a config file sets it to its own folder
 
 

@@ -50,5 +50,5 @@ def attach_reference(cfg: RunConfig, task: dict, loaded: Any) -> dict:
     for o in users:
         o.use_reference(reference)
     if kl is not None and traits.takes_reference:
-        objective.use_reference(reference, kl)
+        objective.use_reference(reference, kl, cfg.objective.kl_on)
     return attached
