@@ -113,7 +113,8 @@ def zo(args) -> dict:
     sections, eval_every = RECIPES[args.recipe]
     out = Path(tempfile.mkdtemp(prefix="bbzo-frontier-")) / "run"
     cfg = apply_sets({"model": {"name": "embedded", "batch_size": 16},
-                      "objective": {"factory": "frontier_task:task", "args": {"reward": args.reward}},
+                      "objective": {"factory": "frontier_task:task", "args": {"reward": args.reward},
+                                    **sections.get("objective", {})},
                       **sections, "optim": {**sections.get("optim", {}), "seed": args.seed, "maximize": True},
                       "train": {"steps": 10**6, "max_seconds": args.budget, "batch_size": 8, "eval_every": eval_every,
                                 "seed": args.seed, "plot": False, "progress": False},

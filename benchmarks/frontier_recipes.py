@@ -23,6 +23,13 @@ RECIPES: dict[str, tuple[dict, int]] = {
     # ES at scale in the steering space: an antithetic population of 8 directions, z-scored over one shared batch
     "steer_pop8": ({"space": STEER, "optim": {"estimator": "population", "n": 8, "lr": 6e-4}}, 1),
     "lora4_pop8": ({"space": LORA, "optim": {"estimator": "population", "n": 8, "lr": 3e-4}}, 1),
+    # the fixed-continuation KL (objective.kl_on: untuned): beta x exact KL on pi_0's own answers, a Fisher anchor
+    "steer_klu2": ({"space": STEER, "optim": {"lr": 6e-4}, "objective": {"kl": 2.0, "kl_on": "untuned"}}, 5),
+    "steer_klu8": ({"space": STEER, "optim": {"lr": 6e-4}, "objective": {"kl": 8.0, "kl_on": "untuned"}}, 5),
+    "steer_pop8_klu2": ({"space": STEER, "optim": {"estimator": "population", "n": 8, "lr": 6e-4},
+                         "objective": {"kl": 2.0, "kl_on": "untuned"}}, 1),
+    # smaller steps in the steering space: more checkpoints at low drift
+    "steer_lr2e-4": ({"space": STEER, "optim": {"lr": 2e-4}}, 5),
 }
 
 SEARCH_BUDGET = "every recipe above, seed 0, 300 s of training each, VADER on the 32 dev prompts"
