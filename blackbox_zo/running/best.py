@@ -13,7 +13,7 @@ from pathlib import Path
 
 from blackbox_zo.running.quality import numbers_of
 from blackbox_zo.setup.fluency_bound import FluencyBound
-from blackbox_zo.step.jsonl import read_jsonl
+from blackbox_zo.step.jsonl import dumps, read_jsonl
 
 START_FILE = "start.json"  # validation before the first step: {"val": v, "per_example": [...]}
 METRICS_FILE = "metrics.jsonl"  # one row per step, "step" = updates applied (1, 2, ...); "val" where validated
@@ -60,7 +60,7 @@ def run_start(out_dir: str | Path | None, step_count: int, value: float | None, 
         return RunStart(saved["val"], saved["per_example"], 0, saved.get("text"))
     if path is not None and step_count == 0 and value is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"val": value, "per_example": per_example, "text": text}), encoding="utf-8")
+        path.write_text(dumps({"val": value, "per_example": per_example, "text": text}), encoding="utf-8")
     return RunStart(value, per_example, step_count, text)
 
 

@@ -8,7 +8,6 @@ model + trajectory (export, eval, replay).
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from blackbox_zo.setup.assembly import TRAJECTORY, Loaded, build_task, check_bef
 from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
 from blackbox_zo.setup.lock import RunLock
 from blackbox_zo.setup.reference import attach_reference
-from blackbox_zo.step.jsonl import write_atomic
+from blackbox_zo.step.jsonl import dumps, write_atomic
 
 __all__ = ["run", "make_face", "make_mezo"]
 
@@ -105,7 +104,7 @@ def train(cfg: RunConfig, task: dict, out: Path, resume: bool, progress: bool) -
     flips = paired_flips(trainer.start_per_example, getattr(trainer.final_score, "per_example", None))
     if flips:
         summary["val_flips"] = flips
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2))  # export reads best_step from it
+    write_atomic(out / "summary.json", dumps(summary, indent=2))  # export reads best_step from it
     summary["final_fingerprint"] = fingerprint
     if cfg.export and loaded and cfg.model.backend == "vllm":
         from safetensors.torch import save_file
@@ -119,5 +118,5 @@ def train(cfg: RunConfig, task: dict, out: Path, resume: bool, progress: bool) -
         else:  # base + trajectory replayed to the best step
             exported, _ = export_own(out)
         summary["exported"] = str(exported)
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    write_atomic(out / "summary.json", dumps(summary, indent=2))
     return summary

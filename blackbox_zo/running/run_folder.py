@@ -16,7 +16,7 @@ from blackbox_zo.running.quality import SAMPLES_FILE
 from blackbox_zo.setup.assembly import TRAJECTORY
 from blackbox_zo.setup.config import ConfigError, RunConfig
 from blackbox_zo.setup.lock import LOCK_FILE
-from blackbox_zo.step.jsonl import read_jsonl, rewrite_jsonl, write_atomic
+from blackbox_zo.step.jsonl import dumps, read_jsonl, rewrite_jsonl, write_atomic
 from blackbox_zo.step.trajectory import Trajectory, first_difference
 
 INPUTS_FILE = "inputs.json"  # what a resume must match: objective, space, batch seed and size, a digest of the data
@@ -108,8 +108,8 @@ def check_resume(out: Path, inputs: dict) -> None:
 
 
 def record_inputs(out: Path, cfg: RunConfig, inputs: dict) -> None:
-    write_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
-    write_atomic(out / INPUTS_FILE, json.dumps(inputs, indent=2))
+    write_atomic(out / "config.json", dumps(cfg.to_dict(), indent=2))
+    write_atomic(out / INPUTS_FILE, dumps(inputs, indent=2))
 
 
 def metrics_before(out: Path, steps: int) -> list[dict]:

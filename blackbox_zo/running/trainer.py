@@ -210,7 +210,7 @@ def plot_history(history: list[dict], path: Path, name: str, start: float | None
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in history]
-    vals = [r["objective"] for r in history]
+    vals = [math.nan if r["objective"] is None else r["objective"] for r in history]  # a skipped step's NaN: null
     window = max(1, len(vals) // 20)
     smooth = [sum(vals[max(0, i - window + 1): i + 1]) / len(vals[max(0, i - window + 1): i + 1]) for i in range(len(vals))]
     text = ([(0, start_text)] if start_text else []) + [(r["step"], numbers_of(r)) for r in history if numbers_of(r)]

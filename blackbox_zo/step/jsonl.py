@@ -7,10 +7,12 @@ number) and ignore it without touching the file; only a writer that appends remo
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _reported: set[tuple[str, int, int]] = set()  # (file, torn offset, file size): each torn line is reported once
 
@@ -86,13 +88,35 @@ def cut_torn(torn: Torn | None) -> None:
     report_torn(torn, "removed before appending")
 
 
-class JsonlWriter:
-    """Appends one JSON object per line; each line is flushed and fsynced before `write` returns."""
+NONFINITE_NAMES = {math.inf: "Infinity", -math.inf: "-Infinity"}  # and "NaN": what float() reads back
 
-    def __init__(self, path: str | os.PathLike, torn: Torn | None = None):
+
+def standard(obj: Any, spell: bool = False) -> Any:
+    """`obj` with every non-finite float replaced, so json.dumps(allow_nan=False) writes standard JSON: by None (a
+    missing number), or with `spell` by its name ("NaN", "Infinity", "-Infinity"), which float() reads back."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return (NONFINITE_NAMES.get(obj, "NaN")) if spell else None
+    if isinstance(obj, dict):
+        return {k: standard(v, spell) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [standard(v, spell) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, spell: bool = False, **kwargs: Any) -> str:
+    """Standard JSON (no bare NaN or Infinity, which other readers refuse): non-finite floats as `standard` says."""
+    return json.dumps(standard(obj, spell), allow_nan=False, **kwargs)
+
+
+class JsonlWriter:
+    """Appends one JSON object per line; each line is flushed and fsynced before `write` returns. Non-finite
+    floats are written as null, or spelled ("NaN") with `spell` where a reader needs them back (a trajectory)."""
+
+    def __init__(self, path: str | os.PathLike, torn: Torn | None = None, spell: bool = False):
         self.path = Path(path)
         self._torn = torn
         self._fh = None
+        self.spell = spell
 
     def write(self, obj: dict) -> None:
         if self._fh is None:
@@ -100,7 +124,7 @@ class JsonlWriter:
             self._torn = None
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")  # one write: a crash tears only this line
+        self._fh.write(dumps(obj, self.spell, separators=(",", ":")) + "\n")  # one write: a crash tears only this line
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
@@ -110,9 +134,9 @@ class JsonlWriter:
             self._fh = None
 
 
-def rewrite_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
+def rewrite_jsonl(path: str | os.PathLike, rows: list[dict], spell: bool = False) -> None:
     """Replace a log with `rows`, atomically (a temporary file, fsynced, renamed over it)."""
-    write_atomic(path, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
+    write_atomic(path, "".join(dumps(r, spell, separators=(",", ":")) + "\n" for r in rows))
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:

@@ -52,7 +52,8 @@ class Trajectory:
 
     def _write_line(self, obj: dict) -> None:
         if self._writer is None:
-            self._writer = JsonlWriter(self.path, self.torn)  # removes a torn last line before the first append
+            self._writer = JsonlWriter(self.path, self.torn, spell=True)  # a torn last line is removed first; a skipped
+            # step's NaN values are spelled "NaN", so replay's float() reads them back
             self.torn = None
         self._writer.write(obj)
 
