@@ -115,7 +115,8 @@ def zo(args) -> dict:
     cfg = apply_sets({"model": {"name": "embedded", "batch_size": 16},
                       "objective": {"factory": "frontier_task:task", "args": {"reward": args.reward},
                                     **sections.get("objective", {})},
-                      **sections, "optim": {**sections.get("optim", {}), "seed": args.seed, "maximize": True},
+                      **{k: v for k, v in sections.items() if k != "objective"},
+                      "optim": {**sections.get("optim", {}), "seed": args.seed, "maximize": True},
                       "train": {"steps": 10**6, "max_seconds": args.budget, "batch_size": 8, "eval_every": eval_every,
                                 "seed": args.seed, "plot": False, "progress": False},
                       "output": str(out)}, args.set)
