@@ -151,3 +151,20 @@ def test_the_untuned_brake_reads_each_probe_at_its_own_weights_batched_as_in_pla
     plus, minus = values["inplace"]
     assert plus != minus and plus < 0 and minus < 0  # - beta x KL: both sides drifted, by different amounts
     assert values["batched"] == pytest.approx(values["inplace"], rel=1e-4)
+
+
+def test_a_config_run_brakes_on_the_untuned_answers(tiny_llama_dir, tmp_path):
+    """objective: {kl: beta, kl_on: untuned} reaches the training objective; validation reports the reward itself."""
+    from blackbox_zo.running.run import run
+
+    out = tmp_path / "run"
+    run({"model": {"name": str(tiny_llama_dir), "batch_size": 4},
+         "objective": {"factory": "tests.tasks:length_task", "kl": 1.0, "kl_on": "untuned"},
+         "space": {"kind": "steer", "steer_layers": [0]}, "optim": {"lr": 0.5, "maximize": True},
+         "train": {"steps": 2, "batch_size": 2, "eval_every": 1, "plot": False, "progress": False}, "output": str(out)})
+    steps = [json.loads(line) for line in (out / "trajectory.jsonl").read_text().splitlines()[1:]]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    lengths = [float(len(s["answer"])) for s in map(json.loads, (out / "samples.jsonl").read_text().splitlines())
+               if s["step"] == 2]
+    assert rows[-1]["val"] == pytest.approx(sum(lengths) / len(lengths))  # validation: the unbraked reward
+    assert any(v != round(v) for s in steps for v in s["values"])  # training values: length - KL, not whole numbers
