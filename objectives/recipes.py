@@ -53,6 +53,8 @@ def classification(task: str = "sst2", *, data: str, k: int = 16, val_size: int 
     """
     if train_objective not in (None, "nll", "tiebreak", "margin"):
         raise ValueError(f"train_objective must be None, 'nll', 'tiebreak' or 'margin', got {train_objective!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k (training examples per label) must be an integer >= 1, got {k!r}")
     if isinstance(holdout, bool) or not isinstance(holdout, int) or not 0 <= holdout < k:
         raise ValueError(f"holdout must be an integer from 0 to k - 1 = {k - 1}, got {holdout!r}")
     t = get_task(task)

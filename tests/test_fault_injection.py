@@ -296,3 +296,25 @@ def test_a_full_disk_is_not_masked_by_cannot_rollback(tmp_path):
     with pytest.raises(sqlite3.OperationalError, match="full"):
         store.add_pairs(big, list(range(20)))
     store.close()
+
+
+def test_an_objective_that_returns_a_list_is_named_in_one_line():
+    import pytest
+
+    from blackbox_zo.setup.calls import value_of
+
+    with pytest.raises(TypeError, match="an objective must return a number or a Score .* got list"):
+        value_of([0.5, 0.7])
+    assert value_of(0.5) == 0.5
+    import torch
+
+    assert value_of(torch.tensor(0.25)) == 0.25  # a 0-d tensor has __float__
+
+
+def test_k_zero_is_named_as_k():
+    import pytest
+
+    from objectives.recipes import classification
+
+    with pytest.raises(ValueError, match=r"k \(training examples per label\) must be an integer >= 1, got 0"):
+        classification(data="unused", k=0)

@@ -33,3 +33,4 @@ def test_a_skipped_step_is_written_as_standard_json_and_replays(tiny_llama_dir, 
     assert summary["nonfinite_steps"] == 1
     _, loaded, _ = rebuild(out, step="last")  # replay reads the spelled NaN back
     assert loaded.space.fingerprint() == summary["final_fingerprint"]
+

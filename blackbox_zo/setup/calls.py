@@ -16,8 +16,12 @@ from blackbox_zo.weights.seeds import derive_seed
 
 
 def value_of(score: Any) -> float:
-    """The number an objective's result stands for: `Score.value`, or the result itself."""
-    return float(getattr(score, "value", score))
+    """The number an objective's result stands for: `Score.value`, or the result itself (a real number)."""
+    value = getattr(score, "value", score)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"an objective must return a number or a Score (with .value), got {type(value).__name__} "
+                        f"{str(value)[:60]}: return the mean (e.g. objectives.mean_score(name, values))")
+    return float(value)
 
 
 @dataclass(frozen=True)
