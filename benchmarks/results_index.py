@@ -409,8 +409,81 @@ def render_headlines(with_command: bool) -> list[str]:
     return lines
 
 
+FRONTIER_REWARDS = (("vader", "VADER positivity"), ("personal", "keyword reward"), ("numbers", "numbers reward (new)"))
+SHORT_CELL = 150  # characters: a README cell a reader takes in at a glance; the detail lives on docs/results.md
+
+
+def verdict(ours: float | None, anchor: float | None, margin: float = 0.02) -> str:
+    """Who leads, in words, from two gains (within `margin`: level)."""
+    if ours is None or anchor is None:
+        return "not comparable (a method has no read inside the budget)"
+    if abs(ours - anchor) <= margin:
+        return "level"
+    return "ours leads" if ours > anchor else "GRPO leads"
+
+
+def frontier_row(reward: str, label: str) -> dict | None:
+    """One short row per reward from its frontier summary: ZO's recipe and GRPO's best at KL <= 0.1 and 0.2."""
+    path = RESULTS / f"frontier_{reward}.json"
+    if not path.exists():
+        return None
+    methods = json.loads(path.read_text())["methods"]
+    zo = {k: v for k, v in methods.items() if k.startswith("zo ")}
+    grpo = {k: v for k, v in methods.items() if k.startswith("grpo ")}
+
+    def at(row: dict, budget: str) -> float | None:
+        return row["reward_at_budget"].get(budget)
+
+    def best(rows: dict, budget: str) -> tuple[str, float | None]:
+        scored = [(k, at(v, budget)) for k, v in rows.items() if at(v, budget) is not None]
+        return max(scored, key=lambda kv: kv[1]) if scored else (next(iter(rows), "-"), None)
+
+    def shown(x: float | None) -> str:
+        return "-" if x is None else f"{x:+.3f}"
+
+    (zo_name, zo_1), (g_name, g_1) = best(zo, "0.1"), best(grpo, "0.1")
+    zo_2, g_2 = at(zo.get(zo_name, {"reward_at_budget": {}}), "0.2"), at(grpo.get(g_name, {"reward_at_budget": {}}), "0.2")
+    seeds = len(next(iter(methods.values()))["seeds"])
+    return {"objective": f"{label}, gain at KL <= 0.1 / 0.2 nats/token, 192 held-back prompts ({seeds} seed"
+                         f"{'s' if seeds > 1 else ''})",
+            "ours": f"{zo_name[3:]}: **{shown(zo_1)} / {shown(zo_2)}**",
+            "anchor": f"GRPO ({g_name[5:]}): {shown(g_1)} / {shown(g_2)}",
+            "memory": f"{zo[zo_name]['peak_gib']:.1f} / {grpo[g_name]['peak_gib']:.1f} GiB" if zo and grpo else "-",
+            "verdict": f"at 0.1: {verdict(zo_1, g_1)}; at 0.2: {verdict(zo_2, g_2)}"}
+
+
+def short_rows() -> list[dict]:
+    """The README's table: one line per objective, every cell short; the verdict in words leads where we lose."""
+    sst2 = data("quality_sst2_k16_prompt_ensemble_test.json")["summary"]
+    ours_acc = statistics.mean(sst2["bbt_cma"]["accuracies"]) * 100
+    adam_acc = statistics.mean(sst2["ft_adam"]["accuracies"]) * 100
+    mem = {(r["size"], r["method"]): r.get("ratio_vs_inference") for r in data("memory.json")["rows"]}
+    rows = [frontier_row(reward, label) for reward, label in FRONTIER_REWARDS]
+    rows = [r for r in rows if r is not None]
+    rows.append({"objective": "SST-2 accuracy, k=16, 872 sentences, 3 seeds",
+                 "ours": f"prompts + CMA-ES on 10 numbers: **{ours_acc:.1f} %**",
+                 "anchor": f"AdamW, all weights: {adam_acc:.1f} %", "memory": "-",
+                 "verdict": f"AdamW leads by {adam_acc - ours_acc:.1f} points"})
+    rows.append({"objective": "peak memory of a training step / inference, SmolLM2-135M",
+                 "ours": f"**{mem[('135m', 'zo')]:.2f}x**", "anchor": f"AdamW {mem[('135m', 'adam')]:.2f}x, GRPO "
+                 f"{mem[('135m', 'grpo')]:.2f}x", "memory": "-", "verdict": "ours needs the memory of inference"})
+    return rows
+
+
+def render_short() -> list[str]:
+    head = ["objective", "ours (zeroth-order)", "anchor, equal wall time", "peak memory, ours / anchor", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in short_rows():
+        cells = [row[k] for k in ("objective", "ours", "anchor", "memory", "verdict")]
+        too_long = [c for c in cells if len(c) > SHORT_CELL]
+        if too_long:
+            raise ValueError(f"README cell over {SHORT_CELL} characters: {too_long[0]!r}")
+        lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
+    return lines
+
+
 def readme_block() -> str:
-    return "\n".join([README_START, *render_headlines(with_command=False), README_END])
+    return "\n".join([README_START, *render_short(), README_END])
 
 
 def with_readme_block(text: str) -> str:
