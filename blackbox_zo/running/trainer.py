@@ -8,7 +8,7 @@ state is kept as a trajectory position (a step number) chosen among measured val
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,8 +18,9 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from blackbox_zo.faces.protocol import EvaluatesItself
-from blackbox_zo.running.best import best_across_resumes, run_start
+from blackbox_zo.running.best import RunStart, run_start
 from blackbox_zo.running.quality import numbers_of, plot_text, postfix, text_numbers, val_columns, write_samples
+from blackbox_zo.running.selection import BestChoice
 from blackbox_zo.setup.batches import Rounds, batch_for_step
 from blackbox_zo.setup.calls import InProcess, closure, value_of
 from blackbox_zo.setup.compatibility import check_optimizer
@@ -88,10 +89,38 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Step until train.steps, train.max_seconds of stepping or patience runs out; validation at the start, every
-        eval_every steps, and after the last step."""
+        eval_every steps, and after the last step. Reads top to bottom: start, then step / validate / log / stop."""
         cfg = self.config
-        metrics = self._open_metrics()
-        writer = self._tensorboard()
+        metrics, writer = self._open_metrics(), self._tensorboard()
+        begun, choice, history = self._start()
+        clock = StepClock(cfg.max_seconds)
+        bar = tqdm(total=cfg.steps, initial=self.opt.step_count, disable=not cfg.progress, unit="step")
+        try:
+            while self.opt.step_count < cfg.steps:
+                row = self._step(clock)
+                if self.val_data and (cfg.validates_after(row["step"] - 1) or clock.spent()):  # "best" is measured
+                    with clock.paused():
+                        self._validate(row, choice)
+                history.append(row)
+                self._emit(metrics, writer, row)
+                show(bar, row)
+                if clock.spent() or choice.patience_spent():
+                    break
+        finally:
+            bar.close()
+            for log in (metrics, writer):
+                if log:
+                    log.close()
+        final = value_of(self.final_score) if self.final_score is not None else None
+        result = TrainResult(begun.value, choice.best.value, choice.best.step, self.opt.step_count, history,
+                             clock.elapsed(), final, choice.quality())
+        if self.out_dir and cfg.plot:
+            plot_history(history, self.out_dir / "objective.png", self.traits.name, begun.value, begun.text)
+        return result
+
+    def _start(self) -> tuple[RunStart, BestChoice, list[dict]]:
+        """The validation training starts from (a resume reads the run's first from start.json), its answers, and
+        the best-step choice over every validation logged so far."""
         self.start_score = self.evaluate_score() if self.val_data else None
         self.final_score = self.start_score  # the latest validation score, at the current weights
         now = value_of(self.start_score) if self.val_data else None
@@ -101,58 +130,29 @@ class Trainer:
         if self.val_data and not self.opt.step_count:
             write_samples(self.out_dir, 0, self.start_score)  # the untuned answers, beside every later validation's
         self.start_per_example = begun.per_example  # of the run's first start, also after a resume
-        start = begun.value
-        bound = cfg.fluency_bound  # honest selection: a validation past it is never the best step
-        best, history = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now, bound, text_now,
-                                            cfg)
-        free, _ = best_across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now,
-                                      train=dataclasses.replace(cfg, drift=None))  # what the best is with no bound
-        texts = {r["step"]: numbers_of(r) for r in history if numbers_of(r)}  # text numbers by validated step
-        texts.update({self.opt.step_count: text_now} if text_now else {})
-        t0 = time.time()
-        validating = 0.0  # seconds spent validating: train.max_seconds counts the steps only
-        bar = tqdm(total=cfg.steps, initial=self.opt.step_count, disable=not cfg.progress, unit="step")
-        try:
-            while self.opt.step_count < cfg.steps:
-                t = self.opt.step_count
-                call = self.side.step_call(t)  # at the unperturbed weights: a round may be drawn for it
-                value = self.opt.step(call)
-                row = {"step": t + 1, "objective": value, "projected_grad": self.opt.last.projected_grad,
-                       "lr": self.opt.last.lr, "skipped": self.opt.last.skipped, "time": time.time() - t0, **call.info}
-                out_of_time = cfg.max_seconds is not None and time.time() - t0 - validating >= cfg.max_seconds
-                if self.val_data and (cfg.validates_after(t) or out_of_time):  # so "best" is always a measured step
-                    began = time.time()
-                    self.final_score = self.evaluate_score()
-                    row["val"] = value_of(self.final_score)
-                    numbers = text_numbers(self.val_objective, self.final_score, self.drift_lm)
-                    validating += time.time() - began
-                    row.update(val_columns(numbers))
-                    write_samples(self.out_dir, t + 1, self.final_score)
-                    texts.update({t + 1: numbers} if numbers else {})
-                    best.update(row["val"], t + 1, (bound is None or not bound.breaches(begun.text, numbers))
-                                and (cfg.drift is None or cfg.drift.within(numbers)))
-                    row.update(self._hold_drift(numbers))
-                    free.update(row["val"], t + 1)
-                history.append(row)
-                self._emit(metrics, writer, row)
-                bar.update(1)
-                bar.set_postfix(obj=f"{value:.4g}", g=f"{row['projected_grad']:.3g}",
-                                **({"val": f"{row['val']:.4g}"} if "val" in row else {}), **postfix(numbers_of(row)))
-                if out_of_time or (cfg.patience is not None and best.stale >= cfg.patience):
-                    break
-        finally:
-            bar.close()
-            if metrics:
-                metrics.close()
-            if writer:
-                writer.close()
-        final = value_of(self.final_score) if self.final_score is not None else None
-        result = TrainResult(start, best.value, best.step, self.opt.step_count, history, time.time() - t0, final,
-                             quality_of(begun.text, texts, best, free))
-        if self.out_dir and cfg.plot:
-            plot_history(history, self.out_dir / "objective.png", getattr(self.objective, "name", "objective"), start,
-                         begun.text)
-        return result
+        choice, history = BestChoice.across_resumes(self.out_dir, self.maximize, begun, self.opt.step_count, now,
+                                                    text_now, self.config)
+        return begun, choice, history
+
+    def _step(self, clock: StepClock) -> dict:
+        """One optimizer step at the next step's inputs; its metrics row."""
+        t = self.opt.step_count
+        call = self.side.step_call(t)  # at the unperturbed weights: a round may be drawn for it
+        value = self.opt.step(call)
+        last = self.opt.last
+        return {"step": t + 1, "objective": value, "projected_grad": last.projected_grad, "lr": last.lr,
+                "skipped": last.skipped, "time": clock.elapsed(), **call.info}
+
+    def _validate(self, row: dict, choice: BestChoice) -> None:
+        """Validation at the current weights: value, text numbers and drift into `row`, answers into samples.jsonl,
+        a candidate for the best step, and train.drift's next anchor strength."""
+        self.final_score = self.evaluate_score()
+        row["val"] = value_of(self.final_score)
+        numbers = text_numbers(self.val_objective, self.final_score, self.drift_lm)
+        row.update(val_columns(numbers))
+        write_samples(self.out_dir, row["step"], self.final_score)
+        choice.count(row["step"], row["val"], numbers)
+        row.update(self._hold_drift(numbers))
 
     def _hold_drift(self, numbers: dict | None) -> dict:
         """train.drift: the anchor's next strength from the drift this validation measured (a metrics column)."""
@@ -190,14 +190,32 @@ class Trainer:
                     writer.add_scalar(key, row[key], row["step"])
 
 
-def quality_of(start: dict | None, texts: dict, best, free) -> dict:
-    """What the summary says of a generation run's text (nothing for other runs): the text numbers at the start,
-    the best and the final validation, and the step and value the best would have without the fluency bound."""
-    if not start and not texts:
-        return {}
-    return {"text_start": start, "text_best": texts.get(best.step, start if best.step == 0 else None),
-            "text_final": texts[max(texts)] if texts else None, "best_step_unbounded": free.step,
-            "val_best_unbounded": free.value}
+class StepClock:
+    """Seconds of stepping since fit began, validation excluded: what train.max_seconds limits."""
+
+    def __init__(self, limit: float | None):
+        self.limit, self.t0, self.validating = limit, time.time(), 0.0
+
+    def elapsed(self) -> float:
+        return time.time() - self.t0
+
+    def spent(self) -> bool:
+        return self.limit is not None and self.elapsed() - self.validating >= self.limit
+
+    @contextlib.contextmanager
+    def paused(self):
+        began = time.time()
+        try:
+            yield
+        finally:
+            self.validating += time.time() - began
+
+
+def show(bar, row: dict) -> None:
+    """The progress line after a step: its objective, projected gradient, and validation and text numbers."""
+    bar.update(1)
+    bar.set_postfix(obj=f"{row['objective']:.4g}", g=f"{row['projected_grad']:.3g}",
+                    **({"val": f"{row['val']:.4g}"} if "val" in row else {}), **postfix(numbers_of(row)))
 
 
 def plot_history(history: list[dict], path: Path, name: str, start: float | None = None,
