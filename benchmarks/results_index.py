@@ -452,6 +452,23 @@ def frontier_row(reward: str, label: str) -> dict | None:
             "verdict": f"at 0.1: {verdict(zo_1, g_1)}; at 0.2: {verdict(zo_2, g_2)}"}
 
 
+def short_judge_row() -> dict:
+    """The guarded judge's win-rate per seed, counted inside the fluency rule of today (honest_gain.RULE)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from honest_gain import honest_gain
+
+    names = present("honest_judge_600s_steer10_guard025_rep01_eps0.002_s{s}.json")
+    cells, met = [], 0
+    for run in map(data, names):
+        gain = honest_gain(0.5, run["win_rate"], run["text_before"], run["text_after"])
+        inside = not gain["missed"]
+        met += inside and run["win_rate"] >= 0.65 and run["p_value"] < 0.01
+        cells.append(f"{run['win_rate']:.2f}" if inside else f"missed ({gain['missed'][0].split()[0]})")
+    return {"objective": f"a guarded rule judge: win-rate against the untuned model, 192 prompts, {len(names)} seeds",
+            "ours": "steering, pairwise: **" + " / ".join(cells) + "**", "anchor": "none (GRPO needs a reward)",
+            "memory": f"{gib(names)} GiB / -", "verdict": f"target 0.65 inside the rule met by {met} of {len(names)} seeds"}
+
+
 def short_rows() -> list[dict]:
     """The README's table: one line per objective, every cell short; the verdict in words leads where we lose."""
     sst2 = data("quality_sst2_k16_prompt_ensemble_test.json")["summary"]
@@ -460,6 +477,7 @@ def short_rows() -> list[dict]:
     mem = {(r["size"], r["method"]): r.get("ratio_vs_inference") for r in data("memory.json")["rows"]}
     rows = [frontier_row(reward, label) for reward, label in FRONTIER_REWARDS]
     rows = [r for r in rows if r is not None]
+    rows.append(short_judge_row())
     rows.append({"objective": "SST-2 accuracy, k=16, 872 sentences, 3 seeds",
                  "ours": f"prompts + CMA-ES on 10 numbers: **{ours_acc:.1f} %**",
                  "anchor": f"AdamW, all weights: {adam_acc:.1f} %", "memory": "-",
