@@ -18,9 +18,9 @@ from blackbox_zo.faces.ask_tell import AskTell
 from blackbox_zo.prefer.config import PreferConfig
 from blackbox_zo.prefer.store import Pair, VoteRejected, VoteStore
 from blackbox_zo.prefer.winrate import verdicts, win_rate
+from blackbox_zo.setup.run_files import TRAJECTORY
 from blackbox_zo.weights.noise import derive_seed
 
-TRAJECTORY = "trajectory.jsonl"
 VOTES = "votes.sqlite"
 
 

@@ -9,10 +9,11 @@ import json
 from pathlib import Path
 
 from blackbox_zo.running.export_folder import clean_stale, write_beside
-from blackbox_zo.setup.assembly import TRAJECTORY, Loaded, check_model, load_tuned
+from blackbox_zo.setup.assembly import Loaded, check_model, load_tuned
 from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
 from blackbox_zo.setup.guard import EXPORT_MARKER, check_export_dir, mark_export
 from blackbox_zo.setup.lock import ExportLock
+from blackbox_zo.setup.run_files import CONFIG, SUMMARY, TRAJECTORY
 from blackbox_zo.step.trajectory import Trajectory
 
 __all__ = ["check_export_dir", "describe_step", "export", "export_own", "paired_flips", "read_run", "rebuild",
@@ -40,10 +41,10 @@ def read_run(run_dir: str | Path) -> tuple[RunConfig, dict]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} does not exist")
-    if not (run_dir / "config.json").exists():
+    if not (run_dir / CONFIG).exists():
         raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
-    return load_config(json.loads((run_dir / "config.json").read_text())), summary
+    summary = json.loads((run_dir / SUMMARY).read_text()) if (run_dir / SUMMARY).exists() else {}
+    return load_config(json.loads((run_dir / CONFIG).read_text())), summary
 
 
 def resolve_step(run_dir: str | Path, step: str | int, summary: dict) -> int:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 from blackbox_zo.running.quality import numbers_of
 from blackbox_zo.setup.fluency_bound import FluencyBound
+from blackbox_zo.setup.run_files import METRICS as METRICS_FILE
+from blackbox_zo.setup.run_files import START as START_FILE
 from blackbox_zo.step.jsonl import dumps, read_jsonl
-
-START_FILE = "start.json"  # validation before the first step: {"val": v, "per_example": [...]}
-METRICS_FILE = "metrics.jsonl"  # one row per step, "step" = updates applied (1, 2, ...); "val" where validated
 
 
 @dataclass

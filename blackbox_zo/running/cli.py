@@ -16,6 +16,7 @@ from pathlib import Path
 from blackbox_zo.errors import ObjectiveError
 from blackbox_zo.setup.config import ConfigError
 from blackbox_zo.setup.parser import Parser
+from blackbox_zo.setup.run_files import SAMPLES
 from blackbox_zo.step.trajectory import TrajectoryError
 
 # Errors that mean "the input is wrong" (config, files, objective): one line, exit 2. Anything else: exit 1.
@@ -82,7 +83,7 @@ def report(summary: dict, out: Path) -> str:
                  f"(best {value(summary.get('val_best'))} at step {summary.get('best_step')}); {summary.get('steps')} "
                  f"steps, {summary.get('seconds', 0):.0f} s"]
     lines.append(f"run folder: {out} (summary.json, metrics.jsonl, trajectory.jsonl, objective.png)")
-    samples = out / "samples.jsonl"
+    samples = out / SAMPLES
     if samples.exists():
         lines.append(f"samples: {samples}")
     if summary.get("exported"):

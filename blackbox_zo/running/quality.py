@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-SAMPLES_FILE = "samples.jsonl"  # {"step", "prompt", "answer", "reward"} per held answer per validation
+from blackbox_zo.setup.run_files import SAMPLES as SAMPLES_FILE
+
 SHOWN = ("nll", "repeated_trigrams", "repeated_token_trigrams", "distinct_2", "mean_length", "kl", "reward", "kl_exact",
          "kl_k3")  # kl: the brake's KL-hat per answer; kl_exact / kl_k3: drift per token from pi_0 (objectives.drift)
 SHORT = {"nll": "nll", "repeated_token_trigrams": "rep", "distinct_2": "d2", "kl_exact": "kl",

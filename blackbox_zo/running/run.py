@@ -16,10 +16,11 @@ from blackbox_zo.faces.mezo import MeZO
 from blackbox_zo.running import run_folder
 from blackbox_zo.running.artifacts import export_own, paired_flips, save_checkpoint
 from blackbox_zo.running.trainer import Trainer
-from blackbox_zo.setup.assembly import TRAJECTORY, Loaded, build_task, check_before_loading, load_tuned, step_settings
+from blackbox_zo.setup.assembly import Loaded, build_task, check_before_loading, load_tuned, step_settings
 from blackbox_zo.setup.config import ConfigError, RunConfig, load_config
 from blackbox_zo.setup.lock import RunLock
 from blackbox_zo.setup.reference import attach_reference
+from blackbox_zo.setup.run_files import SUMMARY, TRAJECTORY
 from blackbox_zo.step.jsonl import dumps, write_atomic
 
 __all__ = ["run", "make_face", "make_mezo"]
@@ -104,7 +105,7 @@ def train(cfg: RunConfig, task: dict, out: Path, resume: bool, progress: bool) -
     flips = paired_flips(trainer.start_per_example, getattr(trainer.final_score, "per_example", None))
     if flips:
         summary["val_flips"] = flips
-    write_atomic(out / "summary.json", dumps(summary, indent=2))  # export reads best_step from it
+    write_atomic(out / SUMMARY, dumps(summary, indent=2))  # export reads best_step from it
     summary["final_fingerprint"] = fingerprint
     if cfg.export and loaded and cfg.model.backend == "vllm":
         from safetensors.torch import save_file
@@ -118,5 +119,5 @@ def train(cfg: RunConfig, task: dict, out: Path, resume: bool, progress: bool) -
         else:  # base + trajectory replayed to the best step
             exported, _ = export_own(out)
         summary["exported"] = str(exported)
-    write_atomic(out / "summary.json", dumps(summary, indent=2))
+    write_atomic(out / SUMMARY, dumps(summary, indent=2))
     return summary

@@ -11,17 +11,13 @@ import json
 import sys
 from pathlib import Path
 
-from blackbox_zo.running.best import METRICS_FILE, START_FILE, renumbered
-from blackbox_zo.running.quality import SAMPLES_FILE
-from blackbox_zo.setup.assembly import TRAJECTORY
+from blackbox_zo.running.best import METRICS_FILE, renumbered
 from blackbox_zo.setup.config import ConfigError, RunConfig
 from blackbox_zo.setup.lock import LOCK_FILE
+from blackbox_zo.setup.run_files import CONFIG, STARTED, TRAJECTORY
+from blackbox_zo.setup.run_files import INPUTS as INPUTS_FILE
 from blackbox_zo.step.jsonl import dumps, read_jsonl, rewrite_jsonl, write_atomic
 from blackbox_zo.step.trajectory import Trajectory, first_difference
-
-INPUTS_FILE = "inputs.json"  # what a resume must match: objective, space, batch seed and size, a digest of the data
-STARTED = (TRAJECTORY, METRICS_FILE, START_FILE, SAMPLES_FILE, "config.json", INPUTS_FILE, "objective.png")  # what a
-# start may write before step 1
 
 
 def logged_steps(out: Path) -> int:
@@ -85,9 +81,9 @@ def check_resume(out: Path, inputs: dict) -> None:
     """A resume must change none of the inputs: refuse, naming the first key that differs."""
     path = out / INPUTS_FILE
     if not path.exists():
-        if not (out / "config.json").exists():
+        if not (out / CONFIG).exists():
             return
-        old = json.loads((out / "config.json").read_text())  # a run from before inputs.json: all but the data
+        old = json.loads((out / CONFIG).read_text())  # a run from before inputs.json: all but the data
         recorded = {"objective": {k: old.get("objective", {}).get(k) for k in ("factory", "args")}, "space": old.get("space"),
                     "train": {k: old.get("train", {}).get(k) for k in ("seed", "batch_size")}}
         inputs = {k: v for k, v in inputs.items() if k in recorded}
@@ -108,7 +104,7 @@ def check_resume(out: Path, inputs: dict) -> None:
 
 
 def record_inputs(out: Path, cfg: RunConfig, inputs: dict) -> None:
-    write_atomic(out / "config.json", dumps(cfg.to_dict(), indent=2))
+    write_atomic(out / CONFIG, dumps(cfg.to_dict(), indent=2))
     write_atomic(out / INPUTS_FILE, dumps(inputs, indent=2))
 
 

@@ -26,6 +26,7 @@ from blackbox_zo.setup.calls import InProcess, closure, value_of
 from blackbox_zo.setup.compatibility import check_optimizer
 from blackbox_zo.setup.config import TrainConfig
 from blackbox_zo.setup.drift_target import drift_of
+from blackbox_zo.setup.run_files import METRICS, PLOT
 from blackbox_zo.setup.traits import traits_of
 from blackbox_zo.step.jsonl import JsonlWriter, read_jsonl
 
@@ -115,7 +116,7 @@ class Trainer:
         result = TrainResult(begun.value, choice.best.value, choice.best.step, self.opt.step_count, history,
                              clock.elapsed(), final, choice.quality())
         if self.out_dir and cfg.plot:
-            plot_history(history, self.out_dir / "objective.png", self.traits.name, begun.value, begun.text)
+            plot_history(history, self.out_dir / PLOT, self.traits.name, begun.value, begun.text)
         return result
 
     def _start(self) -> tuple[RunStart, BestChoice, list[dict]]:
@@ -167,7 +168,7 @@ class Trainer:
         if not self.out_dir:
             return None
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / "metrics.jsonl"
+        path = self.out_dir / METRICS
         return JsonlWriter(path, read_jsonl(path, report=False).torn)  # fsynced per row; a torn last line is cut
 
     def _tensorboard(self):

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from blackbox_zo.running.small_export import MANIFEST
+from blackbox_zo.setup.run_files import RunFolder
 
 
 def load_tuned(run_or_export: str | Path, step: str | int = "best", device: str = "cpu"):
@@ -18,7 +19,7 @@ def load_tuned(run_or_export: str | Path, step: str | int = "best", device: str 
     from blackbox_zo.lm.loading import load_model
 
     where = Path(run_or_export).expanduser()
-    if (where / "trajectory.jsonl").exists() and (where / "config.json").exists():
+    if RunFolder(where).is_run():
         from blackbox_zo.running.artifacts import rebuild
 
         _, loaded, _ = rebuild(where, step)

@@ -19,7 +19,6 @@ from blackbox_zo.setup.config import ConfigError, RunConfig
 from blackbox_zo.setup.traits import with_traits
 from blackbox_zo.step.spec import Spec
 
-TRAJECTORY = "trajectory.jsonl"
 # What a factory may raise for bad input (a missing file, a bad row, an unknown task): reported as config errors.
 FACTORY_INPUT_ERRORS = (OSError, ValueError, KeyError)
 

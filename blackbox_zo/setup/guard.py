@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from blackbox_zo.setup.config import ConfigError
+from blackbox_zo.setup.run_files import MARKERS as RUN_MARKERS
 
-RUN_MARKERS = ("trajectory.jsonl", "votes.sqlite", "run.lock")  # a folder holding one of these is a run folder
 # (run.lock: the first file a run or a prefer server writes, before its log)
 EXPORT_MARKER = ".blackbox_zo_export"  # written into every folder `export` makes: --force may replace only those
 

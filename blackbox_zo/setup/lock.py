@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 from blackbox_zo.setup.config import ConfigError
-
-LOCK_FILE = "run.lock"
+from blackbox_zo.setup.run_files import LOCK as LOCK_FILE
 
 
 class RunLock:
