@@ -239,7 +239,7 @@ def deep_tiny_llama_dir(tokenizer, tmp_path_factory):
 def test_every_example_config_is_run_by_a_test():
     """A new examples/*.yaml must join the list below (or have its own runner test)."""
     assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(RUN_CONFIGS + ["prefer.yaml", "vllm_vader.yaml"])
-    assert len(RUN_CONFIGS) == 6
+    assert len(RUN_CONFIGS) == 7
 
 
 @pytest.mark.parametrize("name", RUN_CONFIGS)
