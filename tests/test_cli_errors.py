@@ -341,3 +341,21 @@ def test_version_is_written_once_and_printed():
     assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "blackbox_zo.__version__"}
     assert f"## [{__version__}]" in (root / "CHANGELOG.md").read_text()
+
+
+def test_a_missing_relative_data_path_names_the_absolute_path_tried_and_the_rule(tiny_llama_dir, tmp_path):
+    """data: a relative path found neither beside the config nor in the working folder: the line shows the absolute
+    path tried and says how a config's relative paths are read; once the folder is beside the config, it runs."""
+    cfg = config(tiny_llama_dir, "out", objective={"factory": "objectives.recipes:classification",
+                                                   "args": {"data": "my_data", "k": 2, "val_size": 2}})
+    path = write_config(tmp_path / "project", cfg)
+    (tmp_path / "elsewhere").mkdir()
+    failed = cli("run", path, "--quiet", cwd=tmp_path / "elsewhere")
+    one_line_error(failed, f"data my_data does not exist (looked for {tmp_path / 'elsewhere' / 'my_data'};",
+                   "relative to the config file's folder, then to the working folder")
+    (tmp_path / "project" / "my_data").mkdir()
+    for split in ("train", "validation"):
+        (tmp_path / "project" / "my_data" / f"{split}.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\nfine\t1\nawful\t0\n")
+    done = cli("run", path, "--quiet", cwd=tmp_path / "elsewhere")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "project" / "out" / "summary.json").is_file()  # output: out, beside the config too
