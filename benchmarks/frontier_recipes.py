@@ -30,6 +30,8 @@ RECIPES: dict[str, tuple[dict, int]] = {
                          "objective": {"kl": 2.0, "kl_on": "untuned"}}, 1),
     # smaller steps in the steering space: more checkpoints at low drift
     "steer_lr2e-4": ({"space": STEER, "optim": {"lr": 2e-4}}, 5),
+    "steer_lr1e-4": ({"space": STEER, "optim": {"lr": 1e-4}}, 5),
+    "steer_lr5e-5": ({"space": STEER, "optim": {"lr": 5e-5}}, 5),
 }
 
 SEARCH_BUDGET = "every recipe above, seed 0, 300 s of training each, VADER on the 32 dev prompts"

@@ -28,5 +28,5 @@ _HOMES = {  # module (under blackbox_zo.) -> the names it exports here
     "weights.subspace": ("Subspace", "subspace"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _HOMES)  # each is imported on first use
-__version__ = "0.2.0"
+__version__ = "0.3.0"  # the only place the version is written (pyproject.toml reads it; CHANGELOG.md)
 

@@ -27,7 +27,8 @@ def load_examples(source: str | Path | Any, *, limit: int | None = None) -> list
     path = Path(source)
     suffix = path.suffix.lower()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such data file" + (" (it is a directory)" if path.is_dir() else ""))
+        raise FileNotFoundError(f"{path}: no such data file" + (" (it is a directory)" if path.is_dir() else "") +
+                                looked_for(path))
     with path.open(newline="", encoding="utf-8") as f:
         if suffix in (".tsv", ".csv"):
             # QUOTE_NONE for TSV: GLUE files contain bare quotes inside sentences.
@@ -74,7 +75,8 @@ def load_splits(data: str | Path, splits: Iterable[str] = ("train", "validation"
         raise ValueError(f"data {path} is a file: pass " + KINDS_OF_DATA)
     name = str(data).partition(":")[0]
     if name.startswith((".", "/", "~")) or name.count("/") != 1 or "\\" in name:  # not "org/name": a missing path
-        raise FileNotFoundError(f"data {path} does not exist: pass {KINDS_OF_DATA.replace('train and', 'train.tsv and', 1)}")
+        raise FileNotFoundError(f"data {path} does not exist{looked_for(path)}: pass "
+                                f"{KINDS_OF_DATA.replace('train and', 'train.tsv and', 1)}")
     return dataset_splits(load_dataset_named(str(data)), splits, str(data), columns)
 
 
@@ -83,7 +85,16 @@ def split_file(folder: Path, split: str) -> Path:
     for suffix in SPLIT_SUFFIXES:
         if (folder / f"{split}{suffix}").is_file():
             return folder / f"{split}{suffix}"
-    raise FileNotFoundError(f"{folder / split}.tsv not found (nor .csv, .jsonl, .json): data must be " + KINDS_OF_DATA)
+    raise FileNotFoundError(f"{(folder / split).absolute()}.tsv not found (nor .csv, .jsonl, .json): data must be "
+                            + KINDS_OF_DATA)
+
+
+def looked_for(path: Path) -> str:
+    """For a relative path: the absolute one that was tried, and how a config's relative paths are read."""
+    if path.is_absolute():
+        return ""
+    return (f" (looked for {path.absolute()}; in a config file a relative path is read relative to the config file's "
+            "folder, then to the working folder)")
 
 
 def load_from_disk(path: Path):

@@ -282,3 +282,80 @@ def test_help_and_config_errors_answer_without_importing_torch(tmp_path, args, n
         one_line_error(result, *names)
     else:
         assert result.returncode == 0 and "usage: blackbox-zo" in result.stdout
+
+
+FLAKY = '''import os
+
+from objectives.base import check_values
+from objectives.recipes import builtin_sentiment
+
+
+class Flaky:
+    """The task's objective until call FLAKY_FAIL_AT of this process, then a NaN reward (as a reward server's)."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.maximize, self.calls = inner, "flaky", inner.maximize, 0
+
+    def evaluate(self, lm, batch, seed=None):
+        self.calls += 1
+        if self.calls >= int(os.environ.get("FLAKY_FAIL_AT", "1000000")):
+            check_values(self.name, [float("nan")], 1, what="rewards")
+        return self.inner.evaluate(lm, batch, seed=seed)
+
+
+def build():
+    task = builtin_sentiment()
+    return {**task, "objective": Flaky(task["objective"]), "val_objective": task["objective"]}
+'''
+
+
+def test_a_failure_mid_run_says_what_was_kept_and_resume_continues(tiny_llama_dir, tmp_path):
+    """Step 3's first point gets a NaN reward: steps 1-2 stand (logged, their weights kept), counted from 1 as
+    metrics.jsonl counts them, and `--resume` goes on from step 3 once the objective is fixed."""
+    (tmp_path / "flaky.py").write_text(FLAKY)
+    cfg = config(tiny_llama_dir, "out", objective={"factory": "flaky:build", "args": {}},
+                 train={"steps": 4, "batch_size": 8, "eval_every": 25, "plot": False})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    failed = cli("run", tmp_path / "run.yaml", "--quiet", env={"FLAKY_FAIL_AT": "5"})  # calls 1-4: steps 1-2 (+ and -)
+    line = one_line_error(failed, "flaky: rewards[0] is not finite: nan", "(step 3, point 0")
+    rows = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert "steps 1-2 stand: the weights are those of step 2" in line
+    assert f"{tmp_path / 'out'} keeps steps 1-2" in line and "rerun with --resume to continue from step 3" in line
+    resumed = cli("run", tmp_path / "run.yaml", "--quiet", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_version_is_written_once_and_printed():
+    """`blackbox-zo --version` prints blackbox_zo.__version__; pyproject.toml reads it; CHANGELOG.md has its section."""
+    import tomllib
+
+    from blackbox_zo import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    done = cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"blackbox-zo {__version__}"
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "blackbox_zo.__version__"}
+    assert f"## [{__version__}]" in (root / "CHANGELOG.md").read_text()
+
+
+def test_a_missing_relative_data_path_names_the_absolute_path_tried_and_the_rule(tiny_llama_dir, tmp_path):
+    """data: a relative path found neither beside the config nor in the working folder: the line shows the absolute
+    path tried and says how a config's relative paths are read; once the folder is beside the config, it runs."""
+    cfg = config(tiny_llama_dir, "out", objective={"factory": "objectives.recipes:classification",
+                                                   "args": {"data": "my_data", "k": 2, "val_size": 2}})
+    path = write_config(tmp_path / "project", cfg)
+    (tmp_path / "elsewhere").mkdir()
+    failed = cli("run", path, "--quiet", cwd=tmp_path / "elsewhere")
+    one_line_error(failed, f"data my_data does not exist (looked for {tmp_path / 'elsewhere' / 'my_data'};",
+                   "relative to the config file's folder, then to the working folder")
+    (tmp_path / "project" / "my_data").mkdir()
+    for split in ("train", "validation"):
+        (tmp_path / "project" / "my_data" / f"{split}.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\nfine\t1\nawful\t0\n")
+    done = cli("run", path, "--quiet", cwd=tmp_path / "elsewhere")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "project" / "out" / "summary.json").is_file()  # output: out, beside the config too

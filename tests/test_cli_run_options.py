@@ -58,9 +58,14 @@ def test_run_reports_before_after_and_the_run_folder_quietly(finished):
     folder, _, done = finished
     summary = json.loads((folder / "out" / "summary.json").read_text())
     lines = done.stdout.strip().splitlines()
-    assert lines[0].startswith(f"{summary['objective']} (validation): before {summary['val_start']:.4g} -> after "
+    assert lines[0].startswith(f"run folder: {folder / 'out'} ")
+    assert lines[1].startswith(f"{summary['objective']} (validation): before {summary['val_start']:.4g} -> after "
                                f"{summary['val_final']:.4g} (best {summary['val_best']:.4g} at step {summary['best_step']})")
-    assert lines[1].startswith(f"run folder: {folder / 'out'} ")
+    f = summary["val_flips"]  # accuracy: 0/1 per example, so the sign test is reported
+    assert lines[2].startswith(f"held-back examples fixed {f['fixed']}, broken {f['broken']}: exact sign test p = "
+                               f"{f['sign_test_p']:.2g} ")
+    rows = [json.loads(line) for line in (folder / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert (lines[3:] != []) == all(r["projected_grad"] == 0 for r in rows)  # the warning only when nothing moved
     assert done.stderr == ""  # --quiet: neither our bar nor transformers' "Loading weights" bar
 
 
@@ -91,10 +96,47 @@ def test_report_names_the_samples_when_there_are_some(tmp_path):
     assert not any(line.startswith("samples") for line in report(summary, tmp_path).splitlines())
     (tmp_path / "samples.jsonl").write_text("{}\n")
     text = report(summary, tmp_path)
-    assert text.splitlines()[0] == "vader (validation): before 0.1 -> after 0.25 (best 0.3 at step 4); 6 steps, 12 s"
-    assert text.splitlines()[-1] == f"samples: {tmp_path / 'samples.jsonl'}"
+    assert text.splitlines()[1] == f"samples: {tmp_path / 'samples.jsonl'}"
+    assert text.splitlines()[-1] == "vader (validation): before 0.1 -> after 0.25 (best 0.3 at step 4); 6 steps, 12 s"
     no_val = report({"objective": "vader", "val_start": None, "val_final": None, "steps": 3}, tmp_path)
-    assert no_val.startswith("vader: no validation set")
+    assert no_val.splitlines()[-1].startswith("vader: no validation set")
+
+
+def classification_run(tiny_llama_dir, folder, steps: int, **over) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """`blackbox-zo run` of the SST-2 prompt on a 6-sentence file beside the config: (result, metrics rows)."""
+    project(folder)
+    args = {"task": "sst2", "data": "data", "k": 2, "val_size": 4, **over.pop("args", {})}
+    cfg = config(tiny_llama_dir, "out", objective={"factory": "objectives.recipes:classification", "args": args},
+                 train={"steps": steps, "batch_size": 4, "eval_every": steps, "plot": False}, **over)
+    (folder / "run.yaml").write_text(yaml.safe_dump(cfg))
+    done = subprocess.run([*COMMAND, "run", str(folder / "run.yaml"), "--quiet"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done, [json.loads(line) for line in (folder / "out" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_whose_gradient_stayed_zero_says_so_last_and_names_the_fix(tiny_llama_dir, tmp_path):
+    """A radius far below what flips a prediction: both sides of every step score the same accuracy."""
+    done, rows = classification_run(tiny_llama_dir, tmp_path / "p", 3, optim={"eps": 1e-9, "lr": 1e-3, "seed": 0})
+    assert [r["projected_grad"] for r in rows] == [0.0, 0.0, 0.0]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("warning: the projected gradient was 0 on all 3 steps")
+    assert "optim.eps (this run: 1e-09" in last and "train_objective: nll" in last
+
+
+def test_a_run_trained_on_nll_names_the_validation_metric(tiny_llama_dir, tmp_path):
+    """train_objective nll: the optimizer minimises cross-entropy; validation still measures (maximised) accuracy."""
+    done, rows = classification_run(tiny_llama_dir, tmp_path / "p", 2, args={"train_objective": "nll"})
+    summary = json.loads((tmp_path / "p" / "out" / "summary.json").read_text())
+    assert summary["objective"] == "cross_entropy" and summary["train_maximize"] is False
+    assert summary["val_objective"] == "label_word_accuracy" and summary["maximize"] is True
+    header = json.loads((tmp_path / "p" / "out" / "trajectory.jsonl").read_text().splitlines()[0])
+    assert header["config"]["spec"]["maximize"] is False
+    line = [x for x in done.stdout.splitlines() if "before" in x][0]
+    assert line.startswith(f"validation label_word_accuracy: before {summary['val_start']:.4g} -> after "
+                           f"{summary['val_final']:.4g}")
+    assert line.endswith("; trained on cross_entropy, minimised") and "cross_entropy (validation)" not in done.stdout
+    assert all(r["projected_grad"] != 0 for r in rows) and "warning" not in done.stdout  # a smooth objective moves
 
 
 def test_set_takes_dotted_keys_and_yaml_values(tmp_path):

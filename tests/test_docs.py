@@ -142,3 +142,18 @@ def test_the_cli_page_names_every_option_of_the_main_commands():
                      for action in commands[name]._actions for option in action.option_strings
                      if option.startswith("--") and option != "--help" and f"{option}" not in page)
     assert not missing, f"docs/cli.md does not mention: {missing}"
+
+
+def test_quickstarts_page_is_the_readmes_quickstarts_and_the_home_links_it():
+    module = generator("quickstarts_page")
+    assert (DOCS / "quickstarts.md").read_text() == module.render(), (
+        "docs/quickstarts.md is stale: run python docs/quickstarts_page.py")
+    readme = (ROOT / "README.md").read_text()
+    headings = re.findall(r"^## (Quickstart \d.*)$", readme, flags=re.M)
+    assert len(headings) == 4 and re.findall(r"^## (Quickstart \d.*)$", module.render(), flags=re.M) == headings
+    for code in of(ROOT / "README.md", "python"):  # every README quickstart snippet is on the page, as written
+        assert code in module.render() or "venv" in code
+    home = (DOCS / "index.md").read_text()
+    for heading in headings:  # the site's home links each one (mkdocs' anchor of the heading)
+        anchor = re.sub(r"[^\w\s-]", "", heading.lower()).strip().replace(" ", "-")
+        assert f"(quickstarts.md#{anchor})" in home, heading

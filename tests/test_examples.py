@@ -239,7 +239,7 @@ def deep_tiny_llama_dir(tokenizer, tmp_path_factory):
 def test_every_example_config_is_run_by_a_test():
     """A new examples/*.yaml must join the list below (or have its own runner test)."""
     assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(RUN_CONFIGS + ["prefer.yaml", "vllm_vader.yaml"])
-    assert len(RUN_CONFIGS) == 6
+    assert len(RUN_CONFIGS) == 7
 
 
 @pytest.mark.parametrize("name", RUN_CONFIGS)
@@ -283,3 +283,16 @@ def test_vllm_example_config_runs_as_shipped_for_two_steps(tmp_path, monkeypatch
     samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     assert {s["step"] for s in samples} == {0, 2} and all(isinstance(s["answer"], str) for s in samples)
     assert {"distinct_2", "repeated_token_trigrams"} <= set(summary["text_final"])  # text numbers from vLLM's answers
+
+
+def test_examples_readme_names_every_example_and_reads_as_a_guide():
+    """examples/README.md's table has a row for each example file; no lab-notebook phrasing."""
+    import re
+
+    text = (EXAMPLES / "README.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    for path in sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("*.py")]):
+        assert any(f"examples/{path.name}" in row for row in rows), f"examples/README.md has no row for {path.name}"
+    assert not re.search(r"\bI (ran|did|used|checked|measured|think|tried)\b|\bmy\b|heavy load|No data ships", text)
+    for target in re.findall(r"\]\(([^)#\s]+)", text):  # links work from the page's folder
+        assert target.startswith("http") or (EXAMPLES / target).exists(), target

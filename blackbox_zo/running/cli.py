@@ -65,30 +65,97 @@ def cmd_run(args) -> int:
         quiet_loading()
     from blackbox_zo.running.run import run
 
+    args.run_folder = Path(cfg.output)  # a failure mid-run names what this folder kept (main)
     summary = run(cfg, resume=args.resume, progress=not args.quiet)
     print(report(summary, Path(cfg.output)))
     return 0
 
 
 def report(summary: dict, out: Path) -> str:
-    """What a finished run says: the validation value before -> after, the run folder, and where the samples are."""
+    """What a finished run says: where its files are, then (last, where a reader looks) the validation value
+    before -> after with its sign test, and a warning naming the fix when no step moved the weights."""
     def value(v) -> str:
         return "n/a" if v is None else f"{v:.4g}"
 
-    name = summary.get("objective", "objective")
-    if summary.get("val_start") is None and summary.get("val_final") is None:
-        lines = [f"{name}: no validation set, so no before -> after; {summary.get('steps')} steps"]
-    else:
-        lines = [f"{name} (validation): before {value(summary.get('val_start'))} -> after {value(summary.get('val_final'))} "
-                 f"(best {value(summary.get('val_best'))} at step {summary.get('best_step')}); {summary.get('steps')} "
-                 f"steps, {summary.get('seconds', 0):.0f} s"]
-    lines.append(f"run folder: {out} (summary.json, metrics.jsonl, trajectory.jsonl, objective.png)")
-    samples = out / SAMPLES
-    if samples.exists():
-        lines.append(f"samples: {samples}")
+    lines = [f"run folder: {out} (summary.json, metrics.jsonl, trajectory.jsonl, objective.png)"]
+    if (out / SAMPLES).exists():
+        lines.append(f"samples: {out / SAMPLES}")
     if summary.get("exported"):
         lines.append(f"exported model: {summary['exported']}")
+    trained_on = summary.get("objective", "objective")
+    if summary.get("val_start") is None and summary.get("val_final") is None:
+        lines.append(f"{trained_on}: no validation set, so no before -> after; {summary.get('steps')} steps")
+    else:
+        # summary.json's objective is the training objective and its maximize the validation objective's: a training
+        # objective of the other direction (objective.args.train_objective: nll) is not what validation measured
+        maximize, config = summary.get("maximize"), read_json(out / "config.json") or {}
+        flipped = maximize is not None and trained_maximize(out / "trajectory.jsonl") not in (None, maximize)
+        args = config.get("objective", {}).get("args") or {}
+        differs = flipped or bool(args.get("train_objective"))
+        recipe = str(config.get("objective", {}).get("factory", "")).endswith("recipes:classification")
+        metric = args.get("metric", "accuracy" if recipe else None)  # the recipe's default metric
+        metric = f"validation {metric}" if isinstance(metric, str) else "validation"
+        if summary.get("val_objective"):  # summaries since 0.3 name both objectives and both directions
+            flipped = summary.get("train_maximize", maximize) != maximize
+            differs = flipped or summary["val_objective"] != trained_on
+            metric = f"validation {summary['val_objective']}"
+        name = metric if differs else f"{trained_on} (validation)"
+        line = (f"{name}: before {value(summary.get('val_start'))} -> after {value(summary.get('val_final'))} (best "
+                f"{value(summary.get('val_best'))} at step {summary.get('best_step')}); {summary.get('steps')} steps, "
+                f"{summary.get('seconds', 0):.0f} s")
+        if differs:
+            line += f"; trained on {trained_on}" + (f", {'maximised' if not maximize else 'minimised'}" if flipped else "")
+        lines.append(line)
+    if "val_flips" in summary:
+        f = summary["val_flips"]
+        lines.append(f"held-back examples fixed {f['fixed']}, broken {f['broken']}: exact sign test p = "
+                     f"{f['sign_test_p']:.2g} (the chance of a split this lopsided if tuning changed nothing)")
+    stuck = never_moved(out / "metrics.jsonl", read_json(out / "config.json") or {})
+    if stuck:
+        lines.append(stuck)
     return "\n".join(lines)
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def trained_maximize(trajectory: Path) -> bool | None:
+    """Whether the optimizer maximised the training objective, from the trajectory's header (None if unreadable)."""
+    try:
+        with trajectory.open() as f:
+            header = json.loads(f.readline()).get("config", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    for section in (header.get("spec"), header.get("cma"), header):  # the engine's spec, or CMA's settings
+        if isinstance(section, dict) and isinstance(section.get("maximize"), bool):
+            return section["maximize"]
+    return None
+
+
+def logged_steps(metrics: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl (one per step applied), [] if it has none."""
+    try:
+        return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def never_moved(metrics: Path, config: dict) -> str | None:
+    """A warning when the projected gradient was 0 on every logged step (the weights never moved), with the fix."""
+    rows = logged_steps(metrics)
+    optim = config.get("optim", {})
+    if not rows or optim.get("optimizer", "sgd") == "cma" or any(r.get("projected_grad", 0) != 0 for r in rows):
+        return None
+    eps = optim.get("eps")
+    fixes = [f"a larger optim.eps (this run: {eps:g}; e.g. --set optim.eps={10 * eps:g})" if eps else "a larger optim.eps"]
+    if config.get("objective", {}).get("factory", "").endswith(":classification"):
+        fixes.append("a smooth train objective (objective.args.train_objective: nll or margin)")
+    return (f"warning: the projected gradient was 0 on all {len(rows)} steps: both sides of every step scored the same, "
+            f"so the weights never moved. Try {' or '.join(fixes)}, or a batch with examples the model still gets wrong")
 
 
 def quiet_loading() -> None:
@@ -207,6 +274,9 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error instead of one line")
     p = Parser(prog="blackbox-zo", description=__doc__.splitlines()[0], parents=[common])
+    from blackbox_zo import __version__
+
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     r = sub.add_parser("run", help="train as a YAML/JSON config says", description="Train as a YAML/JSON config says.",
                        epilog=PROGRESS_FIELDS, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
@@ -267,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         user = isinstance(e, USER_ERRORS)
         message = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the message holds
+        folder = getattr(args, "run_folder", None)
+        kept = len(logged_steps(folder / "metrics.jsonl")) if folder is not None else 0
+        if kept and isinstance(e, ObjectiveError):  # a failure mid-run: what the run folder holds, and how to go on
+            message += (f" [{folder} keeps steps 1-{kept} (trajectory.jsonl, metrics.jsonl): fix the objective and rerun "
+                        f"with --resume to continue from step {kept + 1}]")
         if not user:
             message = f"{type(e).__name__}: {message} (rerun with --debug for the traceback)"
         print(f"blackbox-zo: error: {message}", file=sys.stderr)

@@ -92,7 +92,9 @@ def train(cfg: RunConfig, task: dict, out: Path, resume: bool, progress: bool) -
         result = trainer.fit()  # validates after the last step, so best_step is chosen among measured values
         seconds = run_folder.earlier_seconds(earlier) + result.seconds  # all sessions of the run, resumes included
         summary = {
-            "objective": task["traits"].name, "maximize": trainer.maximize,
+            # the training objective and its direction, then what validation measured and its direction (best step)
+            "objective": task["traits"].name, "train_maximize": opt.maximize,
+            "val_objective": task["val_traits"].name, "maximize": trainer.maximize,
             "val_start": result.start_value, "val_final": result.final_value, "val_best": result.best_value,
             "best_step": result.best_step, "steps": result.steps_done, "seconds": round(seconds, 1),
             "nonfinite_steps": opt.nonfinite_steps, **opt.report(), **local_report(loaded),

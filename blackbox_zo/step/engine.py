@@ -106,8 +106,10 @@ def evaluate_at(evaluate: Callable[[], Any], step: int, i: int, point, weights: 
     try:
         return evaluate()
     except Exception as e:
-        raise ObjectiveError(f"objective raised {type(e).__name__}: {e} (step {step}, point {i}: "
-                             f"{describe_point(point)}); {weights}") from e
+        kept = "no step was taken" if not step else f"step{'s 1-' if step > 1 else ' '}{step} stand{'' if step > 1 else 's'}: " \
+            f"the weights are those of step {step}"
+        raise ObjectiveError(f"objective raised {type(e).__name__}: {e} (step {step + 1}, point {i}: "  # steps count from 1
+                             f"{describe_point(point)}); at this step {weights}; {kept}") from e
 
 
 def evaluate_members(backend, points, evaluate: Callable[[], Any], step: int) -> list[Any]:
@@ -128,7 +130,7 @@ def walk(backend, points, evaluate: Callable[[], Any], step: int) -> tuple[list[
     try:
         for i, point in enumerate(points):
             walker.move_to(i)
-            results.append(evaluate_at(evaluate, step, i, point, "weights were restored"))
+            results.append(evaluate_at(evaluate, step, i, point, "the weights were restored"))
     except BaseException:
         walker.abort()  # restore theta before propagating
         raise
