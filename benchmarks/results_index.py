@@ -535,10 +535,39 @@ def render_page() -> str:
         "Each figure as the notebooks in `benchmarks/history/` quote it, with the files it comes from.",
         "",
     ]
+    lines += frontier_section()
     for target, rows in targets.items():
         lines += [f"### {target}", "", "| target | figure | command | commit | machine | date | file |",
                   "| --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
     return "\n".join(lines)
+
+
+def frontier_section() -> list[str]:
+    """Reward against drift, per reward: every method's held-back gain per seed at each budget, the step it was
+    read at and its drift, the dev search behind the recipe, and the frontier plot (benchmarks/frontier_table.py)."""
+    lines = ["## Reward against drift (frontiers)", "",
+             "Each method tuned for the same training time; every checkpoint read on the 32 dev prompts (reward, "
+             "exact per-token KL from the untuned model, text numbers); per budget the best dev checkpoint inside "
+             "the budget and the fluency rule was read once on 192 held-back prompts. A dash: no read (a missed "
+             "rule counts as none). Runs: `python benchmarks/frontier.py`, summaries: `benchmarks/frontier_table.py`.",
+             ""]
+    for reward, label in FRONTIER_REWARDS:
+        path = RESULTS / f"frontier_{reward}.json"
+        if not path.exists():
+            continue
+        summary = json.loads(path.read_text())
+        lines += [f"### {label}", "", f"![{label}: reward against drift](../benchmarks/results/frontier_{reward}.png)", "",
+                  "| method | budget (KL/token) | held-back gain per seed | read at step | its KL | peak memory |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for method, m in summary["methods"].items():
+            for b in m["reward_at_budget"]:
+                gains = " / ".join("-" if g is None else f"{g:+.3f}" for g in m["gains_by_seed"][b])
+                kls = " / ".join(f"{k:.3f}" for k in m["held_kl"][b])
+                steps = " / ".join(str(x) for x in m["chosen_steps"][b])
+                lines.append(f"| {method} | {b} | {gains} | {steps} | {kls} | {m['peak_gib']:.2f} GiB |")
+        lines += ["", f"Files: {', '.join(f'`results/{f}`' for f in summary['files'])}; machine: "
+                  f"{summary['machine'].get('cpu', UNKNOWN)}.", ""]
+    return lines
 
 
 def outputs() -> dict[Path, str]:
