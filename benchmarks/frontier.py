@@ -118,7 +118,7 @@ def zo(args) -> dict:
                       **{k: v for k, v in sections.items() if k != "objective"},
                       "optim": {**sections.get("optim", {}), "seed": args.seed, "maximize": True},
                       "train": {"steps": 10**6, "max_seconds": args.budget, "batch_size": 8, "eval_every": eval_every,
-                                "seed": args.seed, "plot": False, "progress": False},
+                                "seed": args.seed, "plot": False, "progress": False, **sections.get("train", {})},
                       "output": str(out)}, args.set)
     summary = run(cfg)
     peak = common.peak_bytes()
