@@ -43,5 +43,5 @@ SEARCH_BUDGET = ("steer_free, steer_anchor16, steer_klu2, steer_klu8 (cut after 
 # the rule, fixed before any held-back read: the recipe whose dev gains at KL <= 0.05, 0.1 and 0.2 have the highest
 # mean. steer_lr2e-4: +0.084 / +0.084 / +0.206 (mean 0.125); steer_pop8_klu2 +0.122 at all three (6 steps in 300 s,
 # KL 0.027 at the end); steer_lr1e-4 +0.064 / +0.079 / +0.079; steer_anchor16 0 / 0 / +0.039; steer_free 0 / 0 / 0
-# (KL 0.20 after 5 steps); GRPO lr 1e-5 +0.158 at all three (beta 0 and 0.04 alike up to step 5)
+# (KL 0.20 after 5 steps); GRPO lr 1e-5 +0.158 at all three (beta 0 and 0.04 alike up to step 5), lr 3e-6 +0.030
 CHOSEN = "steer_lr2e-4"
