@@ -61,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--held", default=HELD, choices=sorted(prompt_sets.HELD), help="the held-back prompts")
     p.add_argument("--no-held", action="store_true", help="dev frontier only (the recipe search)")
     p.add_argument("--tag", default=None, help="results file name part (default: recipe or grpo settings)")
+    p.add_argument("--log", default=None, help="grpo: recover the held-back reads of a run from its log ...")
+    p.add_argument("--checkpoint-dir", default=None, help="... and its saved checkpoints")
     return p.parse_args(argv)
 
 
@@ -202,15 +204,41 @@ def grpo(args) -> dict:
     result = {"method": "grpo", "trl": trl.__version__, "beta": args.grpo_beta, "lr": args.grpo_lr,
               "steps": clock["step"], "completions": calls["n"], "peak_bytes": peak, "curve": curve, "chosen": chosen}
     if not args.no_held:
-        result.update(held_reads(lambda step: load_model(ckpt / f"step{step}"), reference, chosen, args))
+        result.update(held_reads(lambda step: checkpoint_at(ckpt, step, tok), reference, chosen, args))
     shutil.rmtree(ckpt, ignore_errors=True)
+    return result
+
+
+def checkpoint_at(ckpt: Path, step: int, tok):
+    """(model, tokenizer) of a GRPO checkpoint: the weights saved at `step`, the base model's tokenizer (trap: the
+    checkpoints hold no tokenizer, so load_model(dir) refuses them)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(ckpt / f"step{step}").eval(), tok
+
+
+def grpo_recovered(args) -> dict:
+    """A GRPO run whose held-back reads failed after training (the tokenizer trap above): its dev curve from the
+    progress lines of its log (--log), its checkpoints from --checkpoint-dir, read as grpo() would have."""
+    from blackbox_zo.lm import TransformersLM, load_model
+
+    lines = Path(args.log).read_text().splitlines()
+    curve = [json.loads(line)["progress"] for line in lines if line.startswith('{"progress"')]
+    chosen = choose(curve, curve[0])
+    reference = TransformersLM(*load_model(), batch_size=16)
+    result = {"method": "grpo", "beta": args.grpo_beta, "lr": args.grpo_lr, "steps": curve[-1]["step"],
+              "peak_bytes": None, "curve": curve, "chosen": chosen,
+              "recovered": "held-back reads from the saved checkpoints after the run's own held stage failed to load "
+                           "them (no tokenizer saved); training peak not recorded"}
+    result.update(held_reads(lambda step: checkpoint_at(Path(args.checkpoint_dir), step, reference.tokenizer),
+                             reference, chosen, args))
     return result
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     t0 = time.perf_counter()
-    result = zo(args) if args.method == "zo" else grpo(args)
+    result = zo(args) if args.method == "zo" else grpo_recovered(args) if args.log else grpo(args)
     tag = args.tag or (args.recipe if args.method == "zo" else f"grpo_beta{args.grpo_beta:g}_lr{args.grpo_lr:g}")
     split = "dev" if args.no_held else "held"
     payload = {"benchmark": "frontier", "git": common.git_commit(), "machine": common.machine_info(),

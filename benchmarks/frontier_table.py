@@ -38,7 +38,7 @@ def summarise(runs: list[dict]) -> dict:
             "chosen_steps": {b: [r["chosen"][b] for r in group] for b in budgets},
             "missed": {b: [h[b]["missed"] for h in held if b in h] for b in budgets},
             "steps": [r["steps"] for r in group],
-            "peak_gib": max(r["peak_bytes"] for r in group) / 2**30,
+            "peak_gib": max((r["peak_bytes"] for r in group if r["peak_bytes"]), default=0) / 2**30 or None,
             "dev_frontier": [[(c["kl_exact"], c["reward"] - r["curve"][0]["reward"]) for c in r["curve"]] for r in group],
         }
     return out
@@ -91,7 +91,8 @@ def main(argv=None) -> dict:
     plot(summary, reward, Path(args.out + ".png"))
     for method, s in summary.items():
         cells = "  ".join(f"KL<={b}: {'-' if v is None else f'{v:+.3f}'}" for b, v in s["reward_at_budget"].items())
-        print(f"{method:40s} {cells}  peak {s['peak_gib']:.2f} GiB  seeds {s['seeds']}")
+        peak = "not recorded" if s["peak_gib"] is None else f"{s['peak_gib']:.2f} GiB"
+        print(f"{method:40s} {cells}  peak {peak}  seeds {s['seeds']}")
     return payload
 
 

@@ -448,8 +448,13 @@ def frontier_row(reward: str, label: str) -> dict | None:
                          f"{'s' if seeds > 1 else ''})",
             "ours": f"{zo_name[3:]}: **{shown(zo_1)} / {shown(zo_2)}**",
             "anchor": f"GRPO ({g_name[5:]}): {shown(g_1)} / {shown(g_2)}",
-            "memory": f"{zo[zo_name]['peak_gib']:.1f} / {grpo[g_name]['peak_gib']:.1f} GiB" if zo and grpo else "-",
+            "memory": f"{gib_of(zo[zo_name])} / {gib_of(grpo[g_name])} GiB" if zo and grpo else "-",
             "verdict": f"at 0.1: {verdict(zo_1, g_1)}; at 0.2: {verdict(zo_2, g_2)}"}
+
+
+def gib_of(method: dict) -> str:
+    """A frontier method's peak memory in GiB, or 'not recorded'."""
+    return "not recorded" if method["peak_gib"] is None else f"{method['peak_gib']:.2f}"
 
 
 def short_judge_row() -> dict:
@@ -564,7 +569,7 @@ def frontier_section() -> list[str]:
                 gains = " / ".join("-" if g is None else f"{g:+.3f}" for g in m["gains_by_seed"][b])
                 kls = " / ".join(f"{k:.3f}" for k in m["held_kl"][b])
                 steps = " / ".join(str(x) for x in m["chosen_steps"][b])
-                lines.append(f"| {method} | {b} | {gains} | {steps} | {kls} | {m['peak_gib']:.2f} GiB |")
+                lines.append(f"| {method} | {b} | {gains} | {steps} | {kls} | {gib_of(m)} GiB |")
         lines += ["", f"Files: {', '.join(f'`results/{f}`' for f in summary['files'])}; machine: "
                   f"{summary['machine'].get('cpu', UNKNOWN)}.", ""]
     return lines
