@@ -63,6 +63,7 @@ def plot(summary: dict, reward: str, path: Path) -> None:
     for b in (0.05, 0.1, 0.2):
         ax.axvline(b, color="grey", lw=0.5, ls=":")
     ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlim(left=0)
     ax.set_xlabel("KL(pi_theta || pi_0) per token at the answers (nats, exact)")
     ax.set_ylabel(f"{reward} gain over the untuned model")
     ax.set_title(f"{reward}: reward against drift, SmolLM2-135M, equal training time (stars: held-back reads)",

@@ -414,9 +414,11 @@ SHORT_CELL = 150  # characters: a README cell a reader takes in at a glance; the
 
 
 def verdict(ours: float | None, anchor: float | None, margin: float = 0.02) -> str:
-    """Who leads, in words, from two gains (within `margin`: level)."""
-    if ours is None or anchor is None:
-        return "not comparable (a method has no read inside the budget)"
+    """Who leads, in words, from two gains (None: the read broke the fluency rule, so it counts 0; within `margin`:
+    level)."""
+    ours, anchor = ours or 0.0, anchor or 0.0
+    if max(ours, anchor) <= 0:
+        return "neither gains inside the rule"
     if abs(ours - anchor) <= margin:
         return "level"
     return "ours leads" if ours > anchor else "GRPO leads"
@@ -439,22 +441,23 @@ def frontier_row(reward: str, label: str) -> dict | None:
         return max(scored, key=lambda kv: kv[1]) if scored else (next(iter(rows), "-"), None)
 
     def shown(x: float | None) -> str:
-        return "-" if x is None else f"{x:+.3f}"
+        return "missed the rule" if x is None else f"{x:+.3f}"
 
     (zo_name, zo_1), (g_name, g_1) = best(zo, "0.1"), best(grpo, "0.1")
     zo_2, g_2 = at(zo.get(zo_name, {"reward_at_budget": {}}), "0.2"), at(grpo.get(g_name, {"reward_at_budget": {}}), "0.2")
     seeds = len(next(iter(methods.values()))["seeds"])
     return {"objective": f"{label}, gain at KL <= 0.1 / 0.2 nats/token, 192 held-back prompts ({seeds} seed"
                          f"{'s' if seeds > 1 else ''})",
-            "ours": f"{zo_name[3:]}: **{shown(zo_1)} / {shown(zo_2)}**",
+            "ours": f"steering, lr 2e-4: **{shown(zo_1)} / {shown(zo_2)}**" if zo_name == "zo steer_lr2e-4" else
+                    f"{zo_name[3:]}: **{shown(zo_1)} / {shown(zo_2)}**",
             "anchor": f"GRPO ({g_name[5:]}): {shown(g_1)} / {shown(g_2)}",
-            "memory": f"{gib_of(zo[zo_name])} / {gib_of(grpo[g_name])} GiB" if zo and grpo else "-",
+            "memory": f"{gib_of(zo[zo_name])} / {gib_of(grpo[g_name])}" if zo and grpo else "-",
             "verdict": f"at 0.1: {verdict(zo_1, g_1)}; at 0.2: {verdict(zo_2, g_2)}"}
 
 
 def gib_of(method: dict) -> str:
     """A frontier method's peak memory in GiB, or 'not recorded'."""
-    return "not recorded" if method["peak_gib"] is None else f"{method['peak_gib']:.2f}"
+    return "not recorded" if method["peak_gib"] is None else f"{method['peak_gib']:.2f} GiB"
 
 
 def short_judge_row() -> dict:
@@ -569,7 +572,7 @@ def frontier_section() -> list[str]:
                 gains = " / ".join("-" if g is None else f"{g:+.3f}" for g in m["gains_by_seed"][b])
                 kls = " / ".join(f"{k:.3f}" for k in m["held_kl"][b])
                 steps = " / ".join(str(x) for x in m["chosen_steps"][b])
-                lines.append(f"| {method} | {b} | {gains} | {steps} | {kls} | {gib_of(m)} GiB |")
+                lines.append(f"| {method} | {b} | {gains} | {steps} | {kls} | {gib_of(m)} |")
         lines += ["", f"Files: {', '.join(f'`results/{f}`' for f in summary['files'])}; machine: "
                   f"{summary['machine'].get('cpu', UNKNOWN)}.", ""]
     return lines
