@@ -90,6 +90,7 @@ def main(argv=None) -> dict:
                "methods": summary}
     Path(args.out + ".json").write_text(json.dumps(payload, indent=2) + "\n")
     plot(summary, reward, Path(args.out + ".png"))
+    plot(summary, reward, Path(__file__).resolve().parent.parent / "docs" / f"frontier_{reward}.png")  # the site's copy
     for method, s in summary.items():
         cells = "  ".join(f"KL<={b}: {'-' if v is None else f'{v:+.3f}'}" for b, v in s["reward_at_budget"].items())
         peak = "not recorded" if s["peak_gib"] is None else f"{s['peak_gib']:.2f} GiB"

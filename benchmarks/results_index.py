@@ -564,7 +564,7 @@ def frontier_section() -> list[str]:
         if not path.exists():
             continue
         summary = json.loads(path.read_text())
-        lines += [f"### {label}", "", f"![{label}: reward against drift](../benchmarks/results/frontier_{reward}.png)", "",
+        lines += [f"### {label}", "", f"![{label}: reward against drift](frontier_{reward}.png)", "",
                   "| method | budget (KL/token) | held-back gain per seed | read at step | its KL | peak memory |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for method, m in summary["methods"].items():
