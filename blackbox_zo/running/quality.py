@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from blackbox_zo.setup.run_files import SAMPLES as SAMPLES_FILE
+from blackbox_zo.setup.traits import TextReporting
 
 SHOWN = ("nll", "repeated_trigrams", "repeated_token_trigrams", "distinct_2", "mean_length", "kl", "reward", "kl_exact",
          "kl_k3")  # kl: the brake's KL-hat per answer; kl_exact / kl_k3: drift per token from pi_0 (objectives.drift)
@@ -26,8 +27,9 @@ def text_numbers(objective: Any, score: Any, lm: Any = None) -> dict[str, float]
     """The objective's text report of `score` (None when it has none), with the KL-hat and the unbraked reward
     the score's info carries when a KL brake is on. Given the `lm` the score was measured on (in process), the
     report adds the answers' per-token drift from pi_0."""
-    report = getattr(objective, "text_report", None)
-    numbers = (report(score) if lm is None else report(score, lm)) if callable(report) else None
+    if not isinstance(objective, TextReporting):  # the objective contract (setup/traits.py)
+        return None
+    numbers = objective.text_report(score) if lm is None else objective.text_report(score, lm)
     if numbers is None:
         return None
     info = getattr(score, "info", {}) or {}

@@ -46,6 +46,14 @@ class RoundDrawing(Protocol):
 
 
 @runtime_checkable
+class TextReporting(Protocol):
+    """Describes the text a validation Score carries (objectives over generated text): repetition, distinct-2, NLL
+    and drift from pi_0 (with the tuned `lm`); None when the score carries no text."""
+
+    def text_report(self, score: Any, lm: Any = None) -> dict | None: ...
+
+
+@runtime_checkable
 class Named(Protocol):
     name: str  # optional: the class name stands in
 
