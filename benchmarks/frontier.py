@@ -102,7 +102,8 @@ def held_reads(load_at, reference, chosen: dict, args) -> dict:
     for budget, step in chosen.items():
         r = reads[step]
         out[budget] = {"step": step, "gain": r["reward"] - start["reward"], "kl_exact": r["kl_exact"],
-                       "missed": rule.breaches(start, r), "samples": r["answers"][:: len(held) // 4][:4]}
+                       "missed": rule.breaches(start, r), "text": {k: v for k, v in r.items() if k != "answers"},
+                       "samples": r["answers"][:: len(held) // 4][:4]}
     return {"held_start": {k: v for k, v in start.items() if k != "answers"}, "held": out,
             "held_start_samples": start["answers"][:: len(held) // 4][:4]}
 

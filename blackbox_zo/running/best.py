@@ -76,6 +76,12 @@ def metrics_rows(path: str | Path) -> list[dict]:
     return renumbered(read_jsonl(path).rows)[0]
 
 
+def honest(bound: FluencyBound | None, drift, start_text: dict | None, numbers: dict | None) -> bool:
+    """Honest selection: a validation past the fluency bound (from the start's text) or past train.drift (a
+    DriftTarget) is never the best step."""
+    return (bound is None or not bound.breaches(start_text, numbers)) and (drift is None or drift.within(numbers))
+
+
 def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunStart, step_count: int,
                         value_now: float | None, bound: FluencyBound | None = None,
                         text_now: dict | None = None, train=None) -> tuple[Best, list[dict]]:
@@ -88,9 +94,8 @@ def best_across_resumes(out_dir: str | Path | None, maximize: bool, start: RunSt
     is never a best step, so a resumed run ends on the uninterrupted run's best step and export."""
     best = Best(maximize, start.value, start.step)
 
-    def within(numbers: dict | None) -> bool:  # honest selection: a validation past the fluency bound is never best
-        drift = train.drift if train is not None else None  # train.drift: nor one past the drift the user accepts
-        return (bound is None or not bound.breaches(start.text, numbers)) and (drift is None or drift.within(numbers))
+    def within(numbers: dict | None) -> bool:
+        return honest(bound, train.drift if train is not None else None, start.text, numbers)
 
     path = Path(out_dir) / METRICS_FILE if out_dir else None
     if not step_count or path is None or not path.exists():

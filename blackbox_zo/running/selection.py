@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from blackbox_zo.running.best import Best, RunStart, best_across_resumes
+from blackbox_zo.running.best import Best, RunStart, best_across_resumes, honest
 from blackbox_zo.running.quality import numbers_of
 from blackbox_zo.setup.config import TrainConfig
 
@@ -34,8 +34,7 @@ class BestChoice:
 
     def within(self, numbers: dict | None) -> bool:
         """Whether a validation's text stays within train.fluency_bound of the start's and within train.drift."""
-        bound, drift = self.train.fluency_bound, self.train.drift
-        return (bound is None or not bound.breaches(self.begun.text, numbers)) and (drift is None or drift.within(numbers))
+        return honest(self.train.fluency_bound, self.train.drift, self.begun.text, numbers)
 
     def count(self, step: int, value: float, numbers: dict | None) -> None:
         """One validation: a candidate for both choices (for the honest one only within the bounds)."""

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from blackbox_zo.running.small_export import MANIFEST
-from blackbox_zo.setup.run_files import RunFolder
+from blackbox_zo.setup.run_files import is_run_folder
 
 
 def load_tuned(run_or_export: str | Path, step: str | int = "best", device: str = "cpu"):
@@ -19,7 +19,7 @@ def load_tuned(run_or_export: str | Path, step: str | int = "best", device: str 
     from blackbox_zo.lm.loading import load_model
 
     where = Path(run_or_export).expanduser()
-    if RunFolder(where).is_run():
+    if is_run_folder(where):
         from blackbox_zo.running.artifacts import rebuild
 
         _, loaded, _ = rebuild(where, step)

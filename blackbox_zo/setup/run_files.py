@@ -6,7 +6,6 @@ names; one module keeps them from drifting apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 TRAJECTORY = "trajectory.jsonl"  # header + one line per step: seeds and scalars, the run's source of truth (replay)
@@ -23,31 +22,6 @@ STARTED = (TRAJECTORY, METRICS, START, SAMPLES, CONFIG, INPUTS, PLOT)  # what a 
 MARKERS = (TRAJECTORY, VOTES, LOCK)  # a folder holding one of these is a run folder: no export may replace it
 
 
-@dataclass(frozen=True)
-class RunFolder:
-    """The paths of one run folder's files."""
-
-    root: Path
-
-    def __truediv__(self, name: str) -> Path:
-        return Path(self.root) / name
-
-    @property
-    def trajectory(self) -> Path:
-        return self / TRAJECTORY
-
-    @property
-    def metrics(self) -> Path:
-        return self / METRICS
-
-    @property
-    def summary(self) -> Path:
-        return self / SUMMARY
-
-    @property
-    def config(self) -> Path:
-        return self / CONFIG
-
-    def is_run(self) -> bool:
-        """A run folder of a finished or started run: its config and trajectory are there."""
-        return self.trajectory.exists() and self.config.exists()
+def is_run_folder(folder: str | Path) -> bool:
+    """A folder of a started run: its checked config and its trajectory are there."""
+    return (Path(folder) / TRAJECTORY).exists() and (Path(folder) / CONFIG).exists()
